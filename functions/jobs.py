@@ -1,0 +1,339 @@
+"""The job model: a parent `Job`, its `Batch` sub-jobs, their statuses and stats. Pure: no I/O.
+
+Both stores persist these dataclasses; neither adds behaviour to them. Timestamps are aware UTC
+`datetime`s everywhere (the stores keep them as real timestamps, never strings).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from functions.errors import BatchNotFound, InvalidArgument, InvalidTransition, JobNotFound
+
+
+class JobStatus(StrEnum):
+    """Status of a job and of each of its batches."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+
+# Terminal states are stable (rule 5): only an explicit retry leaves FAILED.
+_JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    # A job with nothing to do completes straight from PENDING.
+    JobStatus.PENDING: frozenset(
+        {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+_BATCH_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
+    # RUNNING -> RUNNING is a re-claim after the previous lease expired.
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.FAILED: frozenset({JobStatus.PENDING}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def parse_status(value: str) -> JobStatus:
+    """The `JobStatus` named by `value`; `InvalidArgument` naming the allowed values otherwise."""
+    try:
+        return JobStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise InvalidArgument(f"unknown status {value!r}; expected one of: {allowed}") from None
+
+
+def check_transition(kind: Literal["job", "batch"], current: JobStatus, new: JobStatus) -> None:
+    """Raise `InvalidTransition` unless a `kind` may move from `current` to `new`."""
+    table = _JOB_TRANSITIONS if kind == "job" else _BATCH_TRANSITIONS
+    if new not in table[current]:
+        raise InvalidTransition(kind, current.value, new.value)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    """What the work did, summed over items. `failed` counts failed items, not batches."""
+
+    files: int = 0
+    processed: int = 0
+    failed: int = 0
+    chunks: int = 0
+    documents: int = 0
+
+    def __add__(self, other: JobStats) -> JobStats:
+        return JobStats(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def __sub__(self, other: JobStats) -> JobStats:
+        return JobStats(*(a - b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def values(self) -> tuple[int, ...]:
+        return tuple(getattr(self, name) for name in STAT_FIELDS)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> JobStats:
+        data = data or {}
+        return cls(**{name: int(data.get(name) or 0) for name in STAT_FIELDS})
+
+    @classmethod
+    def total(cls, parts: Iterable[JobStats]) -> JobStats:
+        result = cls()
+        for part in parts:
+            result = result + part
+        return result
+
+
+STAT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(JobStats))
+
+_JOB_ID = re.compile(r"^\d{8}-\d{6}-\d{6}-[0-9a-f]{8}$")
+_BATCH_ID = re.compile(r"^(?P<job>\d{8}-\d{6}-\d{6}-[0-9a-f]{8})_(?P<index>\d{4,})$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id(now: datetime) -> str:
+    """A job id that sorts by creation time (like Dataflow's), so that "newest first" is an
+    order on one field, which keyset pagination can follow on every backend. The random tail
+    keeps ids unique within one microsecond."""
+    return f"{now.astimezone(UTC):%Y%m%d-%H%M%S-%f}-{secrets.token_hex(4)}"
+
+
+def check_job_id(job_id: str) -> str:
+    """`job_id` unchanged if it is well formed; `JobNotFound` otherwise (no such job can exist,
+    and a stray '/' must never reach a Firestore document path)."""
+    if not _JOB_ID.match(job_id):
+        raise JobNotFound(job_id)
+    return job_id
+
+
+def batch_id_for(job_id: str, index: int) -> str:
+    return f"{job_id}_{index:04d}"
+
+
+def parse_batch_id(batch_id: str) -> tuple[str, int]:
+    """The (job id, batch index) of a batch id; `BatchNotFound` if it is malformed."""
+    match = _BATCH_ID.match(batch_id)
+    if not match:
+        raise BatchNotFound(batch_id)
+    return match["job"], int(match["index"])
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def _with_datetimes(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    out = {k: v for k, v in data.items() if k in names}
+    for key in (
+        "created_at",
+        "started_at",
+        "finished_at",
+        "expire_at",
+        "lease_expires_at",
+        "heartbeat_at",
+        "enqueued_at",
+    ):
+        if key in out:
+            out[key] = _as_datetime(out[key])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The parent job. Counters are the true sums over its batches as the store read them."""
+
+    job_id: str
+    source: str
+    collection: str
+    created_at: datetime
+    status: JobStatus = JobStatus.PENDING
+    request: Mapping[str, Any] = field(default_factory=dict)
+    client_id: str | None = None
+    request_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    expire_at: datetime | None = None
+    total_batches: int = 0
+    completed_batches: int = 0
+    failed_batches: int = 0
+    stats: JobStats = field(default_factory=JobStats)
+    message: str | None = None
+    error: str | None = None
+    callback_url: str | None = None
+    callback_status: str | None = None
+    retries: int = 0
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        source: str,
+        collection: str,
+        request: Mapping[str, Any] | None = None,
+        client_id: str | None = None,
+        request_id: str | None = None,
+        callback_url: str | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        created = now or utcnow()
+        if (client_id is None) != (request_id is None):
+            raise InvalidArgument("client_id and request_id go together: give both or neither")
+        return cls(
+            job_id=new_job_id(created),
+            source=source,
+            collection=collection,
+            created_at=created,
+            request=dict(request or {}),
+            client_id=client_id,
+            request_id=request_id,
+            callback_url=callback_url,
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def done_batches(self) -> int:
+        return self.completed_batches + self.failed_batches
+
+    @property
+    def progress(self) -> float:
+        """Share of batches that reached a terminal state, 0..1."""
+        if self.total_batches == 0:
+            return 1.0 if self.status is JobStatus.COMPLETED else 0.0
+        return min(1.0, self.done_batches / self.total_batches)
+
+    def duration(self, now: datetime | None = None) -> timedelta | None:
+        """Time from start to finish (or to `now` while it runs); None before it starts."""
+        if self.started_at is None:
+            return None
+        return (self.finished_at or now or utcnow()) - self.started_at
+
+    def final_status(self) -> JobStatus:
+        """The terminal status the job reaches once every batch is terminal."""
+        return JobStatus.FAILED if self.failed_batches else JobStatus.COMPLETED
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["status"] = self.status.value
+        data["stats"] = self.stats.to_dict()
+        data["request"] = dict(self.request)
+        data["progress"] = self.progress
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        values = _with_datetimes(cls, data)
+        values["status"] = JobStatus(values.get("status", JobStatus.PENDING))
+        values["stats"] = JobStats.from_dict(data.get("stats"))
+        values["request"] = dict(data.get("request") or {})
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One sub-job: a slice of the job's items, run by one task invocation at a time."""
+
+    batch_id: str
+    job_id: str
+    index: int
+    items: tuple[str, ...]
+    created_at: datetime
+    status: JobStatus = JobStatus.PENDING
+    attempts: int = 0
+    lease_expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    stats: JobStats = field(default_factory=JobStats)
+    progress: float = 0.0
+    error: str | None = None
+    error_details: Mapping[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["status"] = self.status.value
+        data["stats"] = self.stats.to_dict()
+        data["items"] = list(self.items)
+        data["error_details"] = dict(self.error_details) if self.error_details else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        values = _with_datetimes(cls, data)
+        values["status"] = JobStatus(values.get("status", JobStatus.PENDING))
+        values["stats"] = JobStats.from_dict(data.get("stats"))
+        values["items"] = tuple(data.get("items") or ())
+        return cls(**values)
+
+
+def plan_batches(
+    job_id: str, items: Sequence[str], batch_size: int, now: datetime | None = None
+) -> list[Batch]:
+    """Split `items` into batches of at most `batch_size`, in order."""
+    if batch_size < 1:
+        raise InvalidArgument(f"batch_size must be at least 1, got {batch_size}")
+    created = now or utcnow()
+    return [
+        Batch(
+            batch_id=batch_id_for(job_id, index),
+            job_id=job_id,
+            index=index,
+            items=tuple(items[start : start + batch_size]),
+            created_at=created,
+        )
+        for index, start in enumerate(range(0, len(items), batch_size))
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """How a batch ended: what the worker (or the sweeper) reports to `finish_batch`."""
+
+    status: JobStatus
+    stats: JobStats = field(default_factory=JobStats)
+    error: str | None = None
+    error_details: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in TERMINAL:
+            raise InvalidArgument(f"a batch ends completed, failed or cancelled, not {self.status}")
+
+
+def with_status(job: Job, status: JobStatus, **changes: Any) -> Job:
+    """`job` moved to `status` (checked against the allowed transitions), with `changes`."""
+    check_transition("job", job.status, status)
+    return replace(job, status=status, **changes)
