@@ -1,0 +1,714 @@
+"""`FirestoreJobStore`: production state in Firestore.
+
+Layout (DESIGN.md, "Data model"):
+
+    jobs/{job_id}                              the parent
+    jobs/{job_id}/batches/{job_id}_{NNNN}      one sub-job per batch
+    jobs/{job_id}/counters/{k}                 counter shards: every count lands here
+    jobs/{job_id}/done/{name}                  "happens once" markers (see below)
+    jobs/{job_id}/leases/{batch_id}_g{r}_a{n}  one marker per claim attempt
+    idempotency/{sha256(client_id, request_id)} -> job_id
+
+Why counting is exactly once, on real Firestore and on emulators without transactions:
+every step that must happen once is ONE batched commit whose FIRST write is a `create()` of
+a marker named after the step: `done/{index}` counts batch `index`, `done/final` finalizes
+(or cancels) the job, `done/planned` plans it, `done/retry_{n}` re-opens it, and
+`leases/{batch}_g{retries}_a{attempt}` claims an attempt. A second attempt at the same step
+fails that `create()` with AlreadyExists, and none of its commit applies: real Firestore
+commits a batch atomically, and an emulator that applies writes in order stops at the first
+failure, which is the marker. No transaction (and so no lock and no retry-on-contention) is
+needed for these guarantees, which is also why they hold under heavy concurrency.
+
+Finalize once: after its own counting commit, a worker sums the shards (an aggregation
+query, strongly consistent). Firestore serializes commits, so the last commit to land is
+followed by a read that sees every count; that reader (and maybe others) tries the
+`done/final` commit, and exactly one wins.
+
+No hot document (rule 3): counts never touch the parent. They go to
+`counters/{index % shards}`, where `shards` grows with the job's size. The parent is written
+only at lifecycle steps (create, plan, finalize, cancel, retry); while a job runs, readers sum
+the shards, so the API always shows the true sum. Finalizing copies the sums onto the parent.
+
+Claims use the lease marker for concurrent duplicates, plus a `last_update_time`
+precondition on the batch update, so that a claim racing a finish cannot re-open a terminal
+batch on real Firestore (that precondition is one of the npm emulator's documented gaps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from functions.errors import BatchNotFound, InvalidArgument, InvalidTransition, JobNotFound
+from functions.jobs import (
+    STAT_FIELDS,
+    Batch,
+    BatchOutcome,
+    Job,
+    JobStats,
+    JobStatus,
+    check_job_id,
+    check_transition,
+    parse_batch_id,
+    utcnow,
+)
+from functions.store.cursor import decode_cursor, decode_job_cursor, encode_cursor
+from functions.store.finalize import final_fields
+from functions.store.protocol import (
+    DEFAULT_PAGE_SIZE,
+    Claim,
+    FinishResult,
+    JobQuery,
+    Page,
+    check_limit,
+    check_progress,
+)
+
+# Up to this many batches, one counter shard takes every count (a handful of writes per
+# second at most). Past it, one shard per BATCHES_PER_SHARD batches, capped: Firestore
+# sustains about one write per second per document, and a sum query reads every shard.
+SHARD_THRESHOLD = 32
+BATCHES_PER_SHARD = 32
+MAX_SHARDS = 64
+# Writes per commit when writing many documents; commits of a bulk write run in parallel.
+CHUNK = 400
+PARALLEL_COMMITS = 8
+
+_COUNTER_FIELDS = ("completed_batches", "failed_batches", *STAT_FIELDS)
+# Statuses whose parent document holds final, exact counters (written when finalized).
+_MATERIALIZED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.PENDING})
+
+DocRef = Any  # google.cloud.firestore.DocumentReference (the library ships no type hints)
+Snapshot = Any
+
+
+def counter_shards(total_batches: int) -> int:
+    """How many counter documents a job with `total_batches` batches counts into."""
+    if total_batches <= SHARD_THRESHOLD:
+        return 1
+    return min(MAX_SHARDS, math.ceil(total_batches / BATCHES_PER_SHARD))
+
+
+def _idempotency_key(client_id: str, request_id: str) -> str:
+    return hashlib.sha256(f"{client_id}\x00{request_id}".encode()).hexdigest()
+
+
+def _job_doc(job: Job) -> dict[str, Any]:
+    doc = job.to_dict()
+    del doc["progress"]
+    if job.client_id is not None and job.request_id is not None:
+        doc["idempotency_key"] = _idempotency_key(job.client_id, job.request_id)
+    return doc
+
+
+def _batch_doc(batch: Batch) -> dict[str, Any]:
+    doc = batch.to_dict()
+    doc["batch_index"] = doc.pop("index")
+    doc["enqueued"] = batch.enqueued_at is not None
+    return doc
+
+
+def _job(snap: Snapshot) -> Job:
+    return Job.from_dict(snap.to_dict())
+
+
+def _batch(snap: Snapshot) -> Batch:
+    doc = snap.to_dict()
+    doc["index"] = doc.pop("batch_index")
+    return Batch.from_dict(doc)
+
+
+class FirestoreJobStore:
+    """`JobStore` on Firestore. The client is built on first use, once per instance."""
+
+    def __init__(
+        self,
+        *,
+        project: str | None = None,
+        database: str = "(default)",
+        retention: timedelta = timedelta(days=30),
+        client: Any = None,
+    ) -> None:
+        self._project = project
+        self._database = database
+        self.retention = retention
+        self._client = client
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = firestore.Client(project=self._project, database=self._database)
+        return self._client
+
+    def _parallel(self, tasks: Iterable[Callable[[], object]]) -> None:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        PARALLEL_COMMITS, thread_name_prefix="firestore-commit"
+                    )
+        for future in [self._pool.submit(task) for task in tasks]:
+            future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _job_ref(self, job_id: str) -> DocRef:
+        return self.db.collection("jobs").document(check_job_id(job_id))
+
+    def _batch_ref(self, job_id: str, index: int) -> DocRef:
+        return self._job_ref(job_id).collection("batches").document(f"{job_id}_{index:04d}")
+
+    def _done_ref(self, job_id: str, name: str) -> DocRef:
+        return self._job_ref(job_id).collection("done").document(name)
+
+    def _write_chunks(self, writes: Sequence[tuple[str, DocRef, Mapping[str, Any]]]) -> None:
+        """Apply many (op, ref, data) writes in commits of CHUNK, in parallel. Not atomic
+        as a whole: callers order their steps so that a partial write is safe to redo."""
+
+        def commit(chunk: Sequence[tuple[str, DocRef, Mapping[str, Any]]]) -> None:
+            wb = self.db.batch()
+            for op, ref, data in chunk:
+                if op == "set":
+                    wb.set(ref, data)
+                elif op == "update":
+                    wb.update(ref, data)
+                else:
+                    wb.delete(ref)
+            wb.commit()
+
+        chunks = [writes[i : i + CHUNK] for i in range(0, len(writes), CHUNK)]
+        self._parallel([lambda c=c: commit(c) for c in chunks])  # type: ignore[misc]
+
+    def _delete_all(self, collection: Any) -> None:
+        """Delete every document of a (sub)collection, a page at a time. Re-querying after
+        each page needs no cursor, so it works on every emulator."""
+        while docs := list(collection.limit(CHUNK).stream()):
+            self._write_chunks([("delete", d.reference, {}) for d in docs])
+
+    # -- counters -------------------------------------------------------------------------
+
+    def _sum_shards(self, job: Job) -> Job:
+        """`job` with its counters replaced by the true sums over its shards."""
+        if job.status in _MATERIALIZED:
+            return job
+        sums = dict.fromkeys(_COUNTER_FIELDS, 0)
+        for snap in self._job_ref(job.job_id).collection("counters").stream():
+            for name, value in (snap.to_dict() or {}).items():
+                if name in sums:
+                    sums[name] += int(value)
+        return replace(
+            job,
+            completed_batches=sums["completed_batches"],
+            failed_batches=sums["failed_batches"],
+            stats=JobStats.from_dict(sums),
+        )
+
+    def _count_done(self, job_id: str) -> int:
+        """completed + failed batches, summed over the shards by one aggregation query."""
+        query = (
+            self._job_ref(job_id)
+            .collection("counters")
+            .sum("completed_batches", alias="completed")
+            .sum("failed_batches", alias="failed")
+        )
+        return sum(int(r.value or 0) for row in query.get() for r in row)
+
+    def _counter_writes(
+        self, job: Job, batch: Batch, sign: int, outcome: BatchOutcome
+    ) -> tuple[DocRef, dict[str, Any]]:
+        shard = batch.index % counter_shards(job.total_batches)
+        deltas = {
+            "completed_batches": int(outcome.status is JobStatus.COMPLETED),
+            "failed_batches": int(outcome.status is JobStatus.FAILED),
+            **outcome.stats.to_dict(),
+        }
+        ref = self._job_ref(job.job_id).collection("counters").document(str(shard))
+        # Both batch counters are always written (Increment(0) included): a query with
+        # several aggregations only sums documents that hold every summed field.
+        return ref, {
+            k: firestore.Increment(sign * v)
+            for k, v in deltas.items()
+            if v or k in ("completed_batches", "failed_batches")
+        }
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def create_job(self, job: Job) -> tuple[Job, bool]:
+        ref = self._job_ref(job.job_id)
+        if job.client_id is None or job.request_id is None:
+            ref.create(_job_doc(job))
+            return job, True
+        marker = self.db.collection("idempotency").document(
+            _idempotency_key(job.client_id, job.request_id)
+        )
+        wb = self.db.batch()
+        wb.create(marker, {"job_id": job.job_id, "created_at": job.created_at})
+        wb.create(ref, _job_doc(job))
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            existing = marker.get()
+            return self.get_job(existing.get("job_id")), False
+        return job, True
+
+    def add_batches(
+        self, job_id: str, batches: Sequence[Batch], *, now: datetime | None = None
+    ) -> Job:
+        now = now or utcnow()
+        job = self.get_job(job_id)
+        if job.status is not JobStatus.PENDING:
+            raise InvalidTransition("job", job.status.value, "running (already planned)")
+        for expected, batch in enumerate(batches):
+            if batch.job_id != job_id or batch.index != expected:
+                raise InvalidArgument(
+                    f"batch {batch.batch_id!r} is not batch {expected} of job {job_id!r}"
+                )
+        # Plan once: the marker goes first, so a second planner writes no batch at all.
+        try:
+            self._done_ref(job_id, "planned").create({"at": now, "batches": len(batches)})
+        except gexc.AlreadyExists:
+            raise InvalidTransition("job", "planned", "running (already planned)") from None
+        if not batches:
+            return self._finalize(replace(job, started_at=now), now, counted=False).job
+        self._write_chunks(
+            [("set", self._batch_ref(job_id, b.index), _batch_doc(b)) for b in batches]
+        )
+        self._job_ref(job_id).update(
+            {"status": JobStatus.RUNNING.value, "total_batches": len(batches), "started_at": now}
+        )
+        return replace(job, status=JobStatus.RUNNING, total_batches=len(batches), started_at=now)
+
+    def get_job(self, job_id: str) -> Job:
+        snap = self._job_ref(job_id).get()
+        if not snap.exists:
+            raise JobNotFound(job_id)
+        return self._sum_shards(_job(snap))
+
+    def get_batch(self, batch_id: str) -> Batch:
+        job_id, index = parse_batch_id(batch_id)
+        snap = self._batch_ref(job_id, index).get()
+        if not snap.exists:
+            raise BatchNotFound(batch_id)
+        return _batch(snap)
+
+    def list_jobs(self, query: JobQuery) -> Page[Job]:
+        base = self.db.collection("jobs")
+        if len(query.statuses) == 1:
+            base = base.where(filter=FieldFilter("status", "==", next(iter(query.statuses))))
+        elif query.statuses:
+            base = base.where(
+                filter=FieldFilter("status", "in", sorted(s.value for s in query.statuses))
+            )
+        if query.source is not None:
+            base = base.where(filter=FieldFilter("source", "==", query.source))
+        if query.client_id is not None:
+            base = base.where(filter=FieldFilter("client_id", "==", query.client_id))
+        page = base
+        if query.cursor:
+            page = page.where(filter=FieldFilter("job_id", "<", decode_job_cursor(query.cursor)))
+        page = page.order_by("job_id", direction=firestore.Query.DESCENDING)
+        snaps = list(page.limit(query.limit + 1).stream())
+        total = _count(base)
+        jobs = [self._sum_shards(_job(s)) for s in snaps[: query.limit]]
+        more = len(snaps) > query.limit
+        return Page(jobs, encode_cursor("jobs", jobs[-1].job_id) if more else None, total)
+
+    def list_batches(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> Page[Batch]:
+        check_limit(limit)
+        after = decode_cursor(cursor, "batches", int) if cursor else -1
+        if not self._job_ref(job_id).get().exists:
+            raise JobNotFound(job_id)
+        base = self._job_ref(job_id).collection("batches")
+        if status is not None:
+            base = base.where(filter=FieldFilter("status", "==", status.value))
+        page = (
+            base.where(filter=FieldFilter("batch_index", ">", after))
+            .order_by("batch_index")
+            .limit(limit + 1)
+        )
+        snaps = list(page.stream())
+        batches = [_batch(s) for s in snaps[:limit]]
+        more = len(snaps) > limit
+        return Page(
+            batches, encode_cursor("batches", batches[-1].index) if more else None, _count(base)
+        )
+
+    # -- the batch lifecycle --------------------------------------------------------------
+
+    def claim_batch(self, batch_id: str, *, lease: timedelta, now: datetime | None = None) -> Claim:
+        now = now or utcnow()
+        job_id, index = parse_batch_id(batch_id)
+        batch_ref, job_ref = self._batch_ref(job_id, index), self._job_ref(job_id)
+        snaps = {s.reference.path: s for s in self.db.get_all([batch_ref, job_ref])}
+        batch_snap, job_snap = snaps[batch_ref.path], snaps[job_ref.path]
+        if not batch_snap.exists or not job_snap.exists:
+            raise BatchNotFound(batch_id)
+        batch, job = _batch(batch_snap), _job(job_snap)
+        if job.status is JobStatus.CANCELLED:
+            if not batch.is_terminal:
+                self._commit_outcome(job, batch, BatchOutcome(JobStatus.CANCELLED), now)
+                batch = self.get_batch(batch_id)
+            return Claim(False, job, batch, "job is cancelled")
+        if batch.is_terminal:
+            return Claim(False, job, batch, f"batch is {batch.status.value}")
+        if job.is_terminal:
+            return Claim(False, job, batch, f"job is {job.status.value}")
+        if (
+            batch.status is JobStatus.RUNNING
+            and batch.lease_expires_at
+            and (batch.lease_expires_at > now)
+        ):
+            return Claim(
+                False,
+                job,
+                batch,
+                f"leased by attempt {batch.attempts} until {batch.lease_expires_at.isoformat()}",
+            )
+        attempt = batch.attempts + 1
+        changes = {
+            "status": JobStatus.RUNNING.value,
+            "attempts": attempt,
+            "lease_expires_at": now + lease,
+            "heartbeat_at": now,
+            "started_at": batch.started_at or now,
+        }
+        wb = self.db.batch()
+        wb.create(
+            job_ref.collection("leases").document(f"{batch_id}_g{job.retries}_a{attempt}"),
+            {"at": now, "lease_expires_at": now + lease},
+        )
+        wb.update(
+            batch_ref, changes, option=self.db.write_option(last_update_time=batch_snap.update_time)
+        )
+        try:
+            wb.commit()
+        except (gexc.AlreadyExists, gexc.FailedPrecondition):
+            return Claim(False, job, batch, "claimed by a concurrent delivery")
+        claimed = replace(
+            batch,
+            status=JobStatus.RUNNING,
+            attempts=attempt,
+            lease_expires_at=now + lease,
+            heartbeat_at=now,
+            started_at=batch.started_at or now,
+        )
+        return Claim(True, job, claimed)
+
+    def record_progress(
+        self,
+        batch: Batch,
+        *,
+        progress: float,
+        stats: JobStats,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> bool:
+        check_progress(progress)
+        now = now or utcnow()
+        batch_ref, job_ref = self._batch_ref(batch.job_id, batch.index), self._job_ref(batch.job_id)
+
+        # A transaction is the right tool here: a conditional update of one document that
+        # is written at a bounded rate by its one lease holder.
+        @firestore.transactional
+        def update(tx: Any) -> bool:
+            snaps = {
+                s.reference.path: s for s in self.db.get_all([batch_ref, job_ref], transaction=tx)
+            }
+            current, job = snaps[batch_ref.path], snaps[job_ref.path]
+            if not (current.exists and job.exists):
+                return False
+            if (
+                current.get("status") != JobStatus.RUNNING.value
+                or current.get("attempts") != batch.attempts
+                or job.get("status") != JobStatus.RUNNING.value
+            ):
+                return False
+            tx.update(
+                batch_ref,
+                {
+                    "progress": progress,
+                    "stats": stats.to_dict(),
+                    "heartbeat_at": now,
+                    "lease_expires_at": now + lease,
+                },
+            )
+            return True
+
+        return bool(update(self.db.transaction()))
+
+    def finish_batch(
+        self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
+    ) -> FinishResult:
+        now = now or utcnow()
+        if not self._commit_outcome(job, batch, outcome, now):
+            return FinishResult(False, False, job)
+        done = self._count_done(job.job_id)
+        if done < job.total_batches:
+            return FinishResult(True, False, job)
+        return self._finalize(job, now, counted=True)
+
+    def _commit_outcome(self, job: Job, batch: Batch, outcome: BatchOutcome, now: datetime) -> bool:
+        """The counting step: marker `done/{index}` first, then the batch's terminal state
+        and the shard increments. False if the batch had already been counted."""
+        check_transition("batch", batch.status, outcome.status)
+        wb = self.db.batch()
+        wb.create(
+            self._done_ref(job.job_id, str(batch.index)),
+            {"status": outcome.status.value, "at": now},
+        )
+        changes: dict[str, Any] = {
+            "status": outcome.status.value,
+            "stats": outcome.stats.to_dict(),
+            "error": outcome.error,
+            "error_details": dict(outcome.error_details) if outcome.error_details else None,
+            "finished_at": now,
+            "lease_expires_at": None,
+        }
+        if outcome.status is JobStatus.COMPLETED:
+            changes["progress"] = 1.0
+        wb.update(self._batch_ref(job.job_id, batch.index), changes)
+        shard, increments = self._counter_writes(job, batch, +1, outcome)
+        wb.set(shard, increments, merge=True)
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            return False
+        return True
+
+    def finalize_if_complete(self, job_id: str, *, now: datetime | None = None) -> FinishResult:
+        return self._finalize(self.get_job(job_id), now or utcnow(), counted=False)
+
+    def _finalize(self, job: Job, now: datetime, *, counted: bool) -> FinishResult:
+        """Try the finalize step (marker `done/final`); only one caller ever wins it."""
+        job = self.get_job(job.job_id) if job.total_batches else job
+        if job.status not in (JobStatus.RUNNING, JobStatus.PENDING) or (
+            job.done_batches < job.total_batches
+        ):
+            return FinishResult(counted, False, job)
+        fields = final_fields(job, now, self.retention)
+        changes = {
+            "status": fields.status.value,
+            "started_at": job.started_at or now,
+            "finished_at": now,
+            "expire_at": fields.expire_at,
+            "message": fields.message,
+            "error": fields.error,
+            "completed_batches": job.completed_batches,
+            "failed_batches": job.failed_batches,
+            "stats": job.stats.to_dict(),
+        }
+        wb = self.db.batch()
+        wb.create(self._done_ref(job.job_id, "final"), {"status": fields.status.value, "at": now})
+        wb.update(self._job_ref(job.job_id), changes)
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            return FinishResult(counted, False, self.get_job(job.job_id))
+        return FinishResult(counted, True, Job.from_dict({**job.to_dict(), **changes}))
+
+    # -- operator actions -----------------------------------------------------------------
+
+    def cancel_job(self, job_id: str, *, now: datetime | None = None) -> Job:
+        now = now or utcnow()
+        job = self.get_job(job_id)
+        check_transition("job", job.status, JobStatus.CANCELLED)
+        changes = {
+            "status": JobStatus.CANCELLED.value,
+            "finished_at": now,
+            "expire_at": now + self.retention,
+            "message": "cancelled",
+        }
+        wb = self.db.batch()
+        wb.create(self._done_ref(job_id, "final"), {"status": "cancelled", "at": now})
+        wb.update(self._job_ref(job_id), changes)
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            job = self.get_job(job_id)
+            raise InvalidTransition("job", job.status.value, "cancelled") from None
+        return self.get_job(job_id)
+
+    def retry_failed(self, job_id: str, *, now: datetime | None = None) -> list[Batch]:
+        now = now or utcnow()
+        job = self.get_job(job_id)
+        if job.status is not JobStatus.FAILED:
+            raise InvalidTransition("job", job.status.value, "running (retry)")
+        batches = self._job_ref(job_id).collection("batches")
+        failed = [
+            _batch(s)
+            for s in batches.where(
+                filter=FieldFilter("status", "==", JobStatus.FAILED.value)
+            ).stream()
+        ]
+        if not failed:
+            raise InvalidArgument(f"job {job_id!r} has no failed batches to retry")
+        # Step 1, once: re-open the job. Until step 2 lands, the failed batches still count,
+        # so a crash here leaves a job the sweeper finalizes again, never a stuck one.
+        wb = self.db.batch()
+        wb.create(self._done_ref(job_id, f"retry_{job.retries + 1}"), {"at": now})
+        wb.delete(self._done_ref(job_id, "final"))
+        wb.update(
+            self._job_ref(job_id),
+            {
+                "status": JobStatus.RUNNING.value,
+                "finished_at": None,
+                "expire_at": None,
+                "error": None,
+                "message": None,
+                "retries": job.retries + 1,
+            },
+        )
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            current = self.get_job(job_id)
+            raise InvalidTransition("job", current.status.value, "running (retry)") from None
+        # Step 2: per batch, one commit that un-counts it and re-opens it.
+        reset = {
+            "status": JobStatus.PENDING.value,
+            "attempts": 0,
+            "lease_expires_at": None,
+            "heartbeat_at": None,
+            "enqueued_at": None,
+            "enqueued": False,
+            "stats": JobStats().to_dict(),
+            "progress": 0.0,
+            "error": None,
+            "error_details": None,
+            "started_at": None,
+            "finished_at": None,
+        }
+
+        def reopen(batch: Batch) -> None:
+            wb = self.db.batch()
+            wb.delete(self._done_ref(job_id, str(batch.index)))
+            wb.update(self._batch_ref(job_id, batch.index), reset)
+            shard, decrements = self._counter_writes(
+                job, batch, -1, BatchOutcome(JobStatus.FAILED, batch.stats)
+            )
+            wb.set(shard, decrements, merge=True)
+            wb.commit()
+
+        self._parallel([lambda b=b: reopen(b) for b in failed])  # type: ignore[misc]
+        return [Batch.from_dict({**b.to_dict(), **reset, "index": b.index}) for b in failed]
+
+    def mark_enqueued(
+        self, job_id: str, indexes: Sequence[int], *, now: datetime | None = None
+    ) -> None:
+        now = now or utcnow()
+        if not self._job_ref(job_id).get().exists:
+            raise JobNotFound(job_id)
+        self._write_chunks(
+            [
+                ("update", self._batch_ref(job_id, i), {"enqueued": True, "enqueued_at": now})
+                for i in indexes
+            ]
+        )
+
+    def delete_job(self, job_id: str) -> None:
+        job = self.get_job(job_id)
+        if not job.is_terminal:
+            raise InvalidTransition("job", job.status.value, "deleted (cancel it first)")
+        self._delete(job)
+
+    def _delete(self, job: Job) -> None:
+        # Children first, parent last: a crash half-way leaves a parent to delete again.
+        ref = self._job_ref(job.job_id)
+        for name in ("batches", "counters", "leases", "done"):
+            self._delete_all(ref.collection(name))
+        if job.client_id is not None and job.request_id is not None:
+            self.db.collection("idempotency").document(
+                _idempotency_key(job.client_id, job.request_id)
+            ).delete()
+        ref.delete()
+
+    def delete_finished_before(self, cutoff: datetime, *, chunk_size: int = 100) -> int:
+        if chunk_size < 1:
+            raise InvalidArgument(f"chunk_size must be at least 1, got {chunk_size}")
+        query = (
+            self.db.collection("jobs")
+            .where(filter=FieldFilter("finished_at", "<", cutoff))
+            .limit(chunk_size)
+        )
+        deleted = 0
+        while snaps := list(query.stream()):
+            for snap in snaps:
+                self._delete(_job(snap))
+            deleted += len(snaps)
+            if len(snaps) < chunk_size:
+                break
+        return deleted
+
+    # -- the sweeper's queries ------------------------------------------------------------
+
+    def _running_jobs(self) -> Iterable[Job]:
+        query = self.db.collection("jobs").where(
+            filter=FieldFilter("status", "==", JobStatus.RUNNING.value)
+        )
+        return (_job(s) for s in query.stream())
+
+    def find_expired_leases(self, now: datetime, *, limit: int = 500) -> list[tuple[Job, Batch]]:
+        found: list[tuple[Job, Batch]] = []
+        for job in self._running_jobs():
+            query = (
+                self._job_ref(job.job_id)
+                .collection("batches")
+                .where(filter=FieldFilter("status", "==", JobStatus.RUNNING.value))
+                .where(filter=FieldFilter("lease_expires_at", "<", now))
+                .limit(limit - len(found))
+            )
+            found.extend((job, _batch(s)) for s in query.stream())
+            if len(found) >= limit:
+                break
+        return found
+
+    def find_unenqueued(self, older_than: datetime, *, limit: int = 500) -> list[tuple[Job, Batch]]:
+        found: list[tuple[Job, Batch]] = []
+        for job in self._running_jobs():
+            if job.started_at is None or job.started_at >= older_than:
+                continue
+            query = (
+                self._job_ref(job.job_id)
+                .collection("batches")
+                .where(filter=FieldFilter("status", "==", JobStatus.PENDING.value))
+                .where(filter=FieldFilter("enqueued", "==", False))
+                .order_by("batch_index")
+                .limit(limit - len(found))
+            )
+            found.extend((job, _batch(s)) for s in query.stream())
+            if len(found) >= limit:
+                break
+        return found
+
+
+def _count(query: Any) -> int:
+    return sum(int(r.value) for row in query.count(alias="n").get() for r in row)

@@ -1,0 +1,196 @@
+"""The `JobStore` protocol: what every backend does, and the small value types it speaks.
+
+The contract suite (`tests/contract/`) runs one set of tests against every implementation;
+a behaviour that only one backend has is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, Protocol, TypeVar
+
+from functions.errors import InvalidArgument
+from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, parse_status
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+def check_limit(limit: int) -> int:
+    """`limit` unchanged if it is a valid page size; `InvalidArgument` otherwise."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+    return limit
+
+
+def check_progress(progress: float) -> None:
+    """`InvalidArgument` unless 0 <= progress <= 1."""
+    if not 0.0 <= progress <= 1.0:
+        raise InvalidArgument(f"progress must be between 0 and 1, got {progress}")
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Filters and page for `list_jobs`. Build it with `JobQuery.build` to validate input."""
+
+    statuses: frozenset[JobStatus] = frozenset()
+    source: str | None = None
+    client_id: str | None = None
+    limit: int = DEFAULT_PAGE_SIZE
+    cursor: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        statuses: Iterable[str] = (),
+        source: str | None = None,
+        client_id: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> JobQuery:
+        return cls(
+            statuses=frozenset(parse_status(s) for s in statuses),
+            source=source or None,
+            client_id=client_id or None,
+            limit=check_limit(limit),
+            cursor=cursor or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing, newest or lowest first; `next_cursor` is None on the last page.
+    `total` counts every record matching the filters, across all pages."""
+
+    items: list[T]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to a claim. When `granted`, `batch` holds the new lease and attempt and the
+    caller owns the batch until the lease expires; otherwise `reason` says why not (a
+    duplicate delivery, a terminal batch, a cancelled job) and the caller does nothing."""
+
+    granted: bool
+    job: Job
+    batch: Batch
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishResult:
+    """The answer to `finish_batch`. `counted` is True for exactly one call per batch outcome;
+    `finalized` is True for exactly one call per job: the one that must send the callback."""
+
+    counted: bool
+    finalized: bool
+    job: Job
+
+
+class JobStore(Protocol):
+    """Durable job state. Every method is safe to call from many threads and processes."""
+
+    def create_job(self, job: Job) -> tuple[Job, bool]:
+        """Record `job`. If a job with the same (client_id, request_id) exists, return it and
+        False instead (rule 6); otherwise the stored job and True."""
+        ...
+
+    def add_batches(
+        self, job_id: str, batches: Sequence[Batch], *, now: datetime | None = None
+    ) -> Job:
+        """Record the planned batches of a pending job and start it (status running,
+        total_batches set). With no batches the job completes at once."""
+        ...
+
+    def get_job(self, job_id: str) -> Job: ...
+
+    def get_batch(self, batch_id: str) -> Batch: ...
+
+    def list_jobs(self, query: JobQuery) -> Page[Job]:
+        """Jobs newest first, filtered, keyset-paginated (every job once across pages, even
+        while new jobs are being created)."""
+        ...
+
+    def list_batches(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> Page[Batch]:
+        """A job's batches in index order."""
+        ...
+
+    def claim_batch(self, batch_id: str, *, lease: timedelta, now: datetime | None = None) -> Claim:
+        """Take the batch for one attempt: attempts + 1, status running, lease until
+        now + `lease`. Refused while another lease holds, once the batch is terminal, and
+        when the job is cancelled (the batch then ends cancelled)."""
+        ...
+
+    def record_progress(
+        self,
+        batch: Batch,
+        *,
+        progress: float,
+        stats: JobStats,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> bool:
+        """Save a running batch's progress and extend its lease. False (and nothing written)
+        when the caller should stop: its attempt lost the lease, or the job was cancelled."""
+        ...
+
+    def finish_batch(
+        self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
+    ) -> FinishResult:
+        """End the batch and count it into the job exactly once (rule 1); the call that
+        counts the last batch also finalizes the job, exactly once (rule 2)."""
+        ...
+
+    def finalize_if_complete(self, job_id: str, *, now: datetime | None = None) -> FinishResult:
+        """Finalize a running job whose batches are all terminal (the sweeper's safety net
+        for a worker that died between counting and finalizing)."""
+        ...
+
+    def cancel_job(self, job_id: str, *, now: datetime | None = None) -> Job:
+        """Move a job that is not terminal to cancelled; no batch starts after this."""
+        ...
+
+    def retry_failed(self, job_id: str, *, now: datetime | None = None) -> list[Batch]:
+        """Re-open a failed job's failed batches (pending, attempts 0, not enqueued) and set
+        the job running again. Returns the re-opened batches, for the caller to enqueue."""
+        ...
+
+    def mark_enqueued(
+        self, job_id: str, indexes: Sequence[int], *, now: datetime | None = None
+    ) -> None:
+        """Record that the queue accepted the tasks of these batches."""
+        ...
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a terminal job with its batches and counters."""
+        ...
+
+    def delete_finished_before(self, cutoff: datetime, *, chunk_size: int = 100) -> int:
+        """Delete every job that finished before `cutoff`, `chunk_size` jobs at a time.
+        Returns how many were deleted."""
+        ...
+
+    def find_expired_leases(self, now: datetime, *, limit: int = 500) -> list[tuple[Job, Batch]]:
+        """Running batches of running jobs whose lease expired before `now`."""
+        ...
+
+    def find_unenqueued(self, older_than: datetime, *, limit: int = 500) -> list[tuple[Job, Batch]]:
+        """Pending batches never marked enqueued, of running jobs started before
+        `older_than` (so a fan-out still in progress is left alone)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,105 @@
+"""Start and stop the emulators the tests run against, on free loopback ports.
+
+Each emulator runs in its own process group, so stopping it also stops what it spawned
+(`gcloud` starts a Java child), and a failing test run leaves no stray process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Emulator:
+    name: str
+    host: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _start(
+    name: str, argv: list[str], port: int, log_dir: Path, ready: Callable[[str], bool]
+) -> Emulator:
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    emulator = Emulator(name, f"127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{log.read_text()[-2000:]}")
+        if ready(emulator.host):
+            return emulator
+        time.sleep(0.2)  # polling a port that is not up yet; not a stand-in for sync
+    emulator.stop()
+    raise RuntimeError(f"{name} not ready after {STARTUP_SECONDS}s:\n{log.read_text()[-2000:]}")
+
+
+def _port_open(host: str) -> bool:
+    address, port = host.rsplit(":", 1)
+    try:
+        with socket.create_connection((address, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(host: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}/", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def google_firestore_available() -> bool:
+    """True when gcloud and its Firestore emulator component are installed."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        return False
+    sdk = Path(gcloud).resolve().parents[1]
+    return (sdk / "platform" / "cloud-firestore-emulator").is_dir()
+
+
+def start_npm_firestore(log_dir: Path) -> Emulator:
+    if not (ROOT / "node_modules" / "@firestore-emulator" / "server").is_dir():
+        raise RuntimeError("npm Firestore emulator missing: run `make setup` (npm ci)")
+    port = free_port()
+    script = str(ROOT / "tests" / "support" / "firestore-emulator.mjs")
+    return _start("firestore-npm", ["node", script, str(port)], port, log_dir, _port_open)
+
+
+def start_google_firestore(log_dir: Path) -> Emulator:
+    port = free_port()
+    argv = ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"]
+    return _start("firestore-google", argv, port, log_dir, _http_ok)
