@@ -1,0 +1,33 @@
+locals {
+  # APIs this module needs. Later modules (functions, Cloud Tasks, Scheduler)
+  # add theirs here.
+  services = toset([
+    "firestore.googleapis.com",
+  ])
+}
+
+resource "google_project_service" "apis" {
+  for_each = local.services
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+resource "google_firestore_database" "main" {
+  project     = var.project_id
+  name        = var.database_id
+  location_id = var.firestore_location
+  type        = "FIRESTORE_NATIVE"
+
+  # Transactions take locks (read-modify-write is serialised), matching what
+  # the store's transactional code expects on real Firestore.
+  concurrency_mode                  = "PESSIMISTIC"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = "DELETE_PROTECTION_ENABLED"
+
+  # `terraform destroy` only forgets the database; it never deletes job data.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.apis]
+}
