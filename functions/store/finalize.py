@@ -7,6 +7,16 @@ from datetime import datetime, timedelta
 
 from functions.jobs import Job, JobStatus
 
+# Firestore's TTL deletes a parent but not its subcollections, and the cleanup function finds
+# jobs through their parents. So TTL must never win the race: it fires this long after the
+# cleanup cutoff (finished_at + retention), as a backstop for a cleanup that stopped running.
+TTL_GRACE = timedelta(days=3)
+
+
+def expire_at_for(finished_at: datetime, retention: timedelta) -> datetime:
+    """The `expire_at` (Firestore TTL field) of a job that finished at `finished_at`."""
+    return finished_at + retention + TTL_GRACE
+
 
 @dataclass(frozen=True, slots=True)
 class FinalFields:
@@ -24,7 +34,7 @@ def final_fields(job: Job, now: datetime, retention: timedelta) -> FinalFields:
     error = f"{job.failed_batches} of {total} batches failed" if job.failed_batches else None
     return FinalFields(
         status=status,
-        expire_at=now + retention,
+        expire_at=expire_at_for(now, retention),
         message=f"{job.completed_batches} of {total} batches completed",
         error=error,
     )

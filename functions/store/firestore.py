@@ -63,7 +63,7 @@ from functions.jobs import (
     utcnow,
 )
 from functions.store.cursor import decode_cursor, decode_job_cursor, encode_cursor
-from functions.store.finalize import final_fields
+from functions.store.finalize import expire_at_for, final_fields
 from functions.store.protocol import (
     DEFAULT_PAGE_SIZE,
     Claim,
@@ -544,7 +544,7 @@ class FirestoreJobStore:
         changes = {
             "status": JobStatus.CANCELLED.value,
             "finished_at": now,
-            "expire_at": now + self.retention,
+            "expire_at": expire_at_for(now, self.retention),
             "message": "cancelled",
         }
         wb = self.db.batch()
