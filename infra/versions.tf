@@ -1,6 +1,11 @@
 terraform {
   required_version = ">= 1.5"
 
+  # State lives in a GCS bucket: `terraform init -backend-config="bucket=NAME"`.
+  backend "gcs" {
+    prefix = "fanout"
+  }
+
   required_providers {
     google = {
       source  = "hashicorp/google"
