@@ -14,8 +14,36 @@ from functions.errors import ConfigError
 PREFIX = "FANOUT_"
 
 StoreKind = Literal["sqlite", "firestore"]
+QueueKind = Literal["local", "cloud_tasks"]
 DEFAULT_SQLITE_PATH = Path(".local/fanout.sqlite3")
 DEFAULT_FIRESTORE_DATABASE = "(default)"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    """Cloud Tasks' queue semantics. In the cloud they are set on the queue (infra/);
+    locally the dispatcher process applies them."""
+
+    max_concurrent: int = 16
+    max_attempts: int = 5
+    min_backoff: timedelta = timedelta(seconds=0.1)
+    max_backoff: timedelta = timedelta(seconds=60)
+    deadline: timedelta = timedelta(minutes=10)
+    queue_name: str = "fanout-batches"
+    # Chaos knob for tests and demos: the local dispatcher delivers every task twice.
+    duplicate_delivery: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CloudTasksSettings:
+    project: str | None = None
+    location: str = "us-central1"
+    queue: str = "fanout-batches"
+    # OIDC token Cloud Tasks attaches to each request; IAM checks it at the worker.
+    service_account: str | None = None
+    audience: str | None = None
+    # host:port of a Cloud Tasks emulator (tests); None means the real service.
+    emulator_host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,20 +56,44 @@ class Settings:
     firestore_database: str = DEFAULT_FIRESTORE_DATABASE
     retention: timedelta = timedelta(days=30)
     lease: timedelta = timedelta(minutes=10)
+    queue: QueueKind = "local"
+    # Where tasks are delivered: the run_batch function's URL.
+    worker_url: str = "http://127.0.0.1:8082/"
+    # Local stack only: run_batch refuses calls without this shared secret header.
+    worker_secret: str | None = None
+    dispatch: DispatchSettings = DispatchSettings()
+    cloud_tasks: CloudTasksSettings = CloudTasksSettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        store = _read(env, "STORE") or "sqlite"
-        if store not in ("sqlite", "firestore"):
-            raise ConfigError(f"{PREFIX}STORE must be 'sqlite' or 'firestore', got {store!r}")
         return cls(
-            store=store,  # type: ignore[arg-type]  # checked just above
+            store=_choice(env, "STORE", ("sqlite", "firestore"), "sqlite"),  # type: ignore[arg-type]
             sqlite_path=Path(_read(env, "SQLITE_PATH") or DEFAULT_SQLITE_PATH),
             gcp_project=_read(env, "GCP_PROJECT"),
             firestore_database=_read(env, "FIRESTORE_DATABASE") or DEFAULT_FIRESTORE_DATABASE,
             retention=timedelta(days=_positive_int(env, "RETENTION_DAYS", 30)),
             lease=timedelta(seconds=_positive_int(env, "LEASE_SECONDS", 600)),
+            queue=_choice(env, "QUEUE", ("local", "cloud_tasks"), "local"),  # type: ignore[arg-type]
+            worker_url=_read(env, "WORKER_URL") or "http://127.0.0.1:8082/",
+            worker_secret=_read(env, "WORKER_SECRET"),
+            dispatch=DispatchSettings(
+                max_concurrent=_positive_int(env, "MAX_CONCURRENT_DISPATCHES", 16),
+                max_attempts=_positive_int(env, "MAX_ATTEMPTS", 5),
+                min_backoff=timedelta(seconds=_positive_float(env, "MIN_BACKOFF_SECONDS", 0.1)),
+                max_backoff=timedelta(seconds=_positive_float(env, "MAX_BACKOFF_SECONDS", 60)),
+                deadline=timedelta(seconds=_positive_float(env, "DISPATCH_DEADLINE_SECONDS", 600)),
+                queue_name=_read(env, "TASKS_QUEUE") or "fanout-batches",
+                duplicate_delivery=_flag(env, "DUPLICATE_DELIVERY"),
+            ),
+            cloud_tasks=CloudTasksSettings(
+                project=_read(env, "TASKS_PROJECT") or _read(env, "GCP_PROJECT"),
+                location=_read(env, "TASKS_LOCATION") or "us-central1",
+                queue=_read(env, "TASKS_QUEUE") or "fanout-batches",
+                service_account=_read(env, "TASKS_SERVICE_ACCOUNT"),
+                audience=_read(env, "TASKS_AUDIENCE"),
+                emulator_host=_read(env, "TASKS_EMULATOR_HOST"),
+            ),
         )
 
 
@@ -61,3 +113,31 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{PREFIX}{name} must be at least 1, got {value}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = _read(env, name) or default
+    if value not in allowed:
+        options = " or ".join(repr(a) for a in allowed)
+        raise ConfigError(f"{PREFIX}{name} must be {options}, got {value!r}")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}{name} must be above 0, got {value}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_read(env, name) or "false").lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
