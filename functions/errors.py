@@ -45,6 +45,9 @@ class JobNotFound(NotFound):
         super().__init__(f"job {job_id!r} not found")
         self.job_id = job_id
 
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.job_id,)
+
 
 class BatchNotFound(NotFound):
     """Raised when no batch has the given id."""
@@ -52,6 +55,9 @@ class BatchNotFound(NotFound):
     def __init__(self, batch_id: str) -> None:
         super().__init__(f"batch {batch_id!r} not found")
         self.batch_id = batch_id
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.batch_id,)
 
 
 class InvalidTransition(FanoutError):
@@ -62,9 +68,46 @@ class InvalidTransition(FanoutError):
 
     def __init__(self, what: str, current: str, requested: str) -> None:
         super().__init__(f"{what} is {current}; cannot move to {requested}")
+        self.what = what
         self.current = current
         self.requested = requested
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        # Picklable, so that it crosses process boundaries (worker pools) intact.
+        return type(self), (self.what, self.current, self.requested)
 
 
 class ConfigError(FanoutError):
     """Raised at start-up when the environment holds an unusable setting."""
+
+
+class PayloadTooLarge(InvalidArgument):
+    """Raised when a request body is over the size the endpoint accepts."""
+
+    http_status = 413
+
+
+class Unauthorized(FanoutError):
+    """Raised when a worker call lacks the stack's shared secret."""
+
+    http_status = 401
+
+
+class Busy(FanoutError):
+    """Raised when another attempt holds the batch's lease. Not a failure: the queue
+    retries later and finds the batch finished, or the lease expired."""
+
+    http_status = 409
+
+
+class TransientError(FanoutError):
+    """Raised by a processor when retrying the whole batch later may succeed (a dependency
+    is down). The worker answers 503 so the queue retries, until attempts run out."""
+
+    http_status = 503
+
+
+class ItemFailed(FanoutError):
+    """Raised by a processor for one bad item: only that item fails, the batch goes on."""
+
+    http_status = 422

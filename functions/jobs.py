@@ -63,6 +63,11 @@ def parse_status(value: str) -> JobStatus:
         raise InvalidArgument(f"unknown status {value!r}; expected one of: {allowed}") from None
 
 
+def batch_statuses_leading_to(new: JobStatus) -> frozenset[JobStatus]:
+    """The batch statuses from which a batch may move to `new`."""
+    return frozenset(s for s, targets in _BATCH_TRANSITIONS.items() if new in targets)
+
+
 def check_transition(kind: Literal["job", "batch"], current: JobStatus, new: JobStatus) -> None:
     """Raise `InvalidTransition` unless a `kind` may move from `current` to `new`."""
     table = _JOB_TRANSITIONS if kind == "job" else _BATCH_TRANSITIONS

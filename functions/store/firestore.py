@@ -37,7 +37,6 @@ batch on real Firestore (that precondition is one of the npm emulator's document
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,30 +72,19 @@ from functions.store.protocol import (
     check_limit,
     check_progress,
 )
+from functions.store.shards import MATERIALIZED, shard_of
 
-# Up to this many batches, one counter shard takes every count (a handful of writes per
-# second at most). Past it, one shard per BATCHES_PER_SHARD batches, capped: Firestore
-# sustains about one write per second per document, and a sum query reads every shard.
-SHARD_THRESHOLD = 32
-BATCHES_PER_SHARD = 32
-MAX_SHARDS = 64
 # Writes per commit when writing many documents; commits of a bulk write run in parallel.
 CHUNK = 400
 PARALLEL_COMMITS = 8
+# Seconds a bulk commit may take. Real Firestore commits CHUNK writes in well under a
+# second; emulators whose cost per write grows with their content need far longer.
+BULK_COMMIT_TIMEOUT = 300.0
 
 _COUNTER_FIELDS = ("completed_batches", "failed_batches", *STAT_FIELDS)
-# Statuses whose parent document holds final, exact counters (written when finalized).
-_MATERIALIZED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.PENDING})
 
 DocRef = Any  # google.cloud.firestore.DocumentReference (the library ships no type hints)
 Snapshot = Any
-
-
-def counter_shards(total_batches: int) -> int:
-    """How many counter documents a job with `total_batches` batches counts into."""
-    if total_batches <= SHARD_THRESHOLD:
-        return 1
-    return min(MAX_SHARDS, math.ceil(total_batches / BATCHES_PER_SHARD))
 
 
 def _idempotency_key(client_id: str, request_id: str) -> str:
@@ -196,7 +184,7 @@ class FirestoreJobStore:
                     wb.update(ref, data)
                 else:
                     wb.delete(ref)
-            wb.commit()
+            wb.commit(timeout=BULK_COMMIT_TIMEOUT)
 
         chunks = [writes[i : i + CHUNK] for i in range(0, len(writes), CHUNK)]
         self._parallel([lambda c=c: commit(c) for c in chunks])  # type: ignore[misc]
@@ -211,7 +199,7 @@ class FirestoreJobStore:
 
     def _sum_shards(self, job: Job) -> Job:
         """`job` with its counters replaced by the true sums over its shards."""
-        if job.status in _MATERIALIZED:
+        if job.status in MATERIALIZED:
             return job
         sums = dict.fromkeys(_COUNTER_FIELDS, 0)
         for snap in self._job_ref(job.job_id).collection("counters").stream():
@@ -238,7 +226,7 @@ class FirestoreJobStore:
     def _counter_writes(
         self, job: Job, batch: Batch, sign: int, outcome: BatchOutcome
     ) -> tuple[DocRef, dict[str, Any]]:
-        shard = batch.index % counter_shards(job.total_batches)
+        shard = shard_of(batch.index, job.total_batches)
         deltas = {
             "completed_batches": int(outcome.status is JobStatus.COMPLETED),
             "failed_batches": int(outcome.status is JobStatus.FAILED),
@@ -465,6 +453,30 @@ class FirestoreJobStore:
 
         return bool(update(self.db.transaction()))
 
+    def release_lease(self, batch: Batch, *, now: datetime | None = None) -> bool:
+        now = now or utcnow()
+        ref = self._batch_ref(batch.job_id, batch.index)
+
+        @firestore.transactional
+        def release(tx: Any) -> bool:
+            snap = ref.get(transaction=tx)
+            if (
+                not snap.exists
+                or snap.get("status") != JobStatus.RUNNING.value
+                or (snap.get("attempts") != batch.attempts)
+            ):
+                return False
+            tx.update(ref, {"lease_expires_at": now})
+            return True
+
+        return bool(release(self.db.transaction()))
+
+    def set_callback_status(self, job_id: str, status: str) -> None:
+        try:
+            self._job_ref(job_id).update({"callback_status": status})
+        except gexc.NotFound:
+            raise JobNotFound(job_id) from None
+
     def finish_batch(
         self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
     ) -> FinishResult:
@@ -479,7 +491,8 @@ class FirestoreJobStore:
     def _commit_outcome(self, job: Job, batch: Batch, outcome: BatchOutcome, now: datetime) -> bool:
         """The counting step: marker `done/{index}` first, then the batch's terminal state
         and the shard increments. False if the batch had already been counted."""
-        check_transition("batch", batch.status, outcome.status)
+        if not batch.is_terminal:  # a terminal copy is a duplicate: the marker answers it
+            check_transition("batch", batch.status, outcome.status)
         wb = self.db.batch()
         wb.create(
             self._done_ref(job.job_id, str(batch.index)),

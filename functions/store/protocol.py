@@ -148,6 +148,15 @@ class JobStore(Protocol):
         when the caller should stop: its attempt lost the lease, or the job was cancelled."""
         ...
 
+    def release_lease(self, batch: Batch, *, now: datetime | None = None) -> bool:
+        """End the lease of `batch`'s attempt early (after a transient failure), so that the
+        queue's retry can claim it at once. False if that attempt no longer holds it."""
+        ...
+
+    def set_callback_status(self, job_id: str, status: str) -> None:
+        """Record how delivering the job's callback went."""
+        ...
+
     def finish_batch(
         self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
     ) -> FinishResult:

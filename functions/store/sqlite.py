@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,11 +28,13 @@ from functions.jobs import (
     Job,
     JobStats,
     JobStatus,
+    batch_statuses_leading_to,
     check_job_id,
     check_transition,
     parse_batch_id,
     utcnow,
 )
+from functions.sqlite_db import Database
 from functions.store.cursor import decode_cursor, decode_job_cursor, encode_cursor
 from functions.store.finalize import expire_at_for, final_fields
 from functions.store.protocol import (
@@ -45,8 +46,24 @@ from functions.store.protocol import (
     check_limit,
     check_progress,
 )
+from functions.store.shards import MATERIALIZED, counter_shards
 
 _STAT_COLUMNS = tuple(f"stat_{name}" for name in STAT_FIELDS)
+
+_COUNTER_COLUMNS = ("completed_batches", "failed_batches", *_STAT_COLUMNS)
+# Adds ({sign}="") or removes ("-") the outcome of batch {row} on its counter shard.
+_COUNT_SQL = (
+    f"INSERT INTO job_counters (job_id, shard, {', '.join(_COUNTER_COLUMNS)}) VALUES ("
+    "{row}.job_id, {row}.batch_index % (SELECT counter_shards FROM jobs"
+    " WHERE job_id = {row}.job_id),"
+    " {sign}({row}.status = 'completed'), {sign}({row}.status = 'failed'), "
+    + ", ".join(
+        f"{{sign}}COALESCE(json_extract({{row}}.stats, '$.{name}'), 0)" for name in STAT_FIELDS
+    )
+    + ") ON CONFLICT (job_id, shard) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTER_COLUMNS)
+    + ";"
+)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
@@ -62,6 +79,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at INTEGER,
     expire_at INTEGER,
     total_batches INTEGER NOT NULL DEFAULT 0,
+    counter_shards INTEGER NOT NULL DEFAULT 1,
     completed_batches INTEGER NOT NULL DEFAULT 0,
     failed_batches INTEGER NOT NULL DEFAULT 0,
     {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _STAT_COLUMNS)},
@@ -77,7 +95,7 @@ CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source, job_id);
 CREATE INDEX IF NOT EXISTS jobs_client ON jobs (client_id, job_id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
 CREATE TABLE IF NOT EXISTS batches (
-    job_id TEXT NOT NULL REFERENCES jobs (job_id),
+    job_id TEXT NOT NULL,
     batch_index INTEGER NOT NULL,
     items TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -94,6 +112,28 @@ CREATE TABLE IF NOT EXISTS batches (
     finished_at INTEGER,
     PRIMARY KEY (job_id, batch_index)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS job_counters (
+    job_id TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    completed_batches INTEGER NOT NULL DEFAULT 0,
+    failed_batches INTEGER NOT NULL DEFAULT 0,
+    {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _STAT_COLUMNS)},
+    PRIMARY KEY (job_id, shard)
+) WITHOUT ROWID;
+-- Counting lives in the statement that ends a batch (or re-opens it for a retry), so it is
+-- atomic with it: a batch moving into a terminal state adds its outcome to its shard, and a
+-- failed batch re-opened by a retry takes its outcome back out.
+CREATE TRIGGER IF NOT EXISTS count_batch AFTER UPDATE OF status ON batches
+WHEN NEW.status IN ('completed', 'failed', 'cancelled')
+    AND OLD.status NOT IN ('completed', 'failed', 'cancelled')
+BEGIN
+    {_COUNT_SQL.format(sign="", row="NEW")}
+END;
+CREATE TRIGGER IF NOT EXISTS uncount_batch AFTER UPDATE OF status ON batches
+WHEN OLD.status = 'failed' AND NEW.status = 'pending'
+BEGIN
+    {_COUNT_SQL.format(sign="-", row="OLD")}
+END;
 -- Partial: only running batches hold leases, so planning (all pending) never touches it.
 CREATE INDEX IF NOT EXISTS batches_lease ON batches (lease_expires_at)
     WHERE status = 'running';
@@ -123,49 +163,19 @@ class SqliteJobStore:
     def __init__(self, path: str | Path, *, retention: timedelta = timedelta(days=30)) -> None:
         self.path = Path(path)
         self.retention = retention
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        self.db = Database(self.path)
+        self.db.executescript(_SCHEMA)
 
     # -- plumbing -------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-            conn = sqlite3.connect(
-                self.path, timeout=60, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+        return self.db.conn()
 
-    @contextmanager
-    def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """A transaction; rolled back on any error, so a failed call writes nothing."""
-        conn = self._conn()
-        conn.execute(f"BEGIN {mode}")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _tx(self, mode: str = "IMMEDIATE") -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.transaction(mode)
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self.db.close()
 
     # -- row mapping ----------------------------------------------------------------------
 
@@ -216,12 +226,30 @@ class SqliteJobStore:
             finished_at=_dt(row["finished_at"]),
         )
 
-    def _read_job(self, conn: sqlite3.Connection, job_id: str) -> Job:
+    def _read_job(self, conn: sqlite3.Connection, job_id: str, *, counters: bool = True) -> Job:
+        """The job; with `counters=False` its counters are the parent's (exact only once it
+        is finalized), which saves summing the shards where only the status matters."""
         check_job_id(job_id)
         row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(job_id)
-        return self._job(row)
+        job = self._job(row)
+        return self._with_counters(conn, job) if counters else job
+
+    @staticmethod
+    def _with_counters(conn: sqlite3.Connection, job: Job) -> Job:
+        """`job` with the true sums of its counter shards (functions/store/shards.py)."""
+        if job.status in MATERIALIZED:
+            return job
+        sums = conn.execute(
+            f"SELECT COALESCE(SUM(completed_batches), 0), COALESCE(SUM(failed_batches), 0),"
+            f" {', '.join(f'COALESCE(SUM({c}), 0)' for c in _STAT_COLUMNS)}"
+            " FROM job_counters WHERE job_id = ?",
+            (job.job_id,),
+        ).fetchone()
+        return replace(
+            job, completed_batches=sums[0], failed_batches=sums[1], stats=JobStats(*sums[2:])
+        )
 
     def _read_batch(self, conn: sqlite3.Connection, batch_id: str) -> Batch:
         job_id, index = parse_batch_id(batch_id)
@@ -285,9 +313,9 @@ class SqliteJobStore:
             )
             if batches:
                 conn.execute(
-                    "UPDATE jobs SET status = 'running', total_batches = ?, started_at = ?"
-                    " WHERE job_id = ?",
-                    (len(batches), _us(now), job_id),
+                    "UPDATE jobs SET status = 'running', total_batches = ?, counter_shards = ?,"
+                    " started_at = ? WHERE job_id = ?",
+                    (len(batches), counter_shards(len(batches)), _us(now), job_id),
                 )
             else:
                 self._write_final(conn, replace(job, started_at=now), now)
@@ -321,7 +349,7 @@ class SqliteJobStore:
                 f"SELECT * FROM jobs {_where(page_where)} ORDER BY job_id DESC LIMIT ?",
                 [*page_args, query.limit + 1],
             ).fetchall()
-        jobs = [self._job(r) for r in rows[: query.limit]]
+            jobs = [self._with_counters(conn, self._job(r)) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         return Page(jobs, encode_cursor("jobs", jobs[-1].job_id) if more else None, total)
 
@@ -357,12 +385,31 @@ class SqliteJobStore:
 
     def claim_batch(self, batch_id: str, *, lease: timedelta, now: datetime | None = None) -> Claim:
         now = now or utcnow()
+        job_id, index = parse_batch_id(batch_id)
+        # The usual case in one statement (the write lock is held only while SQLite runs
+        # it): a pending batch, or one whose lease expired, of a running job.
+        rows = self.db.write(
+            "UPDATE batches SET status = 'running', attempts = attempts + 1,"
+            " lease_expires_at = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?)"
+            " WHERE job_id = ? AND batch_index = ? AND (status = 'pending'"
+            " OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at <= ?)))"
+            " AND (SELECT status FROM jobs WHERE job_id = ?) = 'running' RETURNING *",
+            (_us(now + lease), _us(now), _us(now), job_id, index, _us(now), job_id),
+        )
+        if rows:
+            return Claim(
+                True, self._read_job(self._conn(), job_id, counters=False), self._batch(rows[0])
+            )
+        return self._refuse_claim(batch_id, now)
+
+    def _refuse_claim(self, batch_id: str, now: datetime) -> Claim:
+        """Why a claim was refused (and, for a cancelled job, end the batch cancelled)."""
         with self._tx() as conn:
             batch = self._read_batch(conn, batch_id)
-            job = self._read_job(conn, batch.job_id)
+            job = self._read_job(conn, batch.job_id, counters=False)
             if job.status is JobStatus.CANCELLED:
                 if not batch.is_terminal:
-                    self._end_batch(conn, batch, BatchOutcome(JobStatus.CANCELLED), now)
+                    self._end_batch(_in(conn), batch, BatchOutcome(JobStatus.CANCELLED), now)
                     batch = self._read_batch(conn, batch_id)
                 return Claim(False, job, batch, "job is cancelled")
             if batch.is_terminal:
@@ -381,13 +428,8 @@ class SqliteJobStore:
                     f"leased by attempt {batch.attempts} until "
                     f"{batch.lease_expires_at.isoformat()}",
                 )
-            conn.execute(
-                "UPDATE batches SET status = 'running', attempts = attempts + 1,"
-                " lease_expires_at = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?)"
-                " WHERE job_id = ? AND batch_index = ?",
-                (_us(now + lease), _us(now), _us(now), batch.job_id, batch.index),
-            )
-            return Claim(True, job, self._read_batch(conn, batch_id))
+            # The batch was claimable a moment ago and a concurrent claim took it.
+            return Claim(False, job, batch, "claimed by a concurrent delivery")
 
     def record_progress(
         self,
@@ -419,32 +461,67 @@ class SqliteJobStore:
             )
             return cursor.rowcount == 1
 
+    def release_lease(self, batch: Batch, *, now: datetime | None = None) -> bool:
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "UPDATE batches SET lease_expires_at = ? WHERE job_id = ? AND batch_index = ?"
+                " AND status = 'running' AND attempts = ?",
+                (_us(now or utcnow()), batch.job_id, batch.index, batch.attempts),
+            )
+            return cursor.rowcount == 1
+
+    def set_callback_status(self, job_id: str, status: str) -> None:
+        with self._tx() as conn:
+            self._read_job(conn, job_id)
+            conn.execute("UPDATE jobs SET callback_status = ? WHERE job_id = ?", (status, job_id))
+
     def finish_batch(
         self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
     ) -> FinishResult:
         now = now or utcnow()
-        with self._tx() as conn:
-            current = self._read_batch(conn, batch.batch_id)
+        if not batch.is_terminal:  # a terminal copy is a duplicate, answered below
+            check_transition("batch", batch.status, outcome.status)
+        if not self._end_batch(self.db.write, batch, outcome, now):
+            current = self.get_batch(batch.batch_id)
             if current.is_terminal:
-                return FinishResult(False, False, self._read_job(conn, job.job_id))
-            self._end_batch(conn, current, outcome, now)
+                return FinishResult(False, False, job)
+            check_transition("batch", current.status, outcome.status)
+            raise AssertionError(f"batch {batch.batch_id} could not be finished")
+        # Is the job complete? One cheap read (no lock) before finalizing takes the lock.
+        conn = self._conn()
+        status, total, done = conn.execute(
+            "SELECT status, total_batches, (SELECT COALESCE(SUM(completed_batches"
+            " + failed_batches), 0) FROM job_counters WHERE job_id = jobs.job_id)"
+            " FROM jobs WHERE job_id = ?",
+            (job.job_id,),
+        ).fetchone()
+        if status != JobStatus.RUNNING.value or done < total:
+            return FinishResult(True, False, job)
+        with self._tx() as conn:
             return self._finalize(conn, job.job_id, now, counted=True)
 
     def finalize_if_complete(self, job_id: str, *, now: datetime | None = None) -> FinishResult:
         with self._tx() as conn:
             return self._finalize(conn, job_id, now or utcnow(), counted=False)
 
+    @staticmethod
     def _end_batch(
-        self, conn: sqlite3.Connection, batch: Batch, outcome: BatchOutcome, now: datetime
-    ) -> None:
-        """Write the batch's terminal state and count it into the job, in the caller's
-        transaction (which has already checked that the batch was not terminal)."""
-        check_transition("batch", batch.status, outcome.status)
-        conn.execute(
+        run: Callable[[str, Sequence[object]], list[sqlite3.Row]],
+        batch: Batch,
+        outcome: BatchOutcome,
+        now: datetime,
+    ) -> bool:
+        """End the batch with `outcome` if its current status allows it; the count_batch
+        trigger counts it in the same statement. False if it did not apply (the batch was
+        already terminal, or the transition is not allowed). `run` executes one statement:
+        on its own, or inside the caller's transaction."""
+        sources = sorted(s.value for s in batch_statuses_leading_to(outcome.status))
+        rows = run(
             "UPDATE batches SET status = ?, stats = ?, error = ?, error_details = ?,"
             " finished_at = ?, lease_expires_at = NULL,"
             " progress = CASE WHEN ? = 'completed' THEN 1.0 ELSE progress END"
-            " WHERE job_id = ? AND batch_index = ?",
+            " WHERE job_id = ? AND batch_index = ?"
+            f" AND status IN ({', '.join('?' * len(sources))}) RETURNING batch_index",
             (
                 outcome.status.value,
                 json.dumps(outcome.stats.to_dict()),
@@ -454,19 +531,10 @@ class SqliteJobStore:
                 outcome.status.value,
                 batch.job_id,
                 batch.index,
+                *sources,
             ),
         )
-        stat_sets = ", ".join(f"{c} = {c} + ?" for c in _STAT_COLUMNS)
-        conn.execute(
-            f"UPDATE jobs SET completed_batches = completed_batches + ?,"
-            f" failed_batches = failed_batches + ?, {stat_sets} WHERE job_id = ?",
-            (
-                int(outcome.status is JobStatus.COMPLETED),
-                int(outcome.status is JobStatus.FAILED),
-                *outcome.stats.values(),
-                batch.job_id,
-            ),
-        )
+        return bool(rows)
 
     def _finalize(
         self, conn: sqlite3.Connection, job_id: str, now: datetime, *, counted: bool
@@ -479,9 +547,11 @@ class SqliteJobStore:
 
     def _write_final(self, conn: sqlite3.Connection, job: Job, now: datetime) -> None:
         fields = final_fields(job, now, self.retention)
+        stat_sets = ", ".join(f"{c} = ?" for c in _STAT_COLUMNS)
         conn.execute(
             "UPDATE jobs SET status = ?, started_at = ?, finished_at = ?, expire_at = ?,"
-            " error = ?, message = ? WHERE job_id = ?",
+            f" error = ?, message = ?, completed_batches = ?, failed_batches = ?, {stat_sets}"
+            " WHERE job_id = ?",
             (
                 fields.status.value,
                 _us(job.started_at),
@@ -489,6 +559,9 @@ class SqliteJobStore:
                 _us(fields.expire_at),
                 fields.error,
                 fields.message,
+                job.completed_batches,
+                job.failed_batches,
+                *job.stats.values(),
                 job.job_id,
             ),
         )
@@ -526,13 +599,10 @@ class SqliteJobStore:
                 " WHERE job_id = ? AND status = 'failed'",
                 (job_id,),
             )
-            undo = JobStats.total(b.stats for b in failed)
-            stat_sets = ", ".join(f"{c} = {c} - ?" for c in _STAT_COLUMNS)
             conn.execute(
-                f"UPDATE jobs SET status = 'running', failed_batches = failed_batches - ?,"
-                f" {stat_sets}, finished_at = NULL, expire_at = NULL, error = NULL,"
-                f" message = NULL, retries = retries + 1 WHERE job_id = ?",
-                (len(failed), *undo.values(), job_id),
+                "UPDATE jobs SET status = 'running', finished_at = NULL, expire_at = NULL,"
+                " error = NULL, message = NULL, retries = retries + 1 WHERE job_id = ?",
+                (job_id,),
             )
             return [
                 self._batch(r)
@@ -559,8 +629,8 @@ class SqliteJobStore:
             job = self._read_job(conn, job_id)
             if not job.is_terminal:
                 raise InvalidTransition("job", job.status.value, "deleted (cancel it first)")
-            conn.execute("DELETE FROM batches WHERE job_id = ?", (job_id,))
-            conn.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+            for table in ("batches", "job_counters", "jobs"):
+                conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
 
     def delete_finished_before(self, cutoff: datetime, *, chunk_size: int = 100) -> int:
         if chunk_size < 1:
@@ -576,8 +646,8 @@ class SqliteJobStore:
                     )
                 ]
                 marks = ", ".join("?" * len(ids))
-                conn.execute(f"DELETE FROM batches WHERE job_id IN ({marks})", ids)
-                conn.execute(f"DELETE FROM jobs WHERE job_id IN ({marks})", ids)
+                for table in ("batches", "job_counters", "jobs"):
+                    conn.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", ids)
             deleted += len(ids)
             if len(ids) < chunk_size:
                 return deleted
@@ -605,6 +675,11 @@ class SqliteJobStore:
             batches = [self._batch(r) for r in rows]
             jobs = {b.job_id: self._read_job(conn, b.job_id) for b in batches}
         return [(jobs[b.job_id], b) for b in batches]
+
+
+def _in(conn: sqlite3.Connection) -> Callable[[str, Sequence[object]], list[sqlite3.Row]]:
+    """Runs statements inside `conn`'s open transaction."""
+    return lambda sql, params: conn.execute(sql, params).fetchall()
 
 
 def _where(clauses: list[str]) -> str:

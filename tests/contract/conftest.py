@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
-from functions.store.firestore import FirestoreJobStore
-from functions.store.protocol import JobStore
-from functions.store.sqlite import SqliteJobStore
-from tests.support.emulators import (
+from functions.emulators import (
     Emulator,
     google_firestore_available,
     start_google_firestore,
     start_npm_firestore,
 )
+from functions.store.firestore import FirestoreJobStore
+from functions.store.protocol import JobStore
+from functions.store.sqlite import SqliteJobStore
 
 StoreFactory = Callable[[], JobStore]
 

@@ -122,3 +122,14 @@ def test_job_with_no_batches_completes_at_once(store: JobStore) -> None:
     assert job.status is JobStatus.COMPLETED
     assert store.get_job(job.job_id).status is JobStatus.COMPLETED
     assert store.get_job(job.job_id).progress == 1.0
+
+
+def test_a_duplicate_holding_a_terminal_copy_is_not_counted(store: JobStore) -> None:
+    """A late delivery whose copy of the batch is already terminal is answered as a
+    duplicate (not counted), not as an illegal transition."""
+    job = planned_job(store, 2)
+    run(store, job, 0)
+    finished = store.get_batch(f"{job.job_id}_0000")
+    again = store.finish_batch(job, finished, BatchOutcome(JobStatus.COMPLETED))
+    assert not again.counted and not again.finalized
+    assert store.get_job(job.job_id).completed_batches == 1

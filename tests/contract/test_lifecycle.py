@@ -188,3 +188,26 @@ def test_unenqueued_batches_are_found_once_the_grace_period_passed(store: JobSto
     found = store.find_unenqueued(started + timedelta(seconds=1))
     assert [b.index for _, b in found] == [1, 3]
     assert store.get_batch(f"{job.job_id}_0000").enqueued_at is not None
+
+
+def test_released_lease_lets_the_retry_claim_at_once(store: JobStore) -> None:
+    """After a transient failure the worker releases its lease; the queue's retry then
+    claims the batch (attempt 2) instead of finding it leased. A stale attempt cannot
+    release a newer attempt's lease."""
+    job = planned_job(store, 1)
+    now = utcnow()
+    first = store.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=now)
+    assert store.release_lease(first.batch, now=now)
+    retry = store.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=now + timedelta(seconds=1))
+    assert retry.granted and retry.batch.attempts == 2
+    assert not store.release_lease(first.batch)
+    assert not store.claim_batch(f"{job.job_id}_0000", lease=LEASE).granted
+
+
+def test_callback_status_is_recorded(store: JobStore) -> None:
+    """The callback's delivery status is stored on the job; unknown jobs are not found."""
+    job = planned_job(store, 1)
+    store.set_callback_status(job.job_id, "delivered: HTTP 200")
+    assert store.get_job(job.job_id).callback_status == "delivered: HTTP 200"
+    with pytest.raises(JobNotFound):
+        store.set_callback_status("20260101-000000-000000-deadbeef", "x")

@@ -123,3 +123,17 @@ def test_batch_outcome_must_be_terminal() -> None:
     """A batch ends completed, failed or cancelled; anything else is refused."""
     with pytest.raises(InvalidArgument):
         BatchOutcome(JobStatus.RUNNING)
+
+
+def test_typed_errors_survive_pickling() -> None:
+    """Errors cross process boundaries (worker pools) with their message and fields."""
+    import pickle
+
+    for error in (
+        InvalidTransition("job", "completed", "cancelled"),
+        JobNotFound("j"),
+        BatchNotFound("b"),
+        InvalidArgument("bad"),
+    ):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and copy.message == error.message
