@@ -1,0 +1,79 @@
+"""Start and stop `gcloud-tasks-emulator` (PyPI), the Cloud Tasks API stub the adapter tests
+run against, with one queue already created.
+
+It needs protobuf < 5, so it runs from its own virtual environment, `.venv-tasks-emulator`,
+which `make setup` builds from `tests/support/requirements-tasks-emulator.txt`.
+
+What it is good for (DESIGN.md): proving the client code. It keeps tasks in memory,
+dispatches HTTP tasks one at a time per queue with the `X-CloudTasks-*` headers, and honours
+`schedule_time`. It does not deduplicate task names, validate requests (URL, name, size),
+attach OIDC tokens, apply `dispatch_deadline`, back off between retries, or implement
+GetTask/DeleteTask. It also listens on every interface (`[::]`), whatever host it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.emulators import ROOT, Emulator, _port_open, _start, free_port
+
+TASKS_VENV = ROOT / ".venv-tasks-emulator"
+EXECUTABLE = TASKS_VENV / "bin" / "gcloud-tasks-emulator"
+PROJECT = "fanout-test"
+LOCATION = "us-central1"
+QUEUE = "fanout-batches"
+# A task whose worker keeps failing is dropped after this many retries (the emulator's
+# default is to retry forever, every 0.1 s).
+MAX_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class TasksEmulator:
+    """A running emulator and the queue it was started with."""
+
+    emulator: Emulator
+    project: str
+    location: str
+    queue: str
+
+    @property
+    def host(self) -> str:
+        """host:port for `CloudTasksSettings.emulator_host`."""
+        return self.emulator.host
+
+    @property
+    def queue_path(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}/queues/{self.queue}"
+
+    def stop(self) -> None:
+        """Stop the emulator's process group; a no-op when it already ended."""
+        self.emulator.stop()
+
+
+def start_tasks_emulator(
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    project: str = PROJECT,
+    location: str = LOCATION,
+    queue: str = QUEUE,
+) -> TasksEmulator:
+    """Start the emulator on `port` (a free loopback port by default) with `queue` created;
+    return once its port accepts connections. Raises RuntimeError when it is not installed,
+    exits early, or is not up in time (the message holds the end of its log)."""
+    if not EXECUTABLE.is_file():
+        raise RuntimeError(
+            f"Cloud Tasks emulator missing ({EXECUTABLE.relative_to(ROOT)}): run `make setup`"
+        )
+    port = free_port() if port is None else port
+    queue_path = f"projects/{project}/locations/{location}/queues/{queue}"
+    argv = [
+        str(EXECUTABLE),
+        "start",
+        f"--port={port}",
+        f"--default-queue={queue_path}",
+        f"--max-retries={MAX_RETRIES}",
+    ]
+    emulator = _start("cloud-tasks", argv, port, log_dir, _port_open)
+    return TasksEmulator(emulator, project, location, queue)
