@@ -1,6 +1,103 @@
 """Cloud Functions entry points: one per deployed function, each thin (decode, call, encode).
 
-The functions (ingest, ingest_pubsub, run_batch, jobs_api, cleanup_jobs) land with the
-functions issue; all logic lives in the `functions` package. Keep imported function names
-unchanged here: Functions Framework serves a renamed `cloud_event` function as plain HTTP.
+All logic lives in the `functions` package. Do not rename these functions on import: the
+Functions Framework serves a renamed `cloud_event` function as plain HTTP.
 """
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+
+import flask
+import functions_framework
+from cloudevents.http.event import CloudEvent
+
+from functions.api import JobsApi
+from functions.app import get_service
+from functions.errors import FanoutError, InvalidArgument
+from functions.http import check_secret, handle_errors, json_response, read_json_object
+from functions.ingest_request import MAX_BODY_BYTES, IngestRequest
+from functions.jobs import Job
+from functions.service import WORKER_SECRET_HEADER
+
+log = logging.getLogger("fanout.main")
+
+
+def _accepted(job: Job, created: bool) -> flask.Response:
+    service = get_service()
+    return json_response(
+        {
+            "job_id": job.job_id,
+            "status": job.status.value,
+            "total_batches": job.total_batches,
+            "status_url": f"{service.settings.api_url}/jobs/{job.job_id}",
+            "created": created,
+        },
+        202,
+    )
+
+
+@functions_framework.http
+@handle_errors
+def ingest(request: flask.Request) -> flask.Response:
+    """POST an IngestRequest; 202 with the job id and where to watch it."""
+    if request.method != "POST":
+        raise InvalidArgument("POST an ingest request")
+    body = read_json_object(request, MAX_BODY_BYTES)
+    job, created = get_service().submit(IngestRequest.model_validate(body))
+    return _accepted(job, created)
+
+
+@functions_framework.cloud_event
+def ingest_pubsub(event: CloudEvent) -> None:
+    """A Pub/Sub message whose data is an IngestRequest. Bad input is logged and
+    acknowledged: redelivering it would fail the same way forever."""
+    try:
+        message = (event.data or {}).get("message") or {}
+        raw = base64.b64decode(message.get("data") or b"")
+        if len(raw) > MAX_BODY_BYTES:
+            raise InvalidArgument(f"message data is over {MAX_BODY_BYTES} bytes")
+        request = IngestRequest.model_validate(json.loads(raw))
+        job, created = get_service().submit(request)
+        log.info("pubsub ingest: job %s (%s)", job.job_id, "new" if created else "existing")
+    except (FanoutError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        log.error("pubsub ingest refused: %s", error)
+
+
+@functions_framework.http
+@handle_errors
+def run_batch(request: flask.Request) -> flask.Response:
+    """The Cloud Tasks target: run one batch. 2xx acknowledges the task (done, duplicate or
+    cancelled); 409 and 5xx make the queue retry."""
+    service = get_service()
+    check_secret(request, WORKER_SECRET_HEADER, service.settings.worker_secret)
+    batch_id = read_json_object(request, 64 * 1024).get("batch_id")
+    if not isinstance(batch_id, str):
+        raise InvalidArgument('body must be {"batch_id": "..."}')
+    result = service.run_batch(batch_id)
+    return json_response(
+        {
+            "batch_id": batch_id,
+            "ran": result.ran,
+            "reason": result.reason,
+            "status": result.outcome.status.value if result.outcome else None,
+            "finalized": result.finalized,
+        }
+    )
+
+
+@functions_framework.http
+@handle_errors
+def jobs_api(request: flask.Request) -> flask.Response:
+    """The jobs REST API (functions/api.py)."""
+    return JobsApi(get_service()).dispatch(request)
+
+
+@functions_framework.http
+@handle_errors
+def cleanup_jobs(request: flask.Request) -> flask.Response:
+    """Called by Cloud Scheduler: sweep stuck work, delete jobs past the retention."""
+    return json_response(dataclasses.asdict(get_service().cleanup()))

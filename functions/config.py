@@ -63,6 +63,21 @@ class Settings:
     worker_secret: str | None = None
     dispatch: DispatchSettings = DispatchSettings()
     cloud_tasks: CloudTasksSettings = CloudTasksSettings()
+    # Input locations must lie under one of these directories.
+    allowed_roots: tuple[Path, ...] = (Path("samples"),)
+    # Public base URL of the jobs API, for the status_url in ingest replies.
+    api_url: str = "http://127.0.0.1:8083"
+    # A running batch writes progress (and checks for cancellation) at most this often.
+    progress_interval: timedelta = timedelta(seconds=1)
+    # Batches recorded this long ago and still not enqueued are enqueued by the sweeper.
+    enqueue_grace: timedelta = timedelta(seconds=60)
+    # Fault injection (functions/queue/chaos.py): refuse tasks past this many per submit.
+    chaos_enqueue_limit: int | None = None
+
+    @property
+    def local(self) -> bool:
+        """The embedded local stack (SQLite queue), as opposed to Cloud Tasks."""
+        return self.queue == "local"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +100,19 @@ class Settings:
                 deadline=timedelta(seconds=_positive_float(env, "DISPATCH_DEADLINE_SECONDS", 600)),
                 queue_name=_read(env, "TASKS_QUEUE") or "fanout-batches",
                 duplicate_delivery=_flag(env, "DUPLICATE_DELIVERY"),
+            ),
+            allowed_roots=tuple(
+                Path(p) for p in (_read(env, "ALLOWED_ROOTS") or "samples").split(os.pathsep) if p
+            ),
+            api_url=(_read(env, "API_URL") or "http://127.0.0.1:8083").rstrip("/"),
+            progress_interval=timedelta(
+                seconds=_positive_float(env, "PROGRESS_INTERVAL_SECONDS", 1.0)
+            ),
+            enqueue_grace=timedelta(seconds=_positive_float(env, "ENQUEUE_GRACE_SECONDS", 60)),
+            chaos_enqueue_limit=(
+                _positive_int(env, "CHAOS_ENQUEUE_LIMIT", 1)
+                if _read(env, "CHAOS_ENQUEUE_LIMIT")
+                else None
             ),
             cloud_tasks=CloudTasksSettings(
                 project=_read(env, "TASKS_PROJECT") or _read(env, "GCP_PROJECT"),

@@ -1,0 +1,133 @@
+"""The jobs REST API (served by the `jobs_api` function).
+
+GET    /jobs                    list: ?status=a,b &source= &client_id= &limit= &cursor=
+GET    /jobs/{id}               one job, with counts, progress and a batch summary
+GET    /jobs/{id}/batches       its batches: ?status= &limit= &cursor=
+POST   /jobs/{id}/cancel        cancel it
+POST   /jobs/{id}/retry         re-run its failed batches
+DELETE /jobs/{id}               delete it (once terminal)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from functions.errors import FanoutError, InvalidArgument
+from functions.http import json_response
+from functions.jobs import JobStatus, parse_status
+from functions.serialize import batch_json, job_json
+from functions.service import FanoutService
+from functions.store.protocol import DEFAULT_PAGE_SIZE, JobQuery
+
+_ROUTES = Map(
+    [
+        Rule("/jobs", methods=["GET"], endpoint="list_jobs"),
+        Rule("/jobs/<job_id>", methods=["GET"], endpoint="get_job"),
+        Rule("/jobs/<job_id>", methods=["DELETE"], endpoint="delete_job"),
+        Rule("/jobs/<job_id>/batches", methods=["GET"], endpoint="list_batches"),
+        Rule("/jobs/<job_id>/cancel", methods=["POST"], endpoint="cancel_job"),
+        Rule("/jobs/<job_id>/retry", methods=["POST"], endpoint="retry_job"),
+    ],
+    strict_slashes=False,
+)
+
+
+class RouteNotFound(FanoutError):
+    """Raised when no API route matches the path."""
+
+    http_status = 404
+
+
+class MethodNotAllowedError(FanoutError):
+    """Raised when the route exists but not for this HTTP method."""
+
+    http_status = 405
+
+
+def _limit(args: Any) -> int:
+    raw = args.get("limit")
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgument(f"limit must be a whole number, got {raw!r}") from None
+
+
+def _statuses(args: Any) -> list[str]:
+    return [s for value in args.getlist("status") for s in value.split(",") if s]
+
+
+class JobsApi:
+    def __init__(self, service: FanoutService) -> None:
+        self.service = service
+        self.store = service.store
+
+    def dispatch(self, request: flask.Request) -> flask.Response:
+        adapter = _ROUTES.bind("api", path_info=request.path)
+        try:
+            endpoint, values = adapter.match(method=request.method)
+        except NotFound:
+            raise RouteNotFound(f"no route {request.method} {request.path}") from None
+        except MethodNotAllowed as error:
+            allowed = ", ".join(error.valid_methods or [])
+            raise MethodNotAllowedError(
+                f"{request.method} not allowed on {request.path}; use {allowed}"
+            ) from None
+        handler = getattr(self, endpoint)
+        response: flask.Response = handler(request, **values)
+        return response
+
+    def list_jobs(self, request: flask.Request) -> flask.Response:
+        query = JobQuery.build(
+            statuses=_statuses(request.args),
+            source=request.args.get("source"),
+            client_id=request.args.get("client_id"),
+            limit=_limit(request.args),
+            cursor=request.args.get("cursor"),
+        )
+        page = self.store.list_jobs(query)
+        return json_response(
+            {
+                "jobs": [job_json(j) for j in page.items],
+                "next_cursor": page.next_cursor,
+                "total": page.total,
+            }
+        )
+
+    def get_job(self, request: flask.Request, job_id: str) -> flask.Response:
+        job = self.store.get_job(job_id)
+        summary = {
+            s.value: self.store.list_batches(job_id, status=s, limit=1).total for s in JobStatus
+        }
+        return json_response(job_json(job) | {"batches": summary})
+
+    def list_batches(self, request: flask.Request, job_id: str) -> flask.Response:
+        raw_status = request.args.get("status")
+        page = self.store.list_batches(
+            job_id,
+            status=parse_status(raw_status) if raw_status else None,
+            limit=_limit(request.args),
+            cursor=request.args.get("cursor"),
+        )
+        return json_response(
+            {
+                "batches": [batch_json(b) for b in page.items],
+                "next_cursor": page.next_cursor,
+                "total": page.total,
+            }
+        )
+
+    def cancel_job(self, request: flask.Request, job_id: str) -> flask.Response:
+        return json_response(job_json(self.service.cancel(job_id)))
+
+    def retry_job(self, request: flask.Request, job_id: str) -> flask.Response:
+        return json_response(job_json(self.service.retry(job_id)), 202)
+
+    def delete_job(self, request: flask.Request, job_id: str) -> flask.Response:
+        self.store.delete_job(job_id)
+        return flask.Response(status=204)

@@ -1,0 +1,31 @@
+"""The per-instance service: built on first use, once, from the environment.
+
+Cloud Functions reuse an instance for many requests, so clients (Firestore, Cloud Tasks,
+SQLite connections) are built lazily on the first request and kept, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from functions.config import Settings
+from functions.queue.factory import open_queue
+from functions.service import FanoutService
+from functions.store import open_store
+
+_lock = threading.Lock()
+_service: FanoutService | None = None
+
+
+def get_service() -> FanoutService:
+    global _service
+    if _service is None:
+        with _lock:
+            if _service is None:
+                settings = Settings.from_env()
+                logging.basicConfig(
+                    level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                )
+                _service = FanoutService(open_store(settings), open_queue(settings), settings)
+    return _service
