@@ -8,7 +8,11 @@ BIN := $(VENV)/bin
 TASKS_VENV := .venv-tasks-emulator
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test lint typecheck unit contract bench setup clean
+# make run STORE=firestore runs the same job on a local Firestore emulator.
+STORE ?= sqlite
+PORT_BASE ?= 8081
+
+.PHONY: run dev test lint typecheck bench setup clean
 
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed
 
@@ -39,8 +43,18 @@ typecheck: setup
 test: lint typecheck
 	$(BIN)/pytest
 
+# Start the local stack, ingest the sample corpus with a live progress bar, print the result,
+# stop everything.
+run: setup
+	$(BIN)/python -m functions.cli run --store $(STORE) --port-base $(PORT_BASE)
+
+# Start the local stack and keep it up (Ctrl-C stops every process it started).
+dev: setup
+	$(BIN)/python -m functions.cli dev --store $(STORE) --port-base $(PORT_BASE)
+
 bench: setup
 	$(BIN)/python -m bench.store
+	$(BIN)/python -m bench.e2e
 
 clean:
 	rm -rf $(VENV) $(TASKS_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache

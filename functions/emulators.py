@@ -1,4 +1,5 @@
-"""Start and stop the emulators the tests run against, on free loopback ports.
+"""Start and stop local emulators (tests, benchmarks, `make run STORE=firestore`), on free
+loopback ports.
 
 Each emulator runs in its own process group, so stopping it also stops what it spawned
 (`gcloud` starts a Java child), and a failing test run leaves no stray process behind.
@@ -7,6 +8,7 @@ Each emulator runs in its own process group, so stopping it also stops what it s
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 90
 
 
@@ -26,6 +28,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_block(size: int) -> int:
+    """A base port with `size` free loopback ports after it (the local stack's ports)."""
+    for _ in range(200):
+        base = random.randint(20_000, 40_000)
+        sockets: list[socket.socket] = []
+        try:
+            for offset in range(size):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no block of {size} free ports")
 
 
 @dataclass
@@ -95,7 +116,7 @@ def start_npm_firestore(log_dir: Path) -> Emulator:
     if not (ROOT / "node_modules" / "@firestore-emulator" / "server").is_dir():
         raise RuntimeError("npm Firestore emulator missing: run `make setup` (npm ci)")
     port = free_port()
-    script = str(ROOT / "tests" / "support" / "firestore-emulator.mjs")
+    script = str(ROOT / "functions" / "firestore-emulator.mjs")
     return _start("firestore-npm", ["node", script, str(port)], port, log_dir, _port_open)
 
 

@@ -1,0 +1,233 @@
+"""`python -m functions.cli`: run the local stack, submit jobs and watch them.
+
+run      start the local stack, ingest the sample corpus, show progress, print the
+         result, stop everything (what `make run` does)
+dev      start the local stack and keep it up (what `make dev` does)
+submit   submit a job to a running stack (optionally watch it)
+watch    show a job's progress until it ends
+jobs     list jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from functions.client import ApiError, FanoutClient
+from functions.emulators import ROOT
+from functions.localstack import LocalStack, StackConfig
+
+TERMINAL = {"completed", "failed", "cancelled"}
+SAMPLE_CORPUS = ROOT / "samples" / "corpus"
+console = Console()
+
+
+def watch(client: FanoutClient, job_id: str, *, poll: float = 0.3) -> dict[str, Any]:
+    """Show a live progress bar until the job is terminal; returns the final job."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(job_id, total=None, detail="")
+        while True:
+            job = client.job(job_id)
+            batches = job["batches"]
+            detail = (
+                f"[green]{job['completed_batches']} ok[/] "
+                f"[red]{job['failed_batches']} failed[/] "
+                f"{batches['running']} running · {job['stats']['processed']} items"
+            )
+            progress.update(
+                bar,
+                total=job["total_batches"] or 1,
+                completed=job["completed_batches"] + job["failed_batches"],
+                detail=detail,
+                description=f"{job_id} {job['status']}",
+            )
+            if job["status"] in TERMINAL:
+                return job
+            time.sleep(poll)  # polling the API: the CLI's refresh rate
+
+
+def print_result(job: dict[str, Any], stack: LocalStack | None, api_url: str) -> None:
+    table = Table(title=f"job {job['job_id']}", show_header=False)
+    rows = [
+        ("status", job["status"]),
+        ("source", job["source"]),
+        ("collection", job["collection"]),
+        (
+            "batches",
+            f"{job['completed_batches']} completed, {job['failed_batches']} "
+            f"failed of {job['total_batches']}",
+        ),
+        ("items", json.dumps(job["stats"])),
+        ("duration", f"{job['duration_seconds']} s"),
+        ("message", job.get("message") or ""),
+        ("error", job.get("error") or ""),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+    console.print("Where to look next:")
+    console.print(f"  job:      {api_url}/jobs/{job['job_id']}")
+    console.print(f"  batches:  {api_url}/jobs/{job['job_id']}/batches")
+    if stack is not None:
+        console.print(f"  logs:     {stack.logs}/")
+        console.print("  keep the stack up to explore: make dev")
+
+
+def _stop_on_sigterm() -> None:
+    def raise_interrupt(signum: int, frame: object) -> NoReturn:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = StackConfig(
+        state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=10.0
+    )
+    console.print(f"Starting the local stack ({args.store} store) ...")
+    with LocalStack(config) as stack:
+        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+        request = {
+            "source": "noop",
+            "collection": "samples",
+            "location": str(args.location),
+            "batch_size": args.batch_size,
+            "options": {"delay_ms": args.delay_ms},
+        }
+        accepted = client.submit(request)
+        console.print(
+            f"Submitted job {accepted['job_id']}: {accepted['total_batches']} "
+            f"batches. Status: {accepted['status_url']}"
+        )
+        job = watch(client, accepted["job_id"])
+        print_result(job, stack, stack.url("jobs_api"))
+        return 0 if job["status"] == "completed" else 1
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    config = StackConfig(
+        state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=30.0
+    )
+    with LocalStack(config) as stack:
+        for target in ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub"):
+            console.print(f"  {target:<14} {stack.url(target)}")
+        console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
+        signal.pause()
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    client = FanoutClient(args.ingest_url, args.api_url)
+    request: dict[str, Any] = {
+        "source": args.source,
+        "collection": args.collection,
+        "batch_size": args.batch_size,
+    }
+    if args.items:
+        request["items"] = args.items
+    else:
+        request["location"] = str(Path(args.location).resolve())
+    accepted = client.submit(request)
+    console.print_json(data=accepted)
+    if args.watch:
+        print_result(watch(client, accepted["job_id"]), None, args.api_url)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    client = FanoutClient(args.api_url, args.api_url)
+    job = watch(client, args.job_id)
+    print_result(job, None, args.api_url)
+    return 0 if job["status"] == "completed" else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    client = FanoutClient(args.api_url, args.api_url)
+    page = client.jobs(**({"status": args.status} if args.status else {}))
+    table = Table("job", "status", "source", "batches", "progress")
+    for job in page["jobs"]:
+        table.add_row(
+            job["job_id"],
+            job["status"],
+            job["source"],
+            f"{job['completed_batches']}+{job['failed_batches']}/{job['total_batches']}",
+            f"{job['progress']:.0%}",
+        )
+    console.print(table)
+    console.print(f"{page['total']} jobs")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="fanout", description=__doc__.splitlines()[0])
+    sub = main.add_subparsers(dest="command", required=True)
+    for name, handler in (("run", cmd_run), ("dev", cmd_dev)):
+        p = sub.add_parser(name)
+        p.set_defaults(handler=handler)
+        p.add_argument("--store", choices=("sqlite", "firestore"), default="sqlite")
+        p.add_argument("--port-base", type=int, default=8081)
+        p.add_argument("--state-dir", type=Path, default=ROOT / ".local")
+        if name == "run":
+            p.add_argument("--location", type=Path, default=SAMPLE_CORPUS)
+            p.add_argument("--batch-size", type=int, default=2)
+            p.add_argument(
+                "--delay-ms",
+                type=int,
+                default=150,
+                help="simulated work per item, so progress is visible",
+            )
+    api_default = "http://127.0.0.1:8083"
+    p = sub.add_parser("submit")
+    p.set_defaults(handler=cmd_submit)
+    p.add_argument("--ingest-url", default="http://127.0.0.1:8081")
+    p.add_argument("--api-url", default=api_default)
+    p.add_argument("--source", default="noop")
+    p.add_argument("--collection", default="samples")
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--location", default=str(SAMPLE_CORPUS))
+    p.add_argument("--items", nargs="*")
+    p.add_argument("--watch", action="store_true")
+    p = sub.add_parser("watch")
+    p.set_defaults(handler=cmd_watch)
+    p.add_argument("job_id")
+    p.add_argument("--api-url", default=api_default)
+    p = sub.add_parser("jobs")
+    p.set_defaults(handler=cmd_jobs)
+    p.add_argument("--status")
+    p.add_argument("--api-url", default=api_default)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _stop_on_sigterm()
+    try:
+        code: int = args.handler(args)
+        return code
+    except ApiError as error:
+        console.print(f"[red]error:[/] {error}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""The local stack: every function under `functions-framework` on its own localhost port,
+the task dispatcher, and (optionally) a Firestore emulator and a local scheduler.
+
+Each child runs in its own process group, and `stop()` ends the groups, so Ctrl-C (or a
+failing test) leaves no stray process. State lives in `state_dir` (default `.local/`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from functions.emulators import (
+    ROOT,
+    Emulator,
+    google_firestore_available,
+    start_google_firestore,
+    start_npm_firestore,
+)
+
+log = logging.getLogger("fanout.localstack")
+
+# Port offsets from `port_base`, one function per port (one target per process).
+FUNCTIONS: dict[str, int] = {
+    "ingest": 0,
+    "run_batch": 1,
+    "jobs_api": 2,
+    "cleanup_jobs": 3,
+    "ingest_pubsub": 4,
+}
+READY_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    state_dir: Path = Path(".local")
+    host: str = "127.0.0.1"
+    port_base: int = 8081
+    store: Literal["sqlite", "firestore"] = "sqlite"
+    # FANOUT_* settings for every process, and per process ("dispatcher" or a function).
+    env: Mapping[str, str] = field(default_factory=dict)
+    process_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Call cleanup_jobs this often, as Cloud Scheduler does in the cloud; None: never.
+    sweep_interval: float | None = None
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir.resolve()
+        self.logs = self.state_dir / "logs"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.emulator: Emulator | None = None
+        self.secret = secrets.token_urlsafe(24)
+        self._scheduler_stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+        self._env: dict[str, str] = {}
+
+    # -- addresses ------------------------------------------------------------------------
+
+    def port(self, target: str) -> int:
+        return self.config.port_base + FUNCTIONS[target]
+
+    def url(self, target: str) -> str:
+        return f"http://{self.config.host}:{self.port(target)}"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.state_dir / "fanout.sqlite3"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for target in FUNCTIONS:
+            if _port_open(self.config.host, self.port(target)):
+                raise RuntimeError(
+                    f"port {self.port(target)} ({target}) is already in use; "
+                    "choose another port base"
+                )
+        try:
+            self._env = self._base_env()
+            for target in FUNCTIONS:
+                self.start_process(target)
+            self.start_process("dispatcher")
+            for target in FUNCTIONS:
+                self._wait_ready(target)
+        except BaseException:
+            self.stop()
+            raise
+        if self.config.sweep_interval:
+            self._scheduler = threading.Thread(
+                target=self._schedule, daemon=True, name="local-scheduler"
+            )
+            self._scheduler.start()
+        return self
+
+    def _base_env(self) -> dict[str, str]:
+        env = {
+            **os.environ,  # PATH and friends for the children
+            "FANOUT_STORE": self.config.store,
+            "FANOUT_QUEUE": "local",
+            "FANOUT_SQLITE_PATH": str(self.sqlite_path),
+            "FANOUT_WORKER_URL": self.url("run_batch") + "/",
+            "FANOUT_API_URL": self.url("jobs_api"),
+            "FANOUT_WORKER_SECRET": self.secret,
+            "FANOUT_ALLOWED_ROOTS": os.pathsep.join([str(ROOT / "samples"), str(self.state_dir)]),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.config.store == "firestore":
+            start = start_google_firestore if google_firestore_available() else start_npm_firestore
+            self.emulator = start(self.logs)
+            env["FIRESTORE_EMULATOR_HOST"] = self.emulator.host
+            env["FANOUT_GCP_PROJECT"] = "fanout-local"
+        env.update(self.config.env)
+        return env
+
+    def command(self, name: str) -> list[str]:
+        if name == "dispatcher":
+            return [sys.executable, "-m", "functions.queue.dispatcher"]
+        return [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target",
+            name,
+            "--source",
+            str(ROOT / "main.py"),
+            "--host",
+            self.config.host,
+            "--port",
+            str(self.port(name)),
+        ]
+
+    def start_process(self, name: str) -> None:
+        """Start (or restart) one process of the stack."""
+        env = {**self._env, **self.config.process_env.get(name, {})}
+        with (self.logs / f"{name}.log").open("ab") as out:
+            self.processes[name] = subprocess.Popen(
+                self.command(name),
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _wait_ready(self, name: str) -> None:
+        process = self.processes[name]
+        deadline = time.monotonic() + READY_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
+                )
+            if _port_open(self.config.host, self.port(name)):
+                return
+            time.sleep(0.05)  # polling a port that is not up yet
+        raise RuntimeError(f"{name} not listening after {READY_SECONDS}s")
+
+    def wait_ready(self, name: str) -> None:
+        """Block until a (re)started function accepts connections."""
+        self._wait_ready(name)
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send `sig` to one process group and reap it (crash tests use SIGKILL)."""
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self._scheduler_stop.set()
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for name, process in list(self.processes.items()):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop on SIGTERM; killing it", name)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- the local Cloud Scheduler ----------------------------------------------------------
+
+    def sweep(self) -> dict[str, int]:
+        """Call cleanup_jobs once, as Cloud Scheduler would; returns its report."""
+        request = urllib.request.Request(
+            self.url("cleanup_jobs"),
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            report: dict[str, int] = json.loads(response.read())
+            return report
+
+    def _schedule(self) -> None:
+        interval = self.config.sweep_interval or 60.0
+        while not self._scheduler_stop.wait(interval):
+            try:
+                self.sweep()
+            except OSError as error:
+                log.warning("local scheduler: cleanup_jobs failed: %s", error)

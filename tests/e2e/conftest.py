@@ -1,0 +1,129 @@
+"""End-to-end fixtures: real local stacks (functions-framework processes, the dispatcher,
+SQLite or a Firestore emulator), driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from functions.client import FanoutClient
+from functions.emulators import free_port_block
+from functions.localstack import FUNCTIONS, LocalStack, StackConfig
+
+# Fast retries and short leases, so recovery paths finish in seconds.
+FAST_ENV = {
+    "FANOUT_LEASE_SECONDS": "3",
+    "FANOUT_PROGRESS_INTERVAL_SECONDS": "0.2",
+    "FANOUT_MIN_BACKOFF_SECONDS": "0.05",
+    "FANOUT_MAX_BACKOFF_SECONDS": "0.5",
+    "FANOUT_MAX_ATTEMPTS": "100",
+    "FANOUT_ENQUEUE_GRACE_SECONDS": "0.5",
+}
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+StackFactory = Callable[..., LocalStack]
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Iterator[StackFactory]:
+    stacks: list[LocalStack] = []
+
+    def make(
+        *,
+        store: Literal["sqlite", "firestore"] = "sqlite",
+        env: Mapping[str, str] | None = None,
+        process_env: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> LocalStack:
+        config = StackConfig(
+            state_dir=tmp_path / f"stack{len(stacks)}",
+            port_base=free_port_block(len(FUNCTIONS)),
+            store=store,
+            env={**FAST_ENV, **(env or {})},
+            process_env=process_env or {},
+        )
+        stack = LocalStack(config)
+        stacks.append(stack)
+        return stack.start()
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+
+
+def client_for(stack: LocalStack) -> FanoutClient:
+    return FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:
+    """Poll an observable condition of the running stack until it holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)  # polling external processes' state; the deadline bounds it
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_terminal(client: FanoutClient, job_id: str, timeout: float = 90) -> dict[str, Any]:
+    job: dict[str, Any] = wait_for(
+        lambda: (j := client.job(job_id))["status"] in TERMINAL and j,
+        timeout=timeout,
+        what=f"job {job_id} to end",
+    )
+    return job
+
+
+def all_batches(client: FanoutClient, job_id: str) -> list[dict[str, Any]]:
+    batches: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = client.batches(job_id, limit="200", **({"cursor": cursor} if cursor else {}))
+        batches.extend(page["batches"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return batches
+
+
+class CallbackReceiver:
+    """A real HTTP endpoint that records the callbacks it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.arrived:
+                    receiver.received.append(body)
+                    receiver.arrived.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def callbacks() -> Iterator[CallbackReceiver]:
+    receiver = CallbackReceiver()
+    yield receiver
+    receiver.close()
