@@ -31,16 +31,16 @@ from typing import Any
 
 from google.cloud import firestore
 
-from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches
-from functions.store.firestore import FirestoreJobStore, _batch_doc
-from functions.store.protocol import JobStore
-from functions.store.sqlite import SqliteJobStore, _us
-from tests.support.emulators import (
+from functions.emulators import (
     Emulator,
     google_firestore_available,
     start_google_firestore,
     start_npm_firestore,
 )
+from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches
+from functions.store.firestore import FirestoreJobStore, _batch_doc
+from functions.store.protocol import JobStore
+from functions.store.sqlite import SqliteJobStore, _us
 
 FIRESTORE_RPCS = (
     "commit",
@@ -193,6 +193,29 @@ def bench(name: str, fresh: Fresh, args: argparse.Namespace) -> None:
     print(json.dumps(figures), flush=True)
 
 
+class FreshEmulator:
+    """Fresh Firestore state = a freshly started emulator, not just a new project: the npm
+    emulator's cost per write grows with everything it holds, so leftovers of one side
+    would slow the other."""
+
+    def __init__(self, start: Callable[[Path], Emulator], log_dir: Path) -> None:
+        self.start = start
+        self.log_dir = log_dir
+        self.emulator: Emulator | None = None
+
+    def __call__(self) -> Callable[[], JobStore]:
+        self.stop()
+        self.emulator = self.start(self.log_dir)
+        os.environ["FIRESTORE_EMULATOR_HOST"] = self.emulator.host
+        project = f"bench-{uuid.uuid4().hex[:8]}"
+        return lambda: FirestoreJobStore(client=firestore.Client(project=project))
+
+    def stop(self) -> None:
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--firestore", choices=("auto", "npm", "google", "none"), default="auto")
@@ -206,10 +229,6 @@ def main() -> None:
             path = Path(tmp) / f"{uuid.uuid4().hex}.sqlite3"
             return lambda: SqliteJobStore(path)
 
-        def fresh_firestore() -> Callable[[], JobStore]:
-            project = f"bench-{uuid.uuid4().hex[:8]}"  # emulator projects are isolated
-            return lambda: FirestoreJobStore(client=firestore.Client(project=project))
-
         bench("sqlite", fresh_sqlite, args)
         starters: list[tuple[str, Callable[[Path], Emulator]]] = []
         if args.firestore in ("auto", "npm"):
@@ -219,25 +238,11 @@ def main() -> None:
         ):
             starters.append(("firestore-google", start_google_firestore))
         for name, start in starters:
-            emulator = start(Path(tmp))
+            fresh = FreshEmulator(start, Path(tmp))
             try:
-                with emulator_env(emulator.host):
-                    bench(name, fresh_firestore, args)
+                bench(name, fresh, args)
             finally:
-                emulator.stop()
-
-
-@contextmanager
-def emulator_env(host: str) -> Iterator[None]:
-    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["FIRESTORE_EMULATOR_HOST"]
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+                fresh.stop()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,172 @@
+"""End-to-end benchmark on the real local stack; prints one JSON line.
+
+(a) throughput: a 1,000-batch noop job through the stack (ingest -> queue -> dispatcher
+    -> run_batch -> store), batches per second from submit to finalized, against the raw
+    limit measured in the same run: as many POSTs, with the same concurrency and the
+    dispatcher's own HTTP code, straight to a bare Functions Framework function.
+(b) fan-out latency: how long the ingest request of a 10,000-batch job takes to return.
+(c) hot document: the most writes the parent job record took in any one second during (a),
+    counted exactly by a trigger the benchmark installs in the SQLite file.
+
+Usage: python -m bench.e2e [--batches 1000] [--fanout 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from functions.client import FanoutClient
+from functions.config import DispatchSettings
+from functions.emulators import ROOT, free_port, free_port_block
+from functions.localstack import LocalStack, StackConfig
+from functions.queue.dispatcher import post
+from functions.store.sqlite import SqliteJobStore
+
+TERMINAL = {"completed", "failed", "cancelled"}
+# Counts every write of a parent row (the trigger fires once per INSERT or UPDATE).
+PARENT_WRITES_TRIGGER = """
+CREATE TABLE IF NOT EXISTS bench_parent_writes (job_id TEXT, at REAL);
+CREATE TRIGGER IF NOT EXISTS bench_parent_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO bench_parent_writes VALUES (new.job_id, (julianday('now') - 2440587.5) * 86400);
+END;
+CREATE TRIGGER IF NOT EXISTS bench_parent_update AFTER UPDATE ON jobs BEGIN
+    INSERT INTO bench_parent_writes VALUES (new.job_id, (julianday('now') - 2440587.5) * 86400);
+END;
+"""
+
+
+def wait_terminal(client: FanoutClient, job_id: str) -> dict[str, Any]:
+    """Poll rarely: the end time comes from the job's own finished_at, so polling need not
+    be fast, and a fast poll would take CPU from the stack being measured."""
+    while True:
+        job = client.job(job_id)
+        if job["status"] in TERMINAL:
+            return job
+        time.sleep(0.25)
+
+
+def throughput(stack: LocalStack, batches: int) -> dict[str, Any]:
+    client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+    start = datetime.now(UTC)
+    accepted = client.submit(
+        {
+            "source": "noop",
+            "collection": "bench",
+            "items": [f"doc-{i}" for i in range(batches)],
+            "batch_size": 1,
+        }
+    )
+    job = wait_terminal(client, accepted["job_id"])
+    elapsed = (datetime.fromisoformat(job["finished_at"]) - start).total_seconds()
+    assert job["completed_batches"] == batches, job
+    with sqlite3.connect(stack.sqlite_path) as conn:
+        per_second = conn.execute(
+            "SELECT COUNT(*) FROM bench_parent_writes WHERE job_id = ? GROUP BY CAST(at AS INT)"
+            " ORDER BY 1 DESC LIMIT 1",
+            (accepted["job_id"],),
+        ).fetchone()[0]
+        total_writes = conn.execute(
+            "SELECT COUNT(*) FROM bench_parent_writes WHERE job_id = ?", (accepted["job_id"],)
+        ).fetchone()[0]
+    return {
+        "e2e_batches": batches,
+        "e2e_seconds": round(elapsed, 3),
+        "e2e_batches_per_s": round(batches / elapsed, 1),
+        "parent_writes_max_per_s": per_second,
+        "parent_writes_total": total_writes,
+    }
+
+
+def raw_limit(requests: int, concurrency: int, log_dir: Path) -> float:
+    """POSTs per second to a function that does nothing, with the dispatcher's HTTP code."""
+    port = free_port()
+    with (log_dir / "bare.log").open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target",
+                "bare",
+                "--source",
+                str(ROOT / "bench" / "bare_function.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        while post(url, b"{}", {}, 1.0).status is None:
+            time.sleep(0.05)  # waiting for the server to listen
+        body = json.dumps({"batch_id": "x"}).encode()
+        headers = {"Content-Type": "application/json"}
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(lambda _: post(url, body, headers, 30.0), range(requests)))
+        elapsed = time.perf_counter() - start
+        assert all(r.ok for r in results)
+        return requests / elapsed
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+
+
+def fanout_latency(stack: LocalStack, batches: int) -> float:
+    client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+    request = {
+        "source": "noop",
+        "collection": "bench",
+        "items": [f"d{i}" for i in range(batches)],
+        "batch_size": 1,
+    }
+    start = time.perf_counter()
+    accepted = client.submit(request)
+    elapsed = time.perf_counter() - start
+    assert accepted["total_batches"] == batches
+    client.cancel(accepted["job_id"])  # the fan-out is what is measured, not its run
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--batches", type=int, default=1_000)
+    parser.add_argument("--fanout", type=int, default=10_000)
+    args = parser.parse_args()
+    concurrency = DispatchSettings().max_concurrent
+    with tempfile.TemporaryDirectory() as tmp:
+        config = StackConfig(state_dir=Path(tmp) / "stack", port_base=free_port_block(5))
+        with LocalStack(config) as stack:
+            SqliteJobStore(stack.sqlite_path).close()  # the schema, before the trigger
+            with sqlite3.connect(stack.sqlite_path) as conn:
+                conn.executescript(PARENT_WRITES_TRIGGER)
+            figures = throughput(stack, args.batches)
+            limit = raw_limit(args.batches, concurrency, Path(tmp))
+            figures |= {
+                "raw_limit_posts_per_s": round(limit, 1),
+                "throughput_vs_raw_limit": round(figures["e2e_batches_per_s"] / limit, 3),
+                "concurrency": concurrency,
+            }
+            latency = fanout_latency(stack, args.fanout)
+            figures |= {"fanout_batches": args.fanout, "fanout_ingest_seconds": round(latency, 3)}
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()
