@@ -30,7 +30,7 @@ from typing import Any
 from functions.client import FanoutClient
 from functions.config import DispatchSettings
 from functions.emulators import ROOT, free_port, free_port_block
-from functions.localstack import LocalStack, StackConfig
+from functions.localstack import WORKER_THREADS, LocalStack, StackConfig
 from functions.queue.dispatcher import post
 from functions.store.sqlite import SqliteJobStore
 
@@ -110,6 +110,7 @@ def raw_limit(requests: int, concurrency: int, log_dir: Path) -> float:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, "THREADS": WORKER_THREADS},  # as the stack's functions
         )
     try:
         url = f"http://127.0.0.1:{port}/"

@@ -34,29 +34,28 @@ console = Console()
 def watch(client: FanoutClient, job_id: str, *, poll: float = 0.3) -> dict[str, Any]:
     """Show a live progress bar until the job is terminal; returns the final job."""
     columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        TextColumn("[bold]{task.description:<9}"),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
-        TextColumn("batches"),
-        TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(job_id, total=None, detail="")
+        bar = progress.add_task("pending", total=None, detail="")
         while True:
             job = client.job(job_id)
             batches = job["batches"]
             detail = (
                 f"[green]{job['completed_batches']} ok[/] "
                 f"[red]{job['failed_batches']} failed[/] "
-                f"{batches['running']} running · {job['stats']['processed']} items"
+                f"{batches['running']} running, {job['stats']['processed']} items"
             )
             progress.update(
                 bar,
                 total=job["total_batches"] or 1,
                 completed=job["completed_batches"] + job["failed_batches"],
                 detail=detail,
-                description=f"{job_id} {job['status']}",
+                description=job["status"],
             )
             if job["status"] in TERMINAL:
                 return job
@@ -113,8 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
         accepted = client.submit(request)
         console.print(
-            f"Submitted job {accepted['job_id']}: {accepted['total_batches']} "
-            f"batches. Status: {accepted['status_url']}"
+            f"Submitted job {accepted['job_id']} ({accepted['total_batches']} batches)\n"
+            f"  status: {accepted['status_url']}"
         )
         job = watch(client, accepted["job_id"])
         print_result(job, stack, stack.url("jobs_api"))

@@ -43,6 +43,10 @@ FUNCTIONS: dict[str, int] = {
     "ingest_pubsub": 4,
 }
 READY_SECONDS = 60
+# Request threads per function process (the Functions Framework's THREADS, like Cloud Run's
+# per-instance concurrency). Batch work is CPU-bound Python under one GIL: more threads
+# than this only queue on it (measured with bench/e2e.py on 2 cores).
+WORKER_THREADS = "4"
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class LocalStack:
             "FANOUT_WORKER_SECRET": self.secret,
             "FANOUT_ALLOWED_ROOTS": os.pathsep.join([str(ROOT / "samples"), str(self.state_dir)]),
             "PYTHONUNBUFFERED": "1",
+            "THREADS": WORKER_THREADS,
         }
         if self.config.store == "firestore":
             start = start_google_firestore if google_firestore_available() else start_npm_firestore

@@ -34,6 +34,9 @@ class Database:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # SQLite admits one writer at a time: threads of this process queue here (a wait
+        # that wakes at once) and only other processes are met with busy-and-retry.
+        self._writer = threading.Lock()
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -66,7 +69,8 @@ class Database:
         def run() -> None:
             rows[:] = conn.execute(sql, params).fetchall()
 
-        self._retry(run)
+        with self._writer:
+            self._retry(run)
         return rows
 
     @staticmethod
@@ -87,13 +91,21 @@ class Database:
     def transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """A transaction; rolled back on any error, so a failed call writes nothing."""
         conn = self.conn()
-        self._retry(lambda: conn.execute(f"BEGIN {mode}"))
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        if mode != "IMMEDIATE":  # a read snapshot: never waits in WAL mode
+            conn.execute(f"BEGIN {mode}")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+            return
+        with self._writer:
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
