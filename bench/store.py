@@ -6,7 +6,7 @@
     the worker's real path (claim, then finish if granted). Reports batches per second, the
     final `completed_batches` (must be 2,000), and the store round trips per batch on the
     happy path (claim + finish + finalize check), counted at the transport: RPCs for
-    Firestore, transactions for SQLite.
+    Firestore, write transactions for SQLite (reads there are in-process).
 
 Usage: python -m bench.store [--firestore auto|npm|google|none] [--batches N]
 """
@@ -86,15 +86,19 @@ def instrument(store: JobStore, trips: RoundTrips) -> None:
         for name in FIRESTORE_RPCS:
             setattr(api, name, trips.wrap(getattr(api, name)))
     elif isinstance(store, SqliteJobStore):
-        original = store._tx
+        # An embedded store has no network round trip: count write transactions, explicit
+        # ones and single-statement ones (the SQLite lock is the shared resource).
+        original = store.db.transaction
 
         @contextmanager
         def counted_tx(mode: str = "IMMEDIATE") -> Iterator[Any]:
-            trips.hit()
+            if mode == "IMMEDIATE":
+                trips.hit()
             with original(mode) as conn:
                 yield conn
 
-        store._tx = counted_tx  # type: ignore[method-assign]
+        store.db.transaction = counted_tx  # type: ignore[method-assign]
+        store.db.write = trips.wrap(store.db.write)  # type: ignore[method-assign]
 
 
 def naive_writes(store: JobStore, job_id: str, batches: list[Batch]) -> None:
@@ -107,7 +111,7 @@ def naive_writes(store: JobStore, job_id: str, batches: list[Batch]) -> None:
         # The store's own write path, once per batch: what an `add_batch` method would do
         # (every store write is an IMMEDIATE transaction that checks the job it touches).
         for batch in batches:
-            with store._tx() as conn:
+            with store.db.transaction() as conn:
                 conn.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
                 conn.execute(
                     "INSERT INTO batches (job_id, batch_index, items, status, created_at)"

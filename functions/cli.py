@@ -28,7 +28,7 @@ from functions.localstack import LocalStack, StackConfig
 
 TERMINAL = {"completed", "failed", "cancelled"}
 SAMPLE_CORPUS = ROOT / "samples" / "corpus"
-console = Console()
+console = Console(soft_wrap=True)  # never break URLs and paths across lines
 
 
 def watch(client: FanoutClient, job_id: str, *, poll: float = 0.3) -> dict[str, Any]:
@@ -128,6 +128,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         for target in ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub"):
             console.print(f"  {target:<14} {stack.url(target)}")
         console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
+        console.file.flush()  # the URLs must reach a pipe (`make dev | tee`) right away
         signal.pause()
     return 0
 

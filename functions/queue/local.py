@@ -15,7 +15,6 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -161,12 +160,6 @@ class LocalTaskQueue:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        return self.db.conn()
-
-    def _tx(self, mode: str = "IMMEDIATE") -> AbstractContextManager[sqlite3.Connection]:
-        return self.db.transaction(mode)
-
     def close(self) -> None:
         self.db.close()
 
@@ -188,7 +181,7 @@ class LocalTaskQueue:
             headers = json.dumps(dict(task.headers))
             names.append(task.name)
             rows.append((task.name, task.url, task.body, headers, due, now_us))
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             self._purge(conn, now_us)
             conn.executemany(
                 "INSERT INTO queue_tasks (name, url, body, headers, state, schedule_time,"
@@ -199,7 +192,7 @@ class LocalTaskQueue:
 
     def purge(self, *, now: datetime | None = None) -> int:
         """Forget tasks that finished more than `DEDUP_WINDOW` ago, freeing their names."""
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             return self._purge(conn, _us(now or utcnow()))
 
     @staticmethod
@@ -214,12 +207,12 @@ class LocalTaskQueue:
     # -- reading (monitoring, tests) ------------------------------------------------------
 
     def get(self, name: str) -> QueuedTask | None:
-        row = self._conn().execute("SELECT * FROM queue_tasks WHERE name = ?", (name,)).fetchone()
+        row = self.db.conn().execute("SELECT * FROM queue_tasks WHERE name = ?", (name,)).fetchone()
         return None if row is None else _task(row)
 
     def counts(self) -> dict[TaskState, int]:
         """How many tasks are in each state (every state present)."""
-        rows = self._conn().execute("SELECT state, COUNT(*) FROM queue_tasks GROUP BY state")
+        rows = self.db.conn().execute("SELECT state, COUNT(*) FROM queue_tasks GROUP BY state")
         found = {TaskState(state): n for state, n in rows}
         return {state: found.get(state, 0) for state in TaskState}
 
@@ -229,7 +222,7 @@ class LocalTaskQueue:
         """Put back tasks a previous dispatcher claimed but never settled (it crashed or
         stopped mid-request): their outcome is unknown, so they are delivered again. Only
         the dispatcher holding the queue's lock may call this."""
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             rows = conn.execute(
                 "UPDATE queue_tasks SET state = 'queued', claimed_at = NULL"
                 " WHERE state = 'dispatching' RETURNING name"
@@ -241,7 +234,7 @@ class LocalTaskQueue:
         if limit < 1:
             return []
         now_us = _us(now or utcnow())
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             rows = conn.execute(
                 "UPDATE queue_tasks SET state = 'dispatching', claimed_at = ? WHERE name IN"
                 " (SELECT name FROM queue_tasks WHERE state = 'queued' AND schedule_time <= ?"
@@ -253,7 +246,7 @@ class LocalTaskQueue:
     def next_due(self) -> datetime | None:
         """When the earliest queued task is due, or None when nothing is queued."""
         row = (
-            self._conn()
+            self.db.conn()
             .execute("SELECT MIN(schedule_time) FROM queue_tasks WHERE state = 'queued'")
             .fetchone()
         )
@@ -275,7 +268,7 @@ class LocalTaskQueue:
         writes per task low under load."""
         now = now or utcnow()
         settled: list[QueuedTask | None] = []
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             for task, attempt in results:
                 attempts = task.attempts + 1
                 responses = task.responses + (attempt.status is not None)

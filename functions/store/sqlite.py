@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,12 +167,6 @@ class SqliteJobStore:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        return self.db.conn()
-
-    def _tx(self, mode: str = "IMMEDIATE") -> AbstractContextManager[sqlite3.Connection]:
-        return self.db.transaction(mode)
-
     def close(self) -> None:
         self.db.close()
 
@@ -263,7 +256,7 @@ class SqliteJobStore:
     # -- jobs -----------------------------------------------------------------------------
 
     def create_job(self, job: Job) -> tuple[Job, bool]:
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             if job.client_id is not None:
                 row = conn.execute(
                     "SELECT * FROM jobs WHERE client_id = ? AND request_id = ?",
@@ -292,7 +285,7 @@ class SqliteJobStore:
         self, job_id: str, batches: Sequence[Batch], *, now: datetime | None = None
     ) -> Job:
         now = now or utcnow()
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             job = self._read_job(conn, job_id)
             if job.status is not JobStatus.PENDING:
                 raise InvalidTransition("job", job.status.value, "running (already planned)")
@@ -322,10 +315,10 @@ class SqliteJobStore:
             return self._read_job(conn, job_id)
 
     def get_job(self, job_id: str) -> Job:
-        return self._read_job(self._conn(), job_id)
+        return self._read_job(self.db.conn(), job_id)
 
     def get_batch(self, batch_id: str) -> Batch:
-        return self._read_batch(self._conn(), batch_id)
+        return self._read_batch(self.db.conn(), batch_id)
 
     def list_jobs(self, query: JobQuery) -> Page[Job]:
         where: list[str] = []
@@ -343,7 +336,7 @@ class SqliteJobStore:
         if query.cursor:
             page_where.append("job_id < ?")
             page_args.append(decode_job_cursor(query.cursor))
-        with self._tx("DEFERRED") as conn:
+        with self.db.transaction("DEFERRED") as conn:
             total = conn.execute(f"SELECT COUNT(*) FROM jobs {_where(where)}", args).fetchone()[0]
             rows = conn.execute(
                 f"SELECT * FROM jobs {_where(page_where)} ORDER BY job_id DESC LIMIT ?",
@@ -367,7 +360,7 @@ class SqliteJobStore:
         if status is not None:
             where.append("status = ?")
             args.append(status.value)
-        with self._tx("DEFERRED") as conn:
+        with self.db.transaction("DEFERRED") as conn:
             self._read_job(conn, job_id)
             total = conn.execute(f"SELECT COUNT(*) FROM batches {_where(where)}", args).fetchone()[
                 0
@@ -398,13 +391,13 @@ class SqliteJobStore:
         )
         if rows:
             return Claim(
-                True, self._read_job(self._conn(), job_id, counters=False), self._batch(rows[0])
+                True, self._read_job(self.db.conn(), job_id, counters=False), self._batch(rows[0])
             )
         return self._refuse_claim(batch_id, now)
 
     def _refuse_claim(self, batch_id: str, now: datetime) -> Claim:
         """Why a claim was refused (and, for a cancelled job, end the batch cancelled)."""
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             batch = self._read_batch(conn, batch_id)
             job = self._read_job(conn, batch.job_id, counters=False)
             if job.status is JobStatus.CANCELLED:
@@ -442,7 +435,7 @@ class SqliteJobStore:
     ) -> bool:
         check_progress(progress)
         now = now or utcnow()
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             cursor = conn.execute(
                 "UPDATE batches SET progress = ?, stats = ?, heartbeat_at = ?,"
                 " lease_expires_at = ? WHERE job_id = ? AND batch_index = ?"
@@ -462,7 +455,7 @@ class SqliteJobStore:
             return cursor.rowcount == 1
 
     def release_lease(self, batch: Batch, *, now: datetime | None = None) -> bool:
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             cursor = conn.execute(
                 "UPDATE batches SET lease_expires_at = ? WHERE job_id = ? AND batch_index = ?"
                 " AND status = 'running' AND attempts = ?",
@@ -471,7 +464,7 @@ class SqliteJobStore:
             return cursor.rowcount == 1
 
     def set_callback_status(self, job_id: str, status: str) -> None:
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             self._read_job(conn, job_id)
             conn.execute("UPDATE jobs SET callback_status = ? WHERE job_id = ?", (status, job_id))
 
@@ -488,7 +481,7 @@ class SqliteJobStore:
             check_transition("batch", current.status, outcome.status)
             raise AssertionError(f"batch {batch.batch_id} could not be finished")
         # Is the job complete? One cheap read (no lock) before finalizing takes the lock.
-        conn = self._conn()
+        conn = self.db.conn()
         status, total, done = conn.execute(
             "SELECT status, total_batches, (SELECT COALESCE(SUM(completed_batches"
             " + failed_batches), 0) FROM job_counters WHERE job_id = jobs.job_id)"
@@ -497,11 +490,11 @@ class SqliteJobStore:
         ).fetchone()
         if status != JobStatus.RUNNING.value or done < total:
             return FinishResult(True, False, job)
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             return self._finalize(conn, job.job_id, now, counted=True)
 
     def finalize_if_complete(self, job_id: str, *, now: datetime | None = None) -> FinishResult:
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             return self._finalize(conn, job_id, now or utcnow(), counted=False)
 
     @staticmethod
@@ -570,7 +563,7 @@ class SqliteJobStore:
 
     def cancel_job(self, job_id: str, *, now: datetime | None = None) -> Job:
         now = now or utcnow()
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             job = self._read_job(conn, job_id)
             check_transition("job", job.status, JobStatus.CANCELLED)
             conn.execute(
@@ -581,7 +574,7 @@ class SqliteJobStore:
             return self._read_job(conn, job_id)
 
     def retry_failed(self, job_id: str, *, now: datetime | None = None) -> list[Batch]:
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             job = self._read_job(conn, job_id)
             if job.status is not JobStatus.FAILED:
                 raise InvalidTransition("job", job.status.value, "running (retry)")
@@ -617,7 +610,7 @@ class SqliteJobStore:
         self, job_id: str, indexes: Sequence[int], *, now: datetime | None = None
     ) -> None:
         stamp = _us(now or utcnow())
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             self._read_job(conn, job_id)
             conn.executemany(
                 "UPDATE batches SET enqueued_at = ? WHERE job_id = ? AND batch_index = ?",
@@ -625,7 +618,7 @@ class SqliteJobStore:
             )
 
     def delete_job(self, job_id: str) -> None:
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             job = self._read_job(conn, job_id)
             if not job.is_terminal:
                 raise InvalidTransition("job", job.status.value, "deleted (cancel it first)")
@@ -637,7 +630,7 @@ class SqliteJobStore:
             raise InvalidArgument(f"chunk_size must be at least 1, got {chunk_size}")
         deleted = 0
         while True:
-            with self._tx() as conn:
+            with self.db.transaction() as conn:
                 ids = [
                     r[0]
                     for r in conn.execute(
@@ -665,7 +658,7 @@ class SqliteJobStore:
         )
 
     def _stale(self, condition: str, args: tuple[Any, ...], limit: int) -> list[tuple[Job, Batch]]:
-        with self._tx("DEFERRED") as conn:
+        with self.db.transaction("DEFERRED") as conn:
             rows = conn.execute(
                 "SELECT b.* FROM batches b JOIN jobs j ON j.job_id = b.job_id"
                 f" WHERE j.status = 'running' AND {condition}"

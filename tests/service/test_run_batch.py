@@ -1,0 +1,107 @@
+"""The worker's use case on the real SQLite store and local queue: transient failures,
+lease release, attempts running out, cancellation between items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.config import DispatchSettings, Settings
+from functions.errors import Busy, TransientError
+from functions.ingest_request import IngestRequest
+from functions.jobs import BatchOutcome, JobStats, JobStatus
+from functions.processors import BatchContext, register
+from functions.queue.local import LocalTaskQueue
+from functions.service import FanoutService
+from functions.store.sqlite import SqliteJobStore
+
+
+@register("flaky-test")
+class FlakyProcessor:
+    """Raises TransientError for every item: a dependency that is down."""
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        pass
+
+    def process(self, item: str, context: BatchContext) -> JobStats:
+        raise TransientError(f"dependency down while processing {item}")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[FanoutService]:
+    settings = Settings(
+        sqlite_path=tmp_path / "fanout.sqlite3", dispatch=DispatchSettings(max_attempts=3)
+    )
+    store = SqliteJobStore(settings.sqlite_path)
+    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
+    yield FanoutService(store, queue, settings)
+    store.close()
+    queue.close()
+
+
+def test_transient_error_releases_the_lease_then_fails_once_attempts_run_out(
+    service: FanoutService,
+) -> None:
+    """A transient error is raised to the edge (503, so the queue retries) after releasing
+    the lease, so the retry claims at once; on the last attempt the batch is recorded
+    failed and the job finalizes failed."""
+    job, _ = service.submit(
+        IngestRequest(source="flaky-test", collection="c", items=["a"], batch_size=1)
+    )
+    batch_id = f"{job.job_id}_0000"
+    for attempt in (1, 2):
+        with pytest.raises(TransientError) as raised:
+            service.run_batch(batch_id)
+        assert raised.value.http_status == 503
+        batch = service.store.get_batch(batch_id)
+        assert batch.attempts == attempt and batch.status is JobStatus.RUNNING
+    last = service.run_batch(batch_id)
+    assert last.ran and last.outcome is not None
+    assert last.outcome.status is JobStatus.FAILED and last.finalized
+    batch = service.store.get_batch(batch_id)
+    assert batch.attempts == 3 and batch.error == (
+        "gave up after 3 attempts: dependency down while processing a"
+    )
+    assert service.store.get_job(job.job_id).status is JobStatus.FAILED
+
+
+def test_a_delivery_while_another_attempt_holds_the_lease_is_busy(
+    service: FanoutService,
+) -> None:
+    """A second delivery during a live lease raises Busy (409): the queue retries later
+    instead of dropping the task."""
+    job, _ = service.submit(
+        IngestRequest(source="noop", collection="c", items=["a", "b"], batch_size=2)
+    )
+    claim = service.store.claim_batch(f"{job.job_id}_0000", lease=service.settings.lease)
+    with pytest.raises(Busy) as raised:
+        service.run_batch(f"{job.job_id}_0000")
+    assert raised.value.http_status == 409
+    service.store.finish_batch(claim.job, claim.batch, BatchOutcome(JobStatus.COMPLETED))
+    again = service.run_batch(f"{job.job_id}_0000")
+    assert not again.ran and again.reason == "batch is completed"
+
+
+def test_submit_enqueues_one_task_per_batch_named_by_state(service: FanoutService) -> None:
+    """Submitting plans the batches and enqueues one named task per batch; submitting the
+    same client_id/request_id again returns the job and enqueues nothing more."""
+    request = IngestRequest(
+        source="noop",
+        collection="c",
+        items=[str(i) for i in range(5)],
+        batch_size=2,
+        client_id="acme",
+        request_id="r1",
+    )
+    job, created = service.submit(request)
+    again, created_again = service.submit(request)
+    assert created and not created_again and again.job_id == job.job_id
+    queue = service.queue
+    assert isinstance(queue, LocalTaskQueue)
+    for index in range(3):
+        assert queue.get(f"{job.job_id}_{index:04d}-g0-a0") is not None
+    assert sum(queue.counts().values()) == 3
+    assert all(service.store.get_batch(f"{job.job_id}_{i:04d}").enqueued_at for i in range(3))
