@@ -1,8 +1,18 @@
 locals {
-  # APIs this module needs. Later modules (functions, Cloud Tasks, Scheduler)
-  # add theirs here.
+  # APIs this module needs.
   services = toset([
+    "artifactregistry.googleapis.com", # function images
+    "cloudbuild.googleapis.com",       # function builds
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "cloudtasks.googleapis.com",
+    "eventarc.googleapis.com", # the Pub/Sub trigger of ingest_pubsub is an Eventarc trigger
     "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com", # 2nd-gen functions run as Cloud Run services
+    "storage.googleapis.com",
   ])
 }
 

@@ -7,3 +7,18 @@ output "firestore_database_id" {
   description = "Full resource id of the Firestore database (projects/{project}/databases/{name})."
   value       = google_firestore_database.main.id
 }
+
+output "ingest_url" {
+  description = "POST an ingest request here (callers need run.invoker: var.api_invokers)."
+  value       = google_cloudfunctions2_function.ingest.service_config[0].uri
+}
+
+output "jobs_api_url" {
+  description = "Base URL of the jobs REST API and pages (/jobs, /ui)."
+  value       = google_cloudfunctions2_function.jobs_api.service_config[0].uri
+}
+
+output "ingest_topic" {
+  description = "Pub/Sub topic whose messages (an IngestRequest as JSON) ingest_pubsub submits."
+  value       = google_pubsub_topic.ingest.name
+}

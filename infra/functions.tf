@@ -1,0 +1,348 @@
+# The five Cloud Run functions (2nd gen) of main.py, their source, identities and access.
+#
+#   ingest         HTTP      submit a job (IAM: var.api_invokers)
+#   ingest_pubsub  Pub/Sub   submit a job from a message on the fanout-ingest topic
+#   run_batch      HTTP      Cloud Tasks target, one batch per call (IAM: tasks invoker only)
+#   jobs_api       HTTP      the jobs REST API and pages (IAM: var.api_invokers)
+#   cleanup_jobs   HTTP      called by Cloud Scheduler (IAM: scheduler account only)
+#
+# Five explicit resources rather than one for_each: their environments refer to each
+# other's URLs (ingest -> jobs_api, everyone that enqueues -> run_batch), and an instance of
+# a for_each resource cannot refer to another instance of the same resource.
+
+# ---------------------------------------------------------------------------
+# Source: main.py, requirements.txt and functions/, zipped. Everything else at the top of
+# the repository is excluded by name (directories are skipped whole), and so are caches.
+# tests/infra/test_terraform_static.py checks that every tracked top-level entry is either
+# shipped or excluded here.
+# ---------------------------------------------------------------------------
+data "archive_file" "source" {
+  type        = "zip"
+  source_dir  = "${path.module}/.."
+  output_path = "${path.module}/.terraform/fanout-source.zip" # under infra/, itself excluded
+  # Fixed modes (timestamps are already zeroed): the same tree gives the same md5 on every
+  # machine, so an unchanged source does not redeploy.
+  output_file_mode = "0644"
+
+  excludes = [
+    ".ci",
+    ".git",
+    ".gitignore",
+    ".local",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".venv",
+    ".venv-tasks-emulator",
+    "Makefile",
+    "README.md",
+    "bench",
+    "cloudbuild.yaml",
+    "infra",
+    "node_modules",
+    "package-lock.json",
+    "package.json",
+    "pyproject.toml",
+    "requirements-dev.txt",
+    "samples",
+    "tests",
+    "**/__pycache__",
+    "**/*.pyc",
+  ]
+}
+
+resource "google_storage_bucket" "source" {
+  name                        = "${var.project_id}-fanout-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  # Holds only build inputs, which can be uploaded again: destroy may empty it.
+  force_destroy = true
+
+  depends_on = [google_project_service.apis]
+}
+
+# Named by its md5: a changed source is a new object name, which rebuilds every function.
+resource "google_storage_bucket_object" "source" {
+  name   = "fanout-source-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+# ---------------------------------------------------------------------------
+# Runtime identity shared by the five functions.
+# ---------------------------------------------------------------------------
+resource "google_service_account" "functions" {
+  account_id   = "fanout-functions"
+  display_name = "Fanout: functions runtime"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "functions" {
+  for_each = toset([
+    "roles/datastore.user",    # Firestore reads and writes
+    "roles/logging.logWriter", # structured logs
+  ])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# Create tasks, on this queue only.
+resource "google_cloud_tasks_queue_iam_member" "functions_enqueuer" {
+  project  = var.project_id
+  location = google_cloud_tasks_queue.batches.location
+  name     = google_cloud_tasks_queue.batches.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# A task that carries an OIDC token as the tasks invoker can only be created by a caller
+# allowed to act as that account (iam.serviceAccounts.actAs).
+resource "google_service_account_iam_member" "functions_act_as_tasks_invoker" {
+  service_account_id = google_service_account.tasks_invoker.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# ---------------------------------------------------------------------------
+# Environment (functions/config.py reads it; every variable is FANOUT_*).
+# ---------------------------------------------------------------------------
+locals {
+  runtime = "python311"
+
+  # What every function needs, run_batch included.
+  function_env = {
+    FANOUT_STORE                     = "firestore"
+    FANOUT_QUEUE                     = "cloud_tasks"
+    FANOUT_GCP_PROJECT               = var.project_id
+    FANOUT_FIRESTORE_DATABASE        = google_firestore_database.main.name
+    FANOUT_TASKS_PROJECT             = var.project_id
+    FANOUT_TASKS_LOCATION            = google_cloud_tasks_queue.batches.location
+    FANOUT_TASKS_QUEUE               = google_cloud_tasks_queue.batches.name
+    FANOUT_TASKS_SERVICE_ACCOUNT     = google_service_account.tasks_invoker.email
+    FANOUT_RETENTION_DAYS            = tostring(var.retention_days)
+    FANOUT_DISPATCH_DEADLINE_SECONDS = tostring(var.dispatch_deadline_seconds)
+    # The sweeper fails a batch after this many attempts: the queue's own limit.
+    FANOUT_MAX_ATTEMPTS = tostring(google_cloud_tasks_queue.batches.retry_config[0].max_attempts)
+    # An empty value leaves the code's default (see var.allowed_roots).
+    FANOUT_ALLOWED_ROOTS = join(":", var.allowed_roots)
+  }
+
+  # Where tasks go, for the functions that enqueue (ingest, ingest_pubsub, jobs_api's retry,
+  # cleanup_jobs' sweep). run_batch never enqueues and cannot know its own URL before it
+  # exists (a cycle), so it does not get these.
+  run_batch_uri = google_cloudfunctions2_function.run_batch.service_config[0].uri
+  enqueue_env = {
+    FANOUT_WORKER_URL     = local.run_batch_uri
+    FANOUT_TASKS_AUDIENCE = local.run_batch_uri
+  }
+
+  # The status_url in ingest's 202 reply points at jobs_api.
+  ingest_env = {
+    FANOUT_API_URL = google_cloudfunctions2_function.jobs_api.service_config[0].uri
+  }
+}
+
+# ---------------------------------------------------------------------------
+# The functions. Function names are kebab-case: a 2nd-gen function's Cloud Run service takes
+# its name, and IAM grants (google_cloud_run_service_iam_member) address that service.
+# ---------------------------------------------------------------------------
+resource "google_cloudfunctions2_function" "run_batch" {
+  name        = "fanout-run-batch"
+  location    = var.region
+  description = "Fanout: run one batch (Cloud Tasks target). Private."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "run_batch"
+    service_account = var.build_service_account
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    # HTTP functions may run up to 60 min. Cloud Tasks stops waiting after the dispatch
+    # deadline (var.dispatch_deadline_seconds, at most 30 min) and retries; the lease keeps
+    # a retry from running the batch twice.
+    timeout_seconds = 3600
+    # 2 vCPUs serving run_batch_concurrency batches each (concurrency > 1 needs >= 1 vCPU).
+    available_cpu                    = "2"
+    available_memory                 = "2Gi"
+    max_instance_count               = var.run_batch_max_instances
+    max_instance_request_concurrency = var.run_batch_concurrency
+    service_account_email            = google_service_account.functions.email
+    environment_variables            = local.function_env
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloudfunctions2_function" "jobs_api" {
+  name        = "fanout-jobs-api"
+  location    = var.region
+  description = "Fanout: jobs REST API and pages."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "jobs_api"
+    service_account = var.build_service_account
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds       = 60
+    service_account_email = google_service_account.functions.email
+    environment_variables = merge(local.function_env, local.enqueue_env)
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloudfunctions2_function" "ingest" {
+  name        = "fanout-ingest"
+  location    = var.region
+  description = "Fanout: submit an ingestion job over HTTPS."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "ingest"
+    service_account = var.build_service_account
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds       = 60
+    service_account_email = google_service_account.functions.email
+    environment_variables = merge(local.function_env, local.enqueue_env, local.ingest_env)
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloudfunctions2_function" "ingest_pubsub" {
+  name        = "fanout-ingest-pubsub"
+  location    = var.region
+  description = "Fanout: submit an ingestion job from a Pub/Sub message."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "ingest_pubsub"
+    service_account = var.build_service_account
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds       = 60
+    service_account_email = google_service_account.functions.email
+    environment_variables = merge(local.function_env, local.enqueue_env)
+  }
+
+  event_trigger {
+    trigger_region = var.region
+    event_type     = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic   = google_pubsub_topic.ingest.id
+    # Retrying is safe: the function acknowledges bad messages itself (logs and returns), so
+    # only transient failures come back, and submit is idempotent on (client_id, request_id).
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.pubsub_invoker.email
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloudfunctions2_function" "cleanup_jobs" {
+  name        = "fanout-cleanup-jobs"
+  location    = var.region
+  description = "Fanout: sweep stuck work, delete expired jobs (Cloud Scheduler)."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "cleanup_jobs"
+    service_account = var.build_service_account
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds       = 540
+    service_account_email = google_service_account.functions.email
+    environment_variables = merge(local.function_env, local.enqueue_env)
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# ---------------------------------------------------------------------------
+# Pub/Sub entry: publish an IngestRequest (JSON) to this topic.
+# ---------------------------------------------------------------------------
+resource "google_pubsub_topic" "ingest" {
+  name = "fanout-ingest"
+
+  depends_on = [google_project_service.apis]
+}
+
+# The Eventarc trigger pushes each message to ingest_pubsub as this account, which may
+# invoke that function only (Pub/Sub triggers need no eventarc.eventReceiver role).
+resource "google_service_account" "pubsub_invoker" {
+  account_id   = "fanout-pubsub-invoker"
+  display_name = "Fanout: Pub/Sub trigger -> ingest_pubsub"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_service_iam_member" "ingest_pubsub_trigger" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.ingest_pubsub.location
+  service  = google_cloudfunctions2_function.ingest_pubsub.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.pubsub_invoker.email}"
+}
+
+# ---------------------------------------------------------------------------
+# Callers of the public API: var.api_invokers only (default: nobody). Never allUsers here.
+# ---------------------------------------------------------------------------
+resource "google_cloud_run_service_iam_member" "ingest_invokers" {
+  for_each = toset(var.api_invokers)
+
+  project  = var.project_id
+  location = google_cloudfunctions2_function.ingest.location
+  service  = google_cloudfunctions2_function.ingest.name
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
+resource "google_cloud_run_service_iam_member" "jobs_api_invokers" {
+  for_each = toset(var.api_invokers)
+
+  project  = var.project_id
+  location = google_cloudfunctions2_function.jobs_api.location
+  service  = google_cloudfunctions2_function.jobs_api.name
+  role     = "roles/run.invoker"
+  member   = each.value
+}

@@ -1,0 +1,61 @@
+# Cloud Tasks: one task per batch, delivered to run_batch with an OIDC token.
+#
+# The local dispatcher (functions/queue/local.py) follows the same semantics; keep its
+# defaults in functions/config.py (DispatchSettings) in step with this queue.
+
+resource "google_cloud_tasks_queue" "batches" {
+  name     = "fanout-batches"
+  location = var.region
+
+  rate_limits {
+    max_dispatches_per_second = 500 # Cloud Tasks' per-queue maximum
+    max_concurrent_dispatches = var.max_concurrent_dispatches
+  }
+
+  # Cloud Tasks stops retrying a task only when BOTH limits are reached: max_attempts and
+  # max_retry_duration. "0s" means no time limit, so max_attempts alone decides, and it is
+  # the same number the sweeper uses (FANOUT_MAX_ATTEMPTS) to fail a batch for good.
+  retry_config {
+    max_attempts       = var.max_attempts
+    min_backoff        = "0.1s"
+    max_backoff        = "60s"
+    max_doublings      = 16
+    max_retry_duration = "0s"
+  }
+
+  # Log every dispatch: a batch's deliveries and their HTTP status are then in Cloud Logging.
+  stackdriver_logging_config {
+    sampling_ratio = 1.0
+  }
+
+  lifecycle {
+    # More dispatches than run_batch can take are answered 429, which Cloud Tasks retries as
+    # failed attempts: a busy queue could use up the attempts of batches that never ran.
+    precondition {
+      condition     = var.max_concurrent_dispatches <= var.run_batch_max_instances * var.run_batch_concurrency
+      error_message = "max_concurrent_dispatches exceeds run_batch_max_instances * run_batch_concurrency."
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# The identity Cloud Tasks signs each task's OIDC token as. It can invoke run_batch and
+# nothing else; the functions' runtime account may act as it (functions.tf) to create tasks.
+resource "google_service_account" "tasks_invoker" {
+  account_id   = "fanout-tasks-invoker"
+  display_name = "Fanout: Cloud Tasks -> run_batch"
+
+  depends_on = [google_project_service.apis]
+}
+
+# A 2nd-gen function's HTTP URL is served by its Cloud Run service (named like the function),
+# so calling it is authorised by roles/run.invoker on that service. This is the only grant
+# on run_batch: it stays private.
+resource "google_cloud_run_service_iam_member" "run_batch_tasks_invoker" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.run_batch.location
+  service  = google_cloudfunctions2_function.run_batch.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.tasks_invoker.email}"
+}

@@ -1,0 +1,499 @@
+"""Static checks of the deployable under ``infra/``: the five functions, their source archive,
+the Cloud Tasks queue, the Pub/Sub trigger, the Cloud Scheduler job, and who may call what.
+
+python-hcl2 parses the files (no terraform binary, no providers). Where the cloud must agree
+with the code (environment names, queue semantics, entry points), the tests read the code's
+side too: ``functions/config.py`` and ``main.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from functions.config import CloudTasksSettings, DispatchSettings
+from tests.infra.terraform_config import (
+    REPO_DIR,
+    Body,
+    Config,
+    data_sources,
+    environment,
+    labelled,
+    load_config,
+    locals_,
+    resolve_local,
+    resources,
+)
+
+FUNCTION = "google_cloudfunctions2_function"
+FUNCTIONS = ("ingest", "ingest_pubsub", "run_batch", "jobs_api", "cleanup_jobs")
+# The functions that enqueue tasks (submit, retry, sweep): everyone but run_batch.
+ENQUEUERS = ("ingest", "ingest_pubsub", "jobs_api", "cleanup_jobs")
+TIMEOUTS = {
+    "ingest": 60,
+    "ingest_pubsub": 60,
+    "run_batch": 3600,
+    "jobs_api": 60,
+    "cleanup_jobs": 540,
+}
+# Runtime files the archive ships; everything else at the top of the repository is excluded.
+SHIPPED = {"main.py", "requirements.txt", "functions"}
+MUST_EXCLUDE = {"tests", ".venv", "node_modules", ".local", "bench", "infra", ".git"}
+IAM_RESOURCE_TYPES = (
+    "google_cloud_run_service_iam_member",
+    "google_cloud_run_service_iam_binding",
+    "google_cloud_run_service_iam_policy",
+    "google_cloud_run_v2_service_iam_member",
+    "google_cloud_run_v2_service_iam_binding",
+    "google_cloud_run_v2_service_iam_policy",
+    "google_cloudfunctions2_function_iam_member",
+    "google_cloudfunctions2_function_iam_binding",
+    "google_cloudfunctions2_function_iam_policy",
+)
+PROJECT_IAM_TYPES = (
+    "google_project_iam_member",
+    "google_project_iam_binding",
+    "google_project_iam_policy",
+)
+INVOKER_ROLES = {"roles/run.invoker", "roles/cloudfunctions.invoker"}
+
+
+def _uri(function: str) -> str:
+    return f"${{{FUNCTION}.{function}.service_config[0].uri}}"
+
+
+def _sa_member(account: str) -> str:
+    return f"serviceAccount:${{google_service_account.{account}.email}}"
+
+
+def _email(account: str) -> str:
+    return f"${{google_service_account.{account}.email}}"
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    """Every top-level block of every infra/*.tf file, merged by block type."""
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def functions(config: Config) -> dict[str, Body]:
+    return resources(config, FUNCTION)
+
+
+def _invoker_grants(config: Config) -> list[tuple[str, str, str]]:
+    """(function, role, member) for every IAM grant on a function's Cloud Run service."""
+    grants = []
+    for resource_type in IAM_RESOURCE_TYPES:
+        for name, body in resources(config, resource_type).items():
+            target = body.get("service") or body.get("name") or body.get("cloud_function")
+            match = re.fullmatch(rf"\$\{{{FUNCTION}\.(\w+)\.name\}}", str(target))
+            assert match, f"{resource_type}.{name} does not target a function by name: {target}"
+            members = body.get("members") or [body.get("member")]
+            grants += [(match[1], body.get("role", ""), str(m)) for m in members]
+    return grants
+
+
+def _config_env_names() -> set[str]:
+    """The FANOUT_* names functions/config.py reads (`_read(env, "NAME")` and friends)."""
+    source = (REPO_DIR / "functions" / "config.py").read_text(encoding="utf-8")
+    return {"FANOUT_" + name for name in re.findall(r'\(env, "([A-Z0-9_]+)"', source)}
+
+
+# -- the functions ---------------------------------------------------------------------------
+
+
+def test_five_functions_one_per_entry_point(config: Config, functions: dict[str, Body]) -> None:
+    """One function per entry point of main.py, entry_point = the Python function's name,
+    runtime python311, and a kebab-case name (it becomes the Cloud Run service's name)."""
+    tree = ast.parse((REPO_DIR / "main.py").read_text(encoding="utf-8"))
+    entry_points = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert set(functions) == set(FUNCTIONS)
+    for name, body in functions.items():
+        (build,) = body["build_config"]
+        assert build["entry_point"] == name
+        assert name in entry_points, f"main.py has no {name}()"
+        assert resolve_local(config, build["runtime"]) == "python311"
+        assert re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", body["name"]), body["name"]
+
+
+def test_every_function_builds_from_the_uploaded_archive(
+    config: Config, functions: dict[str, Body]
+) -> None:
+    """Each function builds from the one uploaded zip, whose object name carries the zip's
+    md5: a change to the source is a new object and redeploys every function."""
+    for name, body in functions.items():
+        (build,) = body["build_config"]
+        ((storage,),) = (source["storage_source"] for source in build["source"])
+        assert storage["object"] == "${google_storage_bucket_object.source.name}", name
+        assert storage["bucket"] == "${google_storage_bucket.source.name}", name
+    obj = resources(config, "google_storage_bucket_object")["source"]
+    assert "${data.archive_file.source.output_md5}" in obj["name"]
+    assert obj["source"] == "${data.archive_file.source.output_path}"
+
+
+@pytest.mark.parametrize(("name", "timeout"), TIMEOUTS.items())
+def test_function_timeout(functions: dict[str, Body], name: str, timeout: int) -> None:
+    """run_batch may run 60 min (the HTTP maximum), cleanup_jobs 9 min, the others 1 min."""
+    (service,) = functions[name]["service_config"]
+    assert service["timeout_seconds"] == timeout
+
+
+def test_every_function_runs_as_the_dedicated_account(
+    config: Config, functions: dict[str, Body]
+) -> None:
+    """All five run as fanout-functions, not the default compute service account."""
+    account = resources(config, "google_service_account")["functions"]
+    assert account["account_id"] == "fanout-functions"
+    for name, body in functions.items():
+        assert body["service_config"][0]["service_account_email"] == _email("functions"), name
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_uses_firestore_and_cloud_tasks(config: Config, name: str) -> None:
+    """Every function runs on the production backends (FANOUT_STORE=firestore,
+    FANOUT_QUEUE=cloud_tasks), on the managed database, in this project and queue."""
+    env = environment(config, resources(config, FUNCTION)[name])
+    assert env["FANOUT_STORE"] == "firestore"
+    assert env["FANOUT_QUEUE"] == "cloud_tasks"
+    assert env["FANOUT_GCP_PROJECT"] == "${var.project_id}"
+    assert env["FANOUT_FIRESTORE_DATABASE"] == "${google_firestore_database.main.name}"
+    assert env["FANOUT_TASKS_PROJECT"] == "${var.project_id}"
+    assert env["FANOUT_TASKS_LOCATION"] == "${google_cloud_tasks_queue.batches.location}"
+    assert env["FANOUT_TASKS_QUEUE"] == "${google_cloud_tasks_queue.batches.name}"
+    assert env["FANOUT_TASKS_SERVICE_ACCOUNT"] == _email("tasks_invoker")
+    assert env["FANOUT_RETENTION_DAYS"] == "${tostring(var.retention_days)}"
+    assert env["FANOUT_DISPATCH_DEADLINE_SECONDS"] == "${tostring(var.dispatch_deadline_seconds)}"
+    assert "FANOUT_ALLOWED_ROOTS" in env
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_environment_name_is_read_by_the_code(config: Config, name: str) -> None:
+    """Each FANOUT_* variable set on a function is one functions/config.py reads: a typo
+    would otherwise be ignored silently and the default used."""
+    env = environment(config, resources(config, FUNCTION)[name])
+    assert set(env) <= _config_env_names()
+
+
+def test_sweeper_gives_up_when_the_queue_does(config: Config) -> None:
+    """FANOUT_MAX_ATTEMPTS is the queue's own retry_config.max_attempts, not a copy."""
+    for name in FUNCTIONS:
+        env = environment(config, resources(config, FUNCTION)[name])
+        assert env["FANOUT_MAX_ATTEMPTS"] == (
+            "${tostring(google_cloud_tasks_queue.batches.retry_config[0].max_attempts)}"
+        )
+
+
+@pytest.mark.parametrize("name", ENQUEUERS)
+def test_enqueuing_functions_send_tasks_to_run_batch(config: Config, name: str) -> None:
+    """Functions that enqueue send tasks to run_batch's URL, with it as the OIDC audience."""
+    env = environment(config, resources(config, FUNCTION)[name])
+    assert env["FANOUT_WORKER_URL"] == _uri("run_batch")
+    assert env["FANOUT_TASKS_AUDIENCE"] == _uri("run_batch")
+
+
+def test_run_batch_does_not_refer_to_its_own_url(config: Config) -> None:
+    """run_batch's environment holds no URL of run_batch: that would be a dependency cycle."""
+    env = environment(config, resources(config, FUNCTION)["run_batch"])
+    assert not any("run_batch" in str(value) for value in env.values())
+
+
+def test_ingest_status_url_points_at_jobs_api(config: Config) -> None:
+    """ingest's 202 reply links to jobs_api (FANOUT_API_URL = jobs_api's URL)."""
+    env = environment(config, resources(config, FUNCTION)["ingest"])
+    assert env["FANOUT_API_URL"] == _uri("jobs_api")
+
+
+def test_run_batch_capacity_covers_the_queue(config: Config) -> None:
+    """With the defaults, run_batch's instances x concurrency take every concurrent dispatch
+    (a 429 costs Cloud Tasks an attempt), and the queue refuses a plan where they do not."""
+    variables = labelled(config, "variable")
+    (service,) = resources(config, FUNCTION)["run_batch"]["service_config"]
+    assert service["max_instance_count"] == "${var.run_batch_max_instances}"
+    assert service["max_instance_request_concurrency"] == "${var.run_batch_concurrency}"
+    capacity = (
+        variables["run_batch_max_instances"]["default"]
+        * variables["run_batch_concurrency"]["default"]
+    )
+    assert capacity >= variables["max_concurrent_dispatches"]["default"]
+    queue = resources(config, "google_cloud_tasks_queue")["batches"]
+    (lifecycle,) = queue["lifecycle"]
+    conditions = [p["condition"] for p in lifecycle["precondition"]]
+    assert any(
+        "run_batch_max_instances" in c and "max_concurrent_dispatches" in c for c in conditions
+    )
+
+
+# -- source archive ---------------------------------------------------------------------------
+
+
+def test_source_archive_zips_the_repository_with_exclusions(config: Config) -> None:
+    """The archive is the repository root minus tests, virtualenvs, node_modules, .local,
+    bench, infra and caches, with fixed file modes (same tree, same md5)."""
+    archive = data_sources(config, "archive_file")["source"]
+    assert archive["type"] == "zip"
+    assert archive["source_dir"] == "${path.module}/.."
+    assert archive["output_file_mode"] == "0644"
+    excludes = set(archive["excludes"])
+    assert excludes >= MUST_EXCLUDE
+    assert excludes >= {"**/__pycache__", "**/*.pyc"}
+    assert not excludes & SHIPPED
+
+
+def test_source_archive_ships_only_runtime_files(config: Config) -> None:
+    """Every top-level entry of the repository (tracked, or new and not ignored) other than
+    main.py, requirements.txt and functions/ is excluded from the archive by name."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    top_level = {line.split("/", 1)[0] for line in listed.splitlines() if line}
+    excludes = set(data_sources(config, "archive_file")["source"]["excludes"])
+    assert top_level >= SHIPPED
+    assert top_level - SHIPPED - excludes == set()
+
+
+def test_archive_provider_is_pinned(config: Config) -> None:
+    """hashicorp/archive is pinned to major 2, at least 2.5 (glob patterns in excludes)."""
+    (terraform,) = config["terraform"]
+    (providers,) = terraform["required_providers"]
+    archive = providers["archive"]
+    assert archive["source"] == "hashicorp/archive"
+    match = re.fullmatch(r"~>\s*2\.(\d+)(\.\d+)?", archive["version"])
+    assert match, archive["version"]
+    assert int(match[1]) >= 5
+
+
+# -- who may call what -----------------------------------------------------------------------
+
+
+def test_nothing_is_public(config: Config) -> None:
+    """No resource, local or variable default names allUsers or allAuthenticatedUsers, and
+    nobody gets an invoker role project-wide (that would open run_batch and cleanup_jobs)."""
+    defaults = [body.get("default") for body in labelled(config, "variable").values()]
+    text = repr([config.get("resource"), config.get("locals"), defaults])
+    assert "allUsers" not in text
+    assert "allAuthenticatedUsers" not in text
+    for resource_type in PROJECT_IAM_TYPES:
+        for name, body in resources(config, resource_type).items():
+            role = resolve_local(config, body.get("role", ""))
+            roles = {role} if "each.value" not in role else set(_for_each_values(body))
+            assert not roles & INVOKER_ROLES, f"{resource_type}.{name}"
+
+
+def _for_each_values(body: Body) -> list[str]:
+    return re.findall(r'"([^"]+)"', str(body.get("for_each", "")))
+
+
+def test_run_batch_is_private(config: Config) -> None:
+    """The only grant on run_batch is run.invoker to the tasks invoker account: Cloud Tasks
+    calls it with that account's OIDC token, nobody else can."""
+    grants = [g for g in _invoker_grants(config) if g[0] == "run_batch"]
+    assert grants == [("run_batch", "roles/run.invoker", _sa_member("tasks_invoker"))]
+    account = resources(config, "google_service_account")["tasks_invoker"]
+    assert account["account_id"] == "fanout-tasks-invoker"
+
+
+def test_tasks_invoker_invokes_nothing_else(config: Config) -> None:
+    """The tasks invoker account is granted on run_batch only."""
+    targets = {g[0] for g in _invoker_grants(config) if g[2] == _sa_member("tasks_invoker")}
+    assert targets == {"run_batch"}
+
+
+def test_cleanup_jobs_is_invoked_by_the_scheduler_account_only(config: Config) -> None:
+    """cleanup_jobs' one grant is run.invoker to fanout-scheduler, which has no other."""
+    grants = [g for g in _invoker_grants(config) if g[0] == "cleanup_jobs"]
+    assert grants == [("cleanup_jobs", "roles/run.invoker", _sa_member("scheduler"))]
+    targets = {g[0] for g in _invoker_grants(config) if g[2] == _sa_member("scheduler")}
+    assert targets == {"cleanup_jobs"}
+    assert resources(config, "google_service_account")["scheduler"]["account_id"] == (
+        "fanout-scheduler"
+    )
+
+
+@pytest.mark.parametrize("name", ["ingest", "jobs_api"])
+def test_public_api_is_open_to_api_invokers_only(config: Config, name: str) -> None:
+    """ingest and jobs_api are invokable by var.api_invokers (default: nobody) and no one else."""
+    assert labelled(config, "variable")["api_invokers"]["default"] == []
+    grants = [g for g in _invoker_grants(config) if g[0] == name]
+    assert grants == [(name, "roles/run.invoker", "${each.value}")]
+    for resource_type in IAM_RESOURCE_TYPES:
+        for body in resources(config, resource_type).values():
+            if body.get("service") == f"${{{FUNCTION}.{name}.name}}":
+                assert body["for_each"] == "${toset(var.api_invokers)}"
+
+
+def test_runtime_account_roles(config: Config) -> None:
+    """fanout-functions can use Firestore, write logs, create tasks on the queue, and act as
+    the tasks invoker (needed to create a task with an OIDC token as that account)."""
+    member = _sa_member("functions")
+    project_roles: set[str] = set()
+    for body in resources(config, "google_project_iam_member").values():
+        if body["member"] == member:
+            role = body["role"]
+            project_roles |= set(_for_each_values(body)) if "each.value" in role else {role}
+    assert {"roles/datastore.user", "roles/logging.logWriter"} <= project_roles
+    enqueuer = [
+        body
+        for body in resources(config, "google_cloud_tasks_queue_iam_member").values()
+        if body["member"] == member and body["role"] == "roles/cloudtasks.enqueuer"
+    ]
+    assert enqueuer or "roles/cloudtasks.enqueuer" in project_roles
+    act_as = [
+        body
+        for body in resources(config, "google_service_account_iam_member").values()
+        if body["member"] == member
+    ]
+    assert [(b["service_account_id"], b["role"]) for b in act_as] == [
+        ("${google_service_account.tasks_invoker.name}", "roles/iam.serviceAccountUser")
+    ]
+
+
+# -- Cloud Tasks queue ------------------------------------------------------------------------
+
+
+def test_queue_retry_config(config: Config) -> None:
+    """5 attempts by default (the variable), backoff 0.1 s to 60 s doubling up to 16 times,
+    no retry duration limit: max_attempts alone ends the retries."""
+    queue = resources(config, "google_cloud_tasks_queue")["batches"]
+    (retry,) = queue["retry_config"]
+    assert retry == {
+        "max_attempts": "${var.max_attempts}",
+        "min_backoff": "0.1s",
+        "max_backoff": "60s",
+        "max_doublings": 16,
+        "max_retry_duration": "0s",
+    }
+    assert labelled(config, "variable")["max_attempts"]["default"] == 5
+
+
+def test_queue_rate_limits_and_logging(config: Config) -> None:
+    """500 dispatches/s (the per-queue maximum), 1000 concurrent by default, every dispatch
+    logged."""
+    queue = resources(config, "google_cloud_tasks_queue")["batches"]
+    assert queue["name"] == "fanout-batches"
+    assert queue["location"] == "${var.region}"
+    (rate,) = queue["rate_limits"]
+    assert rate == {
+        "max_dispatches_per_second": 500,
+        "max_concurrent_dispatches": "${var.max_concurrent_dispatches}",
+    }
+    assert labelled(config, "variable")["max_concurrent_dispatches"]["default"] == 1000
+    (logging_config,) = queue["stackdriver_logging_config"]
+    assert logging_config["sampling_ratio"] == 1.0
+
+
+def test_queue_matches_the_local_dispatcher_defaults(config: Config) -> None:
+    """The cloud queue and the code's defaults (what the local dispatcher applies) agree on
+    name, attempts, backoff and dispatch deadline: what works locally works in the cloud."""
+    dispatch, tasks = DispatchSettings(), CloudTasksSettings()
+    queue = resources(config, "google_cloud_tasks_queue")["batches"]
+    (retry,) = queue["retry_config"]
+    variables = labelled(config, "variable")
+    assert queue["name"] == dispatch.queue_name == tasks.queue
+    assert variables["max_attempts"]["default"] == dispatch.max_attempts
+    assert _seconds(retry["min_backoff"]) == dispatch.min_backoff
+    assert _seconds(retry["max_backoff"]) == dispatch.max_backoff
+    deadline = variables["dispatch_deadline_seconds"]["default"]
+    assert timedelta(seconds=deadline) == dispatch.deadline
+
+
+def _seconds(duration: str) -> timedelta:
+    assert duration.endswith("s"), duration
+    return timedelta(seconds=float(duration[:-1]))
+
+
+def test_dispatch_deadline_is_checked_at_plan_time(config: Config) -> None:
+    """dispatch_deadline_seconds is validated to Cloud Tasks' 15..1800 s for HTTP tasks."""
+    variable = labelled(config, "variable")["dispatch_deadline_seconds"]
+    (validation,) = variable["validation"]
+    assert "15" in validation["condition"]
+    assert "1800" in validation["condition"]
+
+
+# -- Pub/Sub and Scheduler --------------------------------------------------------------------
+
+
+def test_ingest_pubsub_triggers_on_the_topic(config: Config) -> None:
+    """ingest_pubsub receives every message published to fanout-ingest, retried on failure
+    (the code acknowledges bad messages itself), through a trigger account allowed to
+    invoke it and nothing else."""
+    topic = resources(config, "google_pubsub_topic")["ingest"]
+    assert topic["name"] == "fanout-ingest"
+    (trigger,) = resources(config, FUNCTION)["ingest_pubsub"]["event_trigger"]
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert trigger["pubsub_topic"] == "${google_pubsub_topic.ingest.id}"
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert trigger["service_account_email"] == _email("pubsub_invoker")
+    grants = [g for g in _invoker_grants(config) if g[2] == _sa_member("pubsub_invoker")]
+    assert grants == [("ingest_pubsub", "roles/run.invoker", _sa_member("pubsub_invoker"))]
+
+
+def test_only_ingest_pubsub_is_event_driven(functions: dict[str, Body]) -> None:
+    """The other four are HTTP functions (no event_trigger)."""
+    assert [name for name, body in functions.items() if "event_trigger" in body] == [
+        "ingest_pubsub"
+    ]
+
+
+def test_scheduler_calls_cleanup_jobs_with_an_oidc_token(config: Config) -> None:
+    """Every 10 minutes by default, Cloud Scheduler POSTs to cleanup_jobs' URL with an OIDC
+    token as fanout-scheduler (audience: that URL), waiting as long as cleanup may run."""
+    job = resources(config, "google_cloud_scheduler_job")["cleanup"]
+    assert job["schedule"] == "${var.cleanup_schedule}"
+    assert labelled(config, "variable")["cleanup_schedule"]["default"] == "*/10 * * * *"
+    (target,) = job["http_target"]
+    assert target["http_method"] == "POST"
+    assert target["uri"] == _uri("cleanup_jobs")
+    (token,) = target["oidc_token"]
+    assert token["service_account_email"] == _email("scheduler")
+    assert token["audience"] == _uri("cleanup_jobs")
+    assert "oauth_token" not in target
+    assert "cleanup_jobs.service_config[0].timeout_seconds" in job["attempt_deadline"]
+
+
+# -- APIs and outputs ------------------------------------------------------------------------
+
+
+def test_apis_for_the_deployable_are_enabled(config: Config) -> None:
+    """Every API the functions, queue, trigger and scheduler need is in the services set."""
+    services = set(re.findall(r"[a-z0-9-]+\.googleapis\.com", repr(locals_(config)["services"])))
+    needed = {
+        f"{api}.googleapis.com"
+        for api in (
+            "cloudfunctions",
+            "run",
+            "cloudbuild",
+            "artifactregistry",
+            "cloudtasks",
+            "cloudscheduler",
+            "pubsub",
+            "eventarc",
+            "storage",
+            "logging",
+            "iam",
+            "firestore",
+        )
+    }
+    assert needed <= services
+
+
+def test_outputs_name_the_entry_points(config: Config) -> None:
+    """The ingest and jobs_api URLs and the Pub/Sub topic are outputs."""
+    outputs: dict[str, Any] = {
+        name: body["value"] for name, body in labelled(config, "output").items()
+    }
+    assert outputs["ingest_url"] == _uri("ingest")
+    assert outputs["jobs_api_url"] == _uri("jobs_api")
+    assert outputs["ingest_topic"] == "${google_pubsub_topic.ingest.name}"
