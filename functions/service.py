@@ -125,9 +125,11 @@ class FanoutService:
         the sweeper to enqueue later. Returns how many were accepted."""
         if not batches:
             return 0
-        tasks = {self.task_for(job, b).name: b for b in batches}
-        result = self.queue.enqueue([self.task_for(job, b) for b in batches])
-        accepted = [tasks[name].index for name in result.enqueued]
+        tasks = {
+            task.name: (task, batch) for batch in batches for task in [self.task_for(job, batch)]
+        }
+        result = self.queue.enqueue([task for task, _ in tasks.values()])
+        accepted = [tasks[name][1].index for name in result.enqueued]
         if accepted:
             self.store.mark_enqueued(job.job_id, accepted, now=self.clock())
         if result.failed:
