@@ -71,6 +71,9 @@ class Settings:
     progress_interval: timedelta = timedelta(seconds=1)
     # Batches recorded this long ago and still not enqueued are enqueued by the sweeper.
     enqueue_grace: timedelta = timedelta(seconds=60)
+    # A job still pending (never planned) this long after its creation is failed by the
+    # sweeper: the instance that was planning it died.
+    planning_timeout: timedelta = timedelta(minutes=15)
     # Fault injection (functions/queue/chaos.py): refuse tasks past this many per submit.
     chaos_enqueue_limit: int | None = None
 
@@ -109,6 +112,9 @@ class Settings:
                 seconds=_positive_float(env, "PROGRESS_INTERVAL_SECONDS", 1.0)
             ),
             enqueue_grace=timedelta(seconds=_positive_float(env, "ENQUEUE_GRACE_SECONDS", 60)),
+            planning_timeout=timedelta(
+                seconds=_positive_float(env, "PLANNING_TIMEOUT_SECONDS", 900)
+            ),
             chaos_enqueue_limit=(
                 _positive_int(env, "CHAOS_ENQUEUE_LIMIT", 1)
                 if _read(env, "CHAOS_ENQUEUE_LIMIT")

@@ -7,16 +7,23 @@ the edge.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from functions.callbacks import CallbackSender
 from functions.config import Settings
-from functions.errors import Busy, InvalidArgument, ItemFailed, TransientError
+from functions.errors import (
+    Busy,
+    InvalidArgument,
+    InvalidTransition,
+    ItemFailed,
+    TransientError,
+)
 from functions.ingest_request import IngestRequest
 from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches, utcnow
 from functions.locations import list_location, resolve_location
@@ -49,6 +56,7 @@ class SweepReport:
     failed: int = 0
     enqueued: int = 0
     finalized: int = 0
+    abandoned: int = 0
     deleted: int = 0
 
 
@@ -253,8 +261,8 @@ class FanoutService:
 
     def sweep(self) -> SweepReport:
         """Rule 4: nothing stays stuck. Re-enqueue batches whose lease expired (or fail
-        them once attempts are exhausted), enqueue batches that never were, and finalize
-        running jobs whose batches are all terminal."""
+        them once attempts are exhausted), enqueue batches that never were, finalize
+        running jobs whose batches are all terminal, and fail jobs never planned."""
         now = self.clock()
         requeued = failed = 0
         for job, batch in self.store.find_expired_leases(now):
@@ -276,29 +284,52 @@ class FanoutService:
             failed=failed,
             enqueued=enqueued,
             finalized=self._finalize_complete_jobs(now),
+            abandoned=self._fail_unplanned_jobs(now),
         )
+
+    def _jobs_with_status(self, status: str) -> Iterator[Job]:
+        cursor: str | None = None
+        while True:
+            page = self.store.list_jobs(JobQuery.build(statuses=[status], limit=200, cursor=cursor))
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def _fail_unplanned_jobs(self, now: datetime) -> int:
+        """Fail jobs whose planning never finished: the instance that submitted them died
+        between recording the job and starting it (rule 4, for jobs that never ran)."""
+        cutoff = now - self.settings.planning_timeout
+        failed = 0
+        for job in self._jobs_with_status("pending"):
+            if job.created_at >= cutoff:
+                continue
+            try:
+                self.store.fail_unplanned(
+                    job.job_id,
+                    now=now,
+                    error=(
+                        "planning did not finish (the submitting instance stopped); "
+                        "submit it again with a new request_id"
+                    ),
+                )
+                failed += 1
+            except InvalidTransition:
+                pass  # its planner started it meanwhile: exactly one of the two wins
+        return failed
 
     def _finalize_complete_jobs(self, now: datetime) -> int:
         finalized = 0
-        cursor: str | None = None
-        while True:
-            page = self.store.list_jobs(
-                JobQuery.build(statuses=["running"], limit=200, cursor=cursor)
-            )
-            for job in page.items:
-                if job.total_batches and job.done_batches >= job.total_batches:
-                    result = self.store.finalize_if_complete(job.job_id, now=now)
-                    self._after_finish(result)
-                    finalized += result.finalized
-            if page.next_cursor is None:
-                return finalized
-            cursor = page.next_cursor
+        for job in self._jobs_with_status("running"):
+            if job.total_batches and job.done_batches >= job.total_batches:
+                result = self.store.finalize_if_complete(job.job_id, now=now)
+                self._after_finish(result)
+                finalized += result.finalized
+        return finalized
 
     def cleanup(self) -> SweepReport:
         """The scheduled function: sweep, then delete jobs finished before the retention
         period."""
         report = self.sweep()
         deleted = self.store.delete_finished_before(self.clock() - self.settings.retention)
-        return SweepReport(
-            report.requeued, report.failed, report.enqueued, report.finalized, deleted
-        )
+        return dataclasses.replace(report, deleted=deleted)

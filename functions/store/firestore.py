@@ -283,10 +283,45 @@ class FirestoreJobStore:
         self._write_chunks(
             [("set", self._batch_ref(job_id, b.index), _batch_doc(b)) for b in batches]
         )
-        self._job_ref(job_id).update(
-            {"status": JobStatus.RUNNING.value, "total_batches": len(batches), "started_at": now}
+        # Start once: the sweeper fails a job stuck in planning by taking this same marker,
+        # so a planner that resumes too late cannot turn a failed job back to running.
+        wb = self.db.batch()
+        wb.create(self._done_ref(job_id, "started"), {"at": now})
+        wb.update(
+            self._job_ref(job_id),
+            {"status": JobStatus.RUNNING.value, "total_batches": len(batches), "started_at": now},
         )
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            current = self.get_job(job_id)
+            raise InvalidTransition("job", current.status.value, "running") from None
         return replace(job, status=JobStatus.RUNNING, total_batches=len(batches), started_at=now)
+
+    def fail_unplanned(self, job_id: str, *, error: str, now: datetime | None = None) -> Job:
+        now = now or utcnow()
+        job = self.get_job(job_id)
+        if job.status is not JobStatus.PENDING:
+            raise InvalidTransition("job", job.status.value, "failed (never planned)")
+        wb = self.db.batch()
+        wb.create(self._done_ref(job_id, "started"), {"at": now, "abandoned": True})
+        wb.create(self._done_ref(job_id, "final"), {"status": "failed", "at": now})
+        wb.update(
+            self._job_ref(job_id),
+            {
+                "status": JobStatus.FAILED.value,
+                "finished_at": now,
+                "error": error,
+                "expire_at": expire_at_for(now, self.retention),
+                "message": error,
+            },
+        )
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            current = self.get_job(job_id)
+            raise InvalidTransition("job", current.status.value, "failed (never planned)") from None
+        return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> Job:
         snap = self._job_ref(job_id).get()

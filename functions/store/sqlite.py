@@ -314,6 +314,19 @@ class SqliteJobStore:
                 self._write_final(conn, replace(job, started_at=now), now)
             return self._read_job(conn, job_id)
 
+    def fail_unplanned(self, job_id: str, *, error: str, now: datetime | None = None) -> Job:
+        now = now or utcnow()
+        with self.db.transaction() as conn:
+            job = self._read_job(conn, job_id)
+            if job.status is not JobStatus.PENDING:
+                raise InvalidTransition("job", job.status.value, "failed (never planned)")
+            conn.execute(
+                "UPDATE jobs SET status = 'failed', finished_at = ?, expire_at = ?, error = ?,"
+                " message = ? WHERE job_id = ?",
+                (_us(now), _us(expire_at_for(now, self.retention)), error, error, job_id),
+            )
+            return self._read_job(conn, job_id)
+
     def get_job(self, job_id: str) -> Job:
         return self._read_job(self.db.conn(), job_id)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from functions.errors import InvalidArgument, InvalidTransition, JobNotFound
-from functions.jobs import BatchOutcome, Job, JobStats, JobStatus, utcnow
+from functions.jobs import BatchOutcome, Job, JobStats, JobStatus, plan_batches, utcnow
 from functions.store.protocol import JobQuery, JobStore
 from tests.contract.factories import LEASE, new_job, planned_job, run, stats_for
 
@@ -132,3 +132,19 @@ def test_delete_finished_before_deletes_only_old_jobs_in_chunks(store: JobStore)
     assert store.delete_finished_before(now - timedelta(days=30)) == 0
     with pytest.raises(InvalidArgument):
         store.delete_finished_before(now, chunk_size=0)
+
+
+def test_a_job_never_planned_can_be_failed_once_and_then_not_started(store: JobStore) -> None:
+    """A job stuck pending (its planner died) is failed by the sweeper's call; a planner
+    resuming too late cannot start it, and a started job cannot be failed this way."""
+    stuck = new_job(store)
+    failed = store.fail_unplanned(stuck.job_id, error="planning did not finish")
+    assert failed.status is JobStatus.FAILED and failed.error == "planning did not finish"
+    assert failed.finished_at is not None
+    with pytest.raises(InvalidTransition):
+        store.add_batches(stuck.job_id, plan_batches(stuck.job_id, ["a"], 1))
+    assert store.get_job(stuck.job_id).status is JobStatus.FAILED
+    started = planned_job(store, 1)
+    with pytest.raises(InvalidTransition):
+        store.fail_unplanned(started.job_id, error="x")
+    assert store.get_job(started.job_id).status is JobStatus.RUNNING

@@ -4,6 +4,7 @@ lease release, attempts running out, cancellation between items."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from functions.config import DispatchSettings, Settings
 from functions.errors import Busy, TransientError
 from functions.ingest_request import IngestRequest
-from functions.jobs import BatchOutcome, JobStats, JobStatus
+from functions.jobs import BatchOutcome, Job, JobStats, JobStatus, utcnow
 from functions.processors import BatchContext, register
 from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService
@@ -105,3 +106,24 @@ def test_submit_enqueues_one_task_per_batch_named_by_state(service: FanoutServic
         assert queue.get(f"{job.job_id}_{index:04d}-g0-a0") is not None
     assert sum(queue.counts().values()) == 3
     assert all(service.store.get_batch(f"{job.job_id}_{i:04d}").enqueued_at for i in range(3))
+
+
+def test_sweep_fails_jobs_whose_planning_never_finished(tmp_path: Path) -> None:
+    """The sweeper fails a job left pending past the planning timeout (rule 4), and leaves
+    a job that is still being planned alone."""
+    settings = Settings(
+        sqlite_path=tmp_path / "fanout.sqlite3", planning_timeout=timedelta(minutes=15)
+    )
+    store = SqliteJobStore(settings.sqlite_path)
+    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
+    old, _ = store.create_job(
+        Job.new(source="noop", collection="c", now=utcnow() - timedelta(hours=1))
+    )
+    fresh, _ = store.create_job(Job.new(source="noop", collection="c"))
+    report = FanoutService(store, queue, settings).sweep()
+    assert report.abandoned == 1
+    assert store.get_job(old.job_id).status is JobStatus.FAILED
+    assert "planning did not finish" in (store.get_job(old.job_id).error or "")
+    assert store.get_job(fresh.job_id).status is JobStatus.PENDING
+    store.close()
+    queue.close()
