@@ -16,7 +16,7 @@ import flask
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from functions.errors import FanoutError, InvalidArgument
+from functions.errors import InvalidArgument, MethodNotAllowedError, RouteNotFound
 from functions.http import json_response
 from functions.jobs import JobStatus, parse_status
 from functions.serialize import batch_json, job_json
@@ -34,18 +34,6 @@ _ROUTES = Map(
     ],
     strict_slashes=False,
 )
-
-
-class RouteNotFound(FanoutError):
-    """Raised when no API route matches the path."""
-
-    http_status = 404
-
-
-class MethodNotAllowedError(FanoutError):
-    """Raised when the route exists but not for this HTTP method."""
-
-    http_status = 405
 
 
 def _limit(args: Any) -> int:

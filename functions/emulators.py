@@ -66,7 +66,7 @@ class Emulator:
                 self.process.wait()
 
 
-def _start(
+def start_emulator(
     name: str, argv: list[str], port: int, log_dir: Path, ready: Callable[[str], bool]
 ) -> Emulator:
     log = log_dir / f"{name}.log"
@@ -86,7 +86,7 @@ def _start(
     raise RuntimeError(f"{name} not ready after {STARTUP_SECONDS}s:\n{log.read_text()[-2000:]}")
 
 
-def _port_open(host: str) -> bool:
+def port_open(host: str) -> bool:
     address, port = host.rsplit(":", 1)
     try:
         with socket.create_connection((address, int(port)), timeout=0.5):
@@ -117,10 +117,10 @@ def start_npm_firestore(log_dir: Path) -> Emulator:
         raise RuntimeError("npm Firestore emulator missing: run `make setup` (npm ci)")
     port = free_port()
     script = str(ROOT / "functions" / "firestore-emulator.mjs")
-    return _start("firestore-npm", ["node", script, str(port)], port, log_dir, _port_open)
+    return start_emulator("firestore-npm", ["node", script, str(port)], port, log_dir, port_open)
 
 
 def start_google_firestore(log_dir: Path) -> Emulator:
     port = free_port()
     argv = ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"]
-    return _start("firestore-google", argv, port, log_dir, _http_ok)
+    return start_emulator("firestore-google", argv, port, log_dir, _http_ok)

@@ -111,3 +111,15 @@ class ItemFailed(FanoutError):
     """Raised by a processor for one bad item: only that item fails, the batch goes on."""
 
     http_status = 422
+
+
+class RouteNotFound(FanoutError):
+    """Raised when no API route matches the request path."""
+
+    http_status = 404
+
+
+class MethodNotAllowedError(FanoutError):
+    """Raised when the route exists but not for this HTTP method."""
+
+    http_status = 405

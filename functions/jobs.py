@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Self
@@ -336,9 +336,3 @@ class BatchOutcome:
     def __post_init__(self) -> None:
         if self.status not in TERMINAL:
             raise InvalidArgument(f"a batch ends completed, failed or cancelled, not {self.status}")
-
-
-def with_status(job: Job, status: JobStatus, **changes: Any) -> Job:
-    """`job` moved to `status` (checked against the allowed transitions), with `changes`."""
-    check_transition("job", job.status, status)
-    return replace(job, status=status, **changes)

@@ -12,7 +12,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from functions.emulators import (
     ROOT,
     Emulator,
     google_firestore_available,
+    port_open,
     start_google_firestore,
     start_npm_firestore,
 )
@@ -62,14 +62,6 @@ class StackConfig:
     sweep_interval: float | None = None
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -99,7 +91,7 @@ class LocalStack:
     def start(self) -> Self:
         self.logs.mkdir(parents=True, exist_ok=True)
         for target in FUNCTIONS:
-            if _port_open(self.config.host, self.port(target)):
+            if port_open(f"{self.config.host}:{self.port(target)}"):
                 raise RuntimeError(
                     f"port {self.port(target)} ({target}) is already in use; "
                     "choose another port base"
@@ -180,7 +172,7 @@ class LocalStack:
                 raise RuntimeError(
                     f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
                 )
-            if _port_open(self.config.host, self.port(name)):
+            if port_open(f"{self.config.host}:{self.port(name)}"):
                 return
             time.sleep(0.05)  # polling a port that is not up yet
         raise RuntimeError(f"{name} not listening after {READY_SECONDS}s")

@@ -3,10 +3,10 @@
 from functions.emulators import (
     ROOT,
     Emulator,
-    _port_open,
-    _start,
     free_port,
     google_firestore_available,
+    port_open,
+    start_emulator,
     start_google_firestore,
     start_npm_firestore,
 )
@@ -14,10 +14,10 @@ from functions.emulators import (
 __all__ = [
     "ROOT",
     "Emulator",
-    "_port_open",
-    "_start",
     "free_port",
     "google_firestore_available",
+    "port_open",
+    "start_emulator",
     "start_google_firestore",
     "start_npm_firestore",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.emulators import ROOT, Emulator, _port_open, _start, free_port
+from tests.support.emulators import ROOT, Emulator, free_port, port_open, start_emulator
 
 TASKS_VENV = ROOT / ".venv-tasks-emulator"
 EXECUTABLE = TASKS_VENV / "bin" / "gcloud-tasks-emulator"
@@ -75,5 +75,5 @@ def start_tasks_emulator(
         f"--default-queue={queue_path}",
         f"--max-retries={MAX_RETRIES}",
     ]
-    emulator = _start("cloud-tasks", argv, port, log_dir, _port_open)
+    emulator = start_emulator("cloud-tasks", argv, port, log_dir, port_open)
     return TasksEmulator(emulator, project, location, queue)
