@@ -24,16 +24,20 @@ STARTUP_SECONDS = 90
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_port_block(1)
 
 
 def free_port_block(size: int) -> int:
-    """A base port with `size` free loopback ports after it (the local stack's ports)."""
+    """A base port with `size` free loopback ports after it (the local stack's ports).
+
+    Ports come from below the kernel's ephemeral range: a port inside it can be taken as
+    the source port of any outgoing connection between our check and the server's bind,
+    and a readiness probe to a port that is not listening yet can connect to itself
+    (TCP simultaneous open), reporting a server that is not there.
+    """
+    low = min(_ephemeral_low(), 32_768) - size
     for _ in range(200):
-        base = random.randint(20_000, 40_000)
+        base = random.randint(10_000, low)
         sockets: list[socket.socket] = []
         try:
             for offset in range(size):
@@ -47,6 +51,13 @@ def free_port_block(size: int) -> int:
             for sock in sockets:
                 sock.close()
     raise RuntimeError(f"no block of {size} free ports")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default; macOS starts at 49152
 
 
 @dataclass
@@ -89,8 +100,9 @@ def start_emulator(
 def port_open(host: str) -> bool:
     address, port = host.rsplit(":", 1)
     try:
-        with socket.create_connection((address, int(port)), timeout=0.5):
-            return True
+        with socket.create_connection((address, int(port)), timeout=0.5) as sock:
+            # A connection to itself means nothing listens there (see free_port_block).
+            return bool(sock.getsockname() != sock.getpeername())
     except OSError:
         return False
 
