@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import pytest
+
+from tests.support.reports import PHASE_REPORTS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -13,3 +17,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Firestore emulators the contract suite runs against. auto: the npm one, plus "
         "Google's when gcloud and its Firestore emulator are installed.",
     )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test item, so fixtures can tell at teardown whether
+    the test failed (the e2e stacks then print their processes' logs)."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report

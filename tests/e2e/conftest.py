@@ -16,6 +16,7 @@ import pytest
 from functions.client import FanoutClient
 from functions.emulators import free_port_block
 from functions.localstack import FUNCTIONS, LocalStack, StackConfig
+from tests.support.reports import failed
 
 # Fast retries and short leases, so recovery paths finish in seconds.
 FAST_ENV = {
@@ -33,7 +34,7 @@ StackFactory = Callable[..., LocalStack]
 
 
 @pytest.fixture
-def make_stack(tmp_path: Path) -> Iterator[StackFactory]:
+def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackFactory]:
     stacks: list[LocalStack] = []
 
     def make(
@@ -56,6 +57,16 @@ def make_stack(tmp_path: Path) -> Iterator[StackFactory]:
     yield make
     for stack in stacks:
         stack.stop()
+    if failed(request.node):
+        for stack in stacks:
+            print_logs(stack)
+
+
+def print_logs(stack: LocalStack, tail: int = 40) -> None:
+    """Show the tail of every process log of a stack whose test failed (CI keeps no files)."""
+    for log in sorted(stack.logs.glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-tail:]
+        print(f"----- {log.name} (last {len(lines)} lines) -----", *lines, sep="\n")
 
 
 def client_for(stack: LocalStack) -> FanoutClient:
