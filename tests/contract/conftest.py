@@ -2,7 +2,8 @@
 
 Tests that hit a documented gap of the npm Firestore emulator carry
 `@pytest.mark.firestore_gap("...")`; on that emulator they become strict xfails, so the gap
-list stays explicit and the same tests run for real on Google's emulator.
+list stays explicit and the same tests run for real on Google's emulator. Tests marked
+`@pytest.mark.firestore_only("why")` pin a race SQLite cannot have, and run on Firestore only.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def _backends(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", _backends(metafunc.config))
+        backends = _backends(metafunc.config)
+        if metafunc.definition.get_closest_marker("firestore_only"):
+            backends = [b for b in backends if b != "sqlite"]
+        metafunc.parametrize("backend", backends)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
