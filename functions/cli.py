@@ -89,11 +89,15 @@ def print_result(job: dict[str, Any], stack: LocalStack | None, api_url: str) ->
         console.print("  keep the stack up to explore: make dev")
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_termination() -> None:
+    """`kill` (SIGTERM) and a closing terminal (SIGHUP) stop the stack like Ctrl-C does:
+    the children run in their own sessions, so nothing else would stop them."""
+
     def raise_interrupt(signum: int, frame: object) -> NoReturn:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    for termination in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(termination, raise_interrupt)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -217,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _stop_on_sigterm()
+    _stop_on_termination()
     try:
         code: int = args.handler(args)
         return code

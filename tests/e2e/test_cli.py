@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from functions.emulators import ROOT, free_port_block
 from functions.localstack import FUNCTIONS
 from tests.e2e.conftest import wait_for
@@ -60,16 +62,24 @@ def test_run_ingests_the_sample_corpus_and_stops_everything(tmp_path: Path) -> N
         timeout=180,
         check=False,
     )
+    strays = {pid for pid in _stack_pids(state) if _alive(pid)}
+    _kill_strays(state)
     assert result.returncode == 0, result.stdout + result.stderr
     batches = (SAMPLE_FILES + 1) // 2
     assert f"{batches} of {batches} batches completed" in result.stdout
     assert "Where to look next" in result.stdout
-    assert not {pid for pid in _stack_pids(state) if _alive(pid)}
+    assert not strays
 
 
-def test_ctrl_c_on_dev_leaves_no_stray_process(tmp_path: Path) -> None:
-    """`fanout dev` keeps the stack up until Ctrl-C (SIGINT), which stops every process
-    it started: the five functions and the dispatcher."""
+@pytest.mark.parametrize(
+    "stop",
+    [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+    ids=["ctrl-c", "kill", "terminal-closed"],
+)
+def test_stopping_dev_leaves_no_stray_process(tmp_path: Path, stop: signal.Signals) -> None:
+    """`fanout dev` keeps the stack up until Ctrl-C (SIGINT), `kill` (SIGTERM) or a closed
+    terminal (SIGHUP), which stops every process it started: the five functions and the
+    dispatcher."""
     state = tmp_path / "state"
     output = tmp_path / "dev.out"
     with output.open("w") as out:
@@ -98,9 +108,19 @@ def test_ctrl_c_on_dev_leaves_no_stray_process(tmp_path: Path) -> None:
         assert dev.poll() is None, output.read_text()
         started = _stack_pids(state)
         assert len(started) >= len(FUNCTIONS) + 1
-        dev.send_signal(signal.SIGINT)
+        dev.send_signal(stop)
         assert dev.wait(timeout=60) == 130, output.read_text()
         assert not {pid for pid in started if _alive(pid)}
     finally:
         if dev.poll() is None:
             os.kill(dev.pid, signal.SIGKILL)
+        _kill_strays(state)
+
+
+def _kill_strays(state_dir: Path) -> None:
+    """After a failed test, end what the CLI left behind, so it holds no port later."""
+    for pid in _stack_pids(state_dir):
+        try:
+            os.killpg(pid, signal.SIGKILL)  # each child leads its own process group
+        except OSError:
+            continue
