@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from functions.client import ApiError, FanoutClient
-from functions.emulators import ROOT
+from functions.emulators import ROOT, StartupError
 from functions.localstack import LocalStack, StackConfig
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -100,12 +100,21 @@ def _stop_on_termination() -> None:
         signal.signal(termination, raise_interrupt)
 
 
+def _report_leftovers(stack: LocalStack) -> None:
+    if stack.leftovers_ended:
+        console.print(
+            f"[yellow]Ended {stack.leftovers_ended} processes left running by an earlier "
+            f"stack in {stack.state_dir}[/]"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = StackConfig(
         state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=10.0
     )
     console.print(f"Starting the local stack ({args.store} store) ...")
     with LocalStack(config) as stack:
+        _report_leftovers(stack)
         client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
         request = {
             "source": "noop",
@@ -129,6 +138,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=30.0
     )
     with LocalStack(config) as stack:
+        _report_leftovers(stack)
         for target in ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub"):
             console.print(f"  {target:<14} {stack.url(target)}")
         console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
         return code
-    except ApiError as error:
+    except (ApiError, StartupError) as error:
         console.print(f"[red]error:[/] {error}")
         return 2
     except KeyboardInterrupt:

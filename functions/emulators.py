@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 90
 
 
+class StartupError(RuntimeError):
+    """A local process (an emulator, or a member of the local stack) did not start."""
+
+
 def free_port() -> int:
     return free_port_block(1)
 
@@ -52,7 +56,7 @@ def free_port_block(size: int) -> int:
         finally:
             for sock in sockets:
                 sock.close()
-    raise RuntimeError(f"no block of {size} free ports")
+    raise StartupError(f"no block of {size} free ports")
 
 
 def _ephemeral_low() -> int:
@@ -91,12 +95,12 @@ def start_emulator(
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{log.read_text()[-2000:]}")
+            raise StartupError(f"{name} exited early:\n{log.read_text()[-2000:]}")
         if ready(emulator.host):
             return emulator
         time.sleep(0.2)  # polling a port that is not up yet; not a stand-in for sync
     emulator.stop()
-    raise RuntimeError(f"{name} not ready after {STARTUP_SECONDS}s:\n{log.read_text()[-2000:]}")
+    raise StartupError(f"{name} not ready after {STARTUP_SECONDS}s:\n{log.read_text()[-2000:]}")
 
 
 def port_open(host: str) -> bool:
@@ -128,7 +132,7 @@ def google_firestore_available() -> bool:
 
 def start_npm_firestore(log_dir: Path) -> Emulator:
     if not (ROOT / "node_modules" / "@firestore-emulator" / "server").is_dir():
-        raise RuntimeError("npm Firestore emulator missing: run `make setup` (npm ci)")
+        raise StartupError("npm Firestore emulator missing: run `make setup` (npm ci)")
     port = free_port()
     script = str(ROOT / "functions" / "firestore-emulator.mjs")
     return start_emulator("firestore-npm", ["node", script, str(port)], port, log_dir, port_open)

@@ -2,7 +2,9 @@
 the task dispatcher, and (optionally) a Firestore emulator and a local scheduler.
 
 Each child runs in its own process group, and `stop()` ends the groups, so Ctrl-C (or a
-failing test) leaves no stray process. State lives in `state_dir` (default `.local/`).
+failing test) leaves no stray process. The groups are also recorded in
+`state_dir/stack.pids`, so a stack whose CLI was killed with SIGKILL is ended by the next
+one started on the same state directory. State lives in `state_dir` (default `.local/`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from typing import Literal, Self
 from functions.emulators import (
     ROOT,
     Emulator,
+    StartupError,
     google_firestore_available,
     port_open,
     start_google_firestore,
     start_npm_firestore,
 )
+from functions.pidfile import PidFile
 
 log = logging.getLogger("fanout.localstack")
 
@@ -73,6 +77,8 @@ class LocalStack:
         self._scheduler_stop = threading.Event()
         self._scheduler: threading.Thread | None = None
         self._env: dict[str, str] = {}
+        self.pids = PidFile(self.state_dir / "stack.pids")
+        self.leftovers_ended = 0
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -90,9 +96,12 @@ class LocalStack:
 
     def start(self) -> Self:
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.leftovers_ended = self.pids.end_leftovers()
+        if self.leftovers_ended:
+            log.warning("ended %d processes left by an earlier stack", self.leftovers_ended)
         for target in FUNCTIONS:
             if port_open(f"{self.config.host}:{self.port(target)}"):
-                raise RuntimeError(
+                raise StartupError(
                     f"port {self.port(target)} ({target}) is already in use; "
                     "choose another port base"
                 )
@@ -129,6 +138,7 @@ class LocalStack:
         if self.config.store == "firestore":
             start = start_google_firestore if google_firestore_available() else start_npm_firestore
             self.emulator = start(self.logs)
+            self.pids.record(self.emulator.process.pid)
             env["FIRESTORE_EMULATOR_HOST"] = self.emulator.host
             env["FANOUT_GCP_PROJECT"] = "fanout-local"
         env.update(self.config.env)
@@ -163,19 +173,20 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.pids.record(self.processes[name].pid)
 
     def _wait_ready(self, name: str) -> None:
         process = self.processes[name]
         deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(
+                raise StartupError(
                     f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
                 )
             if port_open(f"{self.config.host}:{self.port(name)}"):
                 return
             time.sleep(0.05)  # polling a port that is not up yet
-        raise RuntimeError(f"{name} not listening after {READY_SECONDS}s")
+        raise StartupError(f"{name} not listening after {READY_SECONDS}s")
 
     def wait_ready(self, name: str) -> None:
         """Block until a (re)started function accepts connections."""
@@ -203,6 +214,7 @@ class LocalStack:
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
+        self.pids.clear()
 
     def __enter__(self) -> Self:
         return self.start()

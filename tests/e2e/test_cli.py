@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,25 +44,7 @@ def test_run_ingests_the_sample_corpus_and_stops_everything(tmp_path: Path) -> N
     """`fanout run` starts the stack, runs the sample job to completion, prints the
     result, exits 0 and leaves no process behind."""
     state = tmp_path / "state"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "functions.cli",
-            "run",
-            "--state-dir",
-            str(state),
-            "--port-base",
-            str(free_port_block(len(FUNCTIONS))),
-            "--delay-ms",
-            "0",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = _run(state, free_port_block(len(FUNCTIONS)))
     strays = {pid for pid in _stack_pids(state) if _alive(pid)}
     _kill_strays(state)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -80,32 +63,10 @@ def test_stopping_dev_leaves_no_stray_process(tmp_path: Path, stop: signal.Signa
     """`fanout dev` keeps the stack up until Ctrl-C (SIGINT), `kill` (SIGTERM) or a closed
     terminal (SIGHUP), which stops every process it started: the five functions and the
     dispatcher."""
-    state = tmp_path / "state"
-    output = tmp_path / "dev.out"
-    with output.open("w") as out:
-        dev = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "functions.cli",
-                "dev",
-                "--state-dir",
-                str(state),
-                "--port-base",
-                str(free_port_block(len(FUNCTIONS))),
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    state, output = tmp_path / "state", tmp_path / "dev.out"
+    dev = _start_dev(state, free_port_block(len(FUNCTIONS)), output)
     try:
-        wait_for(
-            lambda: "Ctrl-C stops everything" in output.read_text() or dev.poll() is not None,
-            timeout=90,
-            what="the stack to come up",
-        )
-        assert dev.poll() is None, output.read_text()
+        _wait_up(dev, output)
         started = _stack_pids(state)
         assert len(started) >= len(FUNCTIONS) + 1
         dev.send_signal(stop)
@@ -124,3 +85,86 @@ def _kill_strays(state_dir: Path) -> None:
             os.killpg(pid, signal.SIGKILL)  # each child leads its own process group
         except OSError:
             continue
+
+
+def test_a_stack_left_by_a_killed_cli_is_ended_by_the_next_one(tmp_path: Path) -> None:
+    """SIGKILL of the CLI leaves its stack running (nothing runs on SIGKILL). The next
+    `fanout run` on the same state directory and ports ends those processes, says so, and
+    runs its job."""
+    state, output, port_base = tmp_path / "state", tmp_path / "dev.out", free_port_block(5)
+    dev = _start_dev(state, port_base, output)
+    try:
+        _wait_up(dev, output)
+        left = _stack_pids(state)
+        dev.kill()
+        dev.wait(timeout=30)
+        assert {pid for pid in left if _alive(pid)} == left  # the processes outlive the CLI
+
+        result = _run(state, port_base)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "left running by an earlier stack" in result.stdout
+        assert not {pid for pid in left | _stack_pids(state) if _alive(pid)}
+    finally:
+        _kill_strays(state)
+
+
+def _cli(command: str, state: Path, port_base: int, *more: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "functions.cli",
+        command,
+        "--state-dir",
+        str(state),
+        "--port-base",
+        str(port_base),
+        *more,
+    ]
+
+
+def _run(state: Path, port_base: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _cli("run", state, port_base, "--delay-ms", "0"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _start_dev(state: Path, port_base: int, output: Path) -> subprocess.Popen[str]:
+    with output.open("w") as out:
+        return subprocess.Popen(
+            _cli("dev", state, port_base),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def _wait_up(dev: subprocess.Popen[str], output: Path) -> None:
+    wait_for(
+        lambda: "Ctrl-C stops everything" in output.read_text() or dev.poll() is not None,
+        timeout=90,
+        what="the stack to come up",
+    )
+    assert dev.poll() is None, output.read_text()
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    """When another program holds one of the stack's ports, `fanout run` says which port
+    and exits 2, without a traceback and without leaving processes."""
+    port_base = free_port_block(len(FUNCTIONS))
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port_base + FUNCTIONS["jobs_api"]))
+        squatter.listen()
+        result = _run(tmp_path / "state", port_base)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"port {port_base + FUNCTIONS['jobs_api']} (jobs_api) is already in use" in (
+        result.stdout
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not {pid for pid in _stack_pids(tmp_path / "state") if _alive(pid)}
