@@ -1,9 +1,11 @@
-"""Runs every contract test against every backend: SQLite, and Firestore on the emulators.
+"""Runs every contract test against every backend: SQLite, and Firestore on the emulators,
+for the store; the local queue and Cloud Tasks on its emulator, for the queue.
 
 Tests that hit a documented gap of the npm Firestore emulator carry
 `@pytest.mark.firestore_gap("...")`; on that emulator they become strict xfails, so the gap
 list stays explicit and the same tests run for real on Google's emulator. Tests marked
 `@pytest.mark.firestore_only("why")` pin a race SQLite cannot have, and run on Firestore only.
+Queue tests that hit a gap of `gcloud-tasks-emulator` carry `@pytest.mark.tasks_emulator_gap`.
 """
 
 from __future__ import annotations
@@ -48,14 +50,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", backends)
 
 
+# A gap marker, the fixture that picks the backend, the backend with the gap, its name.
+EMULATOR_GAPS = [
+    ("firestore_gap", "backend", "firestore-npm", "npm Firestore emulator"),
+    ("tasks_emulator_gap", "queue_backend", "cloud-tasks-emulator", "gcloud-tasks-emulator"),
+]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        gap = item.get_closest_marker("firestore_gap")
         callspec = getattr(item, "callspec", None)
-        if gap and callspec is not None and callspec.params.get("backend") == "firestore-npm":
-            item.add_marker(
-                pytest.mark.xfail(strict=True, reason=f"npm Firestore emulator gap: {gap.args[0]}")
-            )
+        for marker, fixture, backend, emulator in EMULATOR_GAPS:
+            gap = item.get_closest_marker(marker)
+            if gap and callspec is not None and callspec.params.get(fixture) == backend:
+                item.add_marker(
+                    pytest.mark.xfail(strict=True, reason=f"{emulator} gap: {gap.args[0]}")
+                )
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """`CloudTasksQueue` against the real `gcloud-tasks-emulator` process, which dispatches the
-tasks to a real HTTP receiver on 127.0.0.1.
+tasks to a real HTTP receiver on 127.0.0.1. What every queue promises (delivery, headers,
+schedule time, deduplication, refusals) is in the shared contract, tests/contract/test_queue.py;
+this module holds what only the adapter does.
 
 The emulator proves the client code (what is sent, how answers are handled), not Cloud
 Tasks' semantics. Tests written for real Cloud Tasks that hit one of its gaps are marked
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from google.cloud import tasks_v2
 
 from functions.config import CloudTasksSettings
 from functions.errors import ConfigError
-from functions.queue.cloud_tasks import MAX_TASK_BYTES, CloudTasksQueue, task_id
+from functions.queue.cloud_tasks import CloudTasksQueue, task_id
 from functions.queue.protocol import EnqueueResult, Task
 from tests.queue.cloud_tasks_fixtures import (
     WAIT_SECONDS,
@@ -41,11 +43,6 @@ from tests.queue.cloud_tasks_fixtures import tasks_receiver as tasks_receiver
 from tests.support.emulators import free_port
 from tests.support.tasks_emulator import TasksEmulator, start_tasks_emulator
 
-NO_DEDUP = "gcloud-tasks-emulator gap: no task-name deduplication"
-NO_VALIDATION = "gcloud-tasks-emulator gap: CreateTask accepts any URL (no request validation)"
-# How long a test that expects NO further delivery watches for one.
-QUIET_SECONDS = 3.0
-
 
 def test_task_id_is_a_short_hash_of_the_name_then_the_name() -> None:
     """The ID is deterministic (deduplication depends on it), is 8 hex digits, a dash and the
@@ -55,67 +52,6 @@ def test_task_id_is_a_short_hash_of_the_name_then_the_name() -> None:
     leading = {task_id(f"job-1_{i:04d}")[0] for i in range(100)}
     assert len(leading) >= 10
     assert len(task_id("x" * 400)) <= 500
-
-
-def test_a_task_is_delivered_as_a_post_with_its_body_and_headers(
-    make_cloud_queue: CloudQueueFactory, tasks_receiver: TaskReceiver, tasks_emulator: TasksEmulator
-) -> None:
-    """The worker gets an HTTP POST to the task's URL with the body byte for byte, the task's
-    headers, and Cloud Tasks' headers naming the queue and the hash-prefixed task ID."""
-    name = unique()
-    body = bytes(range(256))
-    headers = {"Content-Type": "application/octet-stream", "X-Fanout-Job": "job-1"}
-    queue = make_cloud_queue()
-
-    result = queue.enqueue([Task(name, tasks_receiver.url(name), body, headers)])
-
-    assert result == EnqueueResult(enqueued=[name], failed={})
-    assert tasks_receiver.wait_for([name])
-    (delivery,) = tasks_receiver.to(name)
-    assert delivery.method == "POST"
-    assert delivery.body == body
-    assert delivery.headers["content-type"] == "application/octet-stream"
-    assert delivery.headers["x-fanout-job"] == "job-1"
-    assert delivery.headers["x-cloudtasks-taskname"] == task_id(name)
-    assert delivery.headers["x-cloudtasks-queuename"].endswith(tasks_emulator.queue)
-
-
-def test_fifty_tasks_enqueued_at_once_all_arrive_as_enqueued(
-    make_cloud_queue: CloudQueueFactory, tasks_receiver: TaskReceiver
-) -> None:
-    """One `enqueue` of 50 tasks (created concurrently) reports all 50 enqueued, in the
-    order given, and each arrives with its own body and headers."""
-    names = [unique(f"b{i:02d}") for i in range(50)]
-    tasks = [Task(n, tasks_receiver.url(n), f"body of {n}".encode(), {"X-Batch": n}) for n in names]
-
-    result = make_cloud_queue().enqueue(tasks)
-
-    assert result == EnqueueResult(enqueued=names, failed={})
-    assert tasks_receiver.wait_for(names)
-    for name in names:
-        deliveries = tasks_receiver.to(name)
-        assert {d.body for d in deliveries} == {f"body of {name}".encode()}
-        assert {d.headers["x-batch"] for d in deliveries} == {name}
-        assert {d.method for d in deliveries} == {"POST"}
-
-
-def test_schedule_time_holds_the_delivery_until_then(
-    make_cloud_queue: CloudQueueFactory, tasks_receiver: TaskReceiver
-) -> None:
-    """A task with `schedule_time` is not delivered before that time, and the delivery's
-    X-CloudTasks-TaskETA header carries it (seconds since the epoch)."""
-    name = unique()
-    when = datetime.now(UTC) + timedelta(seconds=1.5)
-
-    result = make_cloud_queue().enqueue([Task(name, tasks_receiver.url(name), b"", {}, when)])
-
-    assert result.enqueued == [name]
-    assert tasks_receiver.wait_for([name])
-    (delivery,) = tasks_receiver.to(name)
-    assert delivery.received_at >= when
-    assert float(delivery.headers["x-cloudtasks-tasketa"]) == pytest.approx(
-        when.timestamp(), abs=1e-3
-    )
 
 
 def test_the_api_receives_a_hash_prefixed_name_and_the_task_as_given(
@@ -173,38 +109,6 @@ def test_no_oidc_token_without_a_service_account(make_cloud_queue: CloudQueueFac
     assert "oidc_token" not in task.http_request
 
 
-def test_a_name_twice_in_one_call_creates_one_task(make_cloud_queue: CloudQueueFactory) -> None:
-    """Within one `enqueue`, the first task of a name is created and a later one with the
-    same name counts as enqueued without creating anything."""
-    name = unique()
-    queue = make_cloud_queue()
-    url = "http://127.0.0.1:9/never"
-
-    result = queue.enqueue(
-        [Task(name, url, b"first", {}, far_future()), Task(name, url, b"second", {}, far_future())]
-    )
-
-    assert result == EnqueueResult(enqueued=[name], failed={})
-    assert [t.http_request.body for t in listed(queue, name)] == [b"first"]
-
-
-@pytest.mark.xfail(strict=True, reason=NO_DEDUP)
-def test_a_name_already_taken_counts_as_enqueued_and_is_delivered_once(
-    make_cloud_queue: CloudQueueFactory, tasks_receiver: TaskReceiver
-) -> None:
-    """Enqueueing a name that Cloud Tasks already holds (here: already delivered) answers
-    AlreadyExists, which counts as enqueued; the worker gets one delivery, not two."""
-    name = unique()
-    task = Task(name, tasks_receiver.url(name), b"once", {})
-    queue = make_cloud_queue()
-
-    assert queue.enqueue([task]).enqueued == [name]
-    assert tasks_receiver.wait_for([name])
-    assert queue.enqueue([task]) == EnqueueResult(enqueued=[name], failed={})
-
-    assert not tasks_receiver.wait_for([name], count=2, timeout=QUIET_SECONDS)
-
-
 def test_every_task_for_a_missing_queue_fails_with_the_api_reason(
     make_cloud_queue: CloudQueueFactory,
 ) -> None:
@@ -219,53 +123,6 @@ def test_every_task_for_a_missing_queue_fails_with_the_api_reason(
     assert set(result.failed) == set(names)
     for reason in result.failed.values():
         assert reason.split(":")[0] in {"FailedPrecondition", "NotFound"}, reason
-
-
-@pytest.mark.xfail(strict=True, reason=NO_VALIDATION)
-def test_a_task_the_api_refuses_fails_alone(
-    make_cloud_queue: CloudQueueFactory, tasks_receiver: TaskReceiver
-) -> None:
-    """A task with a malformed URL is refused by CreateTask (InvalidArgument) and lands in
-    `failed` with that reason; the tasks around it are enqueued and delivered."""
-    good = [unique(), unique()]
-    bad = unique()
-    tasks = [
-        Task(good[0], tasks_receiver.url(good[0]), b"", {}),
-        Task(bad, "not a url", b"", {}),
-        Task(good[1], tasks_receiver.url(good[1]), b"", {}),
-    ]
-
-    result = make_cloud_queue().enqueue(tasks)
-
-    assert list(result.failed) == [bad]
-    assert result.failed[bad].startswith("InvalidArgument")
-    assert result.enqueued == good
-    assert tasks_receiver.wait_for(good)
-
-
-def test_invalid_names_and_oversized_tasks_fail_alone(
-    make_cloud_queue: CloudQueueFactory, tasks_receiver: TaskReceiver
-) -> None:
-    """A name outside [A-Za-z0-9_-]{1,400} and a task over 1 MiB are refused with a reason
-    before any call; the other tasks of the same call are enqueued and delivered."""
-    good = [unique(), unique()]
-    slash, empty, big = "bad/name", "", unique()
-    tasks = [
-        Task(good[0], tasks_receiver.url(good[0]), b"", {}),
-        Task(slash, tasks_receiver.url("bad"), b"", {}),
-        Task(empty, tasks_receiver.url("empty"), b"", {}),
-        Task(big, tasks_receiver.url(big), b"x" * MAX_TASK_BYTES, {}),
-        Task(good[1], tasks_receiver.url(good[1]), b"", {}),
-    ]
-
-    result = make_cloud_queue().enqueue(tasks)
-
-    assert result.enqueued == good
-    assert set(result.failed) == {slash, empty, big}
-    assert "invalid task name" in result.failed[slash]
-    assert "invalid task name" in result.failed[empty]
-    assert f"at most {MAX_TASK_BYTES}" in result.failed[big]
-    assert tasks_receiver.wait_for(good)
 
 
 class _SetOnRecord(logging.Handler):

@@ -1,5 +1,7 @@
 """The local queue keeps Cloud Tasks' semantics: against a real SQLite file, a real HTTP
-receiver, and the dispatcher in a thread or as a real process."""
+receiver, and the dispatcher in a thread or as a real process. What every queue promises is
+in the shared contract (tests/contract/test_queue.py); this module holds what only the local
+dispatcher does: retries, backoff, deadlines, concurrency and crash recovery."""
 
 from __future__ import annotations
 
@@ -77,25 +79,6 @@ def test_names_free_up_an_hour_after_the_task_finished(tasks: LocalTaskQueue) ->
     tasks.enqueue([Task("old-done", "http://127.0.0.1:9/", b"new")])
     reborn = tasks.get("old-done")
     assert reborn is not None and reborn.state is TaskState.QUEUED and reborn.body == b"new"
-
-
-def test_invalid_names_are_refused_without_blocking_the_others(
-    tasks: LocalTaskQueue, receiver: Receiver, start_dispatcher: StartDispatcher
-) -> None:
-    """Names outside [A-Za-z0-9_-]{1,400} land in `failed` with a reason and are never
-    stored; the valid tasks of the same call are enqueued and delivered."""
-    bad = ["has space", "", "x" * 401, "dot.ted"]
-    names = ["good-1", *bad, "good_2", "x" * 400]
-    result = tasks.enqueue([Task(n, receiver.url, b"{}") for n in names])
-
-    assert result.enqueued == ["good-1", "good_2", "x" * 400]
-    assert set(result.failed) == set(bad)
-    assert all("[A-Za-z0-9_-]" in reason for reason in result.failed.values())
-    assert sum(tasks.counts().values()) == 3
-
-    start_dispatcher()
-    delivered = receiver.wait_for(3)
-    assert sorted(r.task for r in delivered) == sorted(result.enqueued)
 
 
 def test_bad_url_and_oversized_body_are_refused(tasks: LocalTaskQueue) -> None:
@@ -229,23 +212,6 @@ def test_connection_refused_is_a_failed_attempt(
     failed = dispatcher.settled.wait("unreachable", TaskState.FAILED)
     assert failed.attempts == 2 and failed.responses == 0 and failed.last_status is None
     assert failed.last_error is not None and "Connection" in failed.last_error
-
-
-def test_future_schedule_time_holds_the_task_back(
-    tasks: LocalTaskQueue, receiver: Receiver, start_dispatcher: StartDispatcher
-) -> None:
-    """A task is not dispatched before its schedule_time, which it carries as TaskETA."""
-    later = utcnow() + timedelta(seconds=0.4)
-    tasks.enqueue(
-        [Task("later", receiver.url, b"{}", schedule_time=later), Task("now", receiver.url, b"")]
-    )
-    dispatcher = start_dispatcher()
-
-    dispatcher.settled.wait("later", TaskState.DONE)
-    arrived = {r.task: r for r in receiver.wait_for(2)}
-    assert arrived["later"].wall >= later.timestamp()
-    assert abs(float(arrived["later"].headers["x-cloudtasks-tasketa"]) - later.timestamp()) < 1e-5
-    assert arrived["now"].arrived < arrived["later"].arrived
 
 
 def test_concurrent_dispatches_never_exceed_max_concurrent(
