@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,13 +56,12 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 
 from functions.config import CloudTasksSettings
 from functions.errors import ConfigError
-from functions.queue.protocol import EnqueueResult, Task
+from functions.queue.protocol import EnqueueResult, Task, name_problem, size_problem
 
 log = logging.getLogger(__name__)
 
 MIN_DISPATCH_DEADLINE = timedelta(seconds=15)
 MAX_DISPATCH_DEADLINE = timedelta(minutes=30)
-MAX_TASK_BYTES = 1024 * 1024
 MAX_WORKERS = 32
 # Per attempt; the same as the library's default for CreateTask.
 CALL_TIMEOUT_SECONDS = 20.0
@@ -74,7 +72,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     gexc.ResourceExhausted,
     gexc.InternalServerError,
 )
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,400}")
 
 
 def task_id(name: str) -> str:
@@ -186,11 +183,8 @@ class CloudTasksQueue:
 
     def _request(self, task: Task) -> tasks_v2.Task | str:
         """The Task to create, or why it cannot be: refusals the API would make anyway."""
-        if not _NAME.fullmatch(task.name):
-            return (
-                "invalid task name: use 1 to 400 characters from [A-Za-z0-9_-], "
-                f"got {task.name[:60]!r}"
-            )
+        if problem := name_problem(task.name):
+            return problem
         try:
             http = tasks_v2.HttpRequest(
                 url=task.url,
@@ -213,9 +207,7 @@ class CloudTasksQueue:
             size = tasks_v2.Task.pb(request).ByteSize()
         except Exception as exc:  # a malformed field fails this task, not the call
             return f"cannot build the task: {type(exc).__name__}: {exc}"
-        if size > MAX_TASK_BYTES:
-            return f"task is {size} bytes; Cloud Tasks accepts at most {MAX_TASK_BYTES}"
-        return request
+        return size_problem(size) or request
 
     def _create(self, name: str, request: tasks_v2.Task) -> str | None:
         """Create one task; the reason it was refused, or None when the queue holds it."""

@@ -12,7 +12,6 @@ moves it to the retry time, and the dispatcher sends it as `X-CloudTasks-TaskETA
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,14 +22,11 @@ from urllib.parse import urlsplit
 
 from functions.config import DispatchSettings
 from functions.jobs import utcnow
-from functions.queue.protocol import EnqueueResult, Task
+from functions.queue.protocol import EnqueueResult, Task, name_problem, size_problem
 from functions.sqlite_db import Database
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,400}")
 # Cloud Tasks frees a name about an hour after its task finished.
 DEDUP_WINDOW = timedelta(hours=1)
-# Cloud Tasks refuses tasks above 1 MiB; refusing them here keeps the backends alike.
-MAX_TASK_BYTES = 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_tasks (
@@ -104,17 +100,15 @@ def backoff(attempts: int, dispatch: DispatchSettings) -> timedelta:
 
 def check_task(task: Task) -> str | None:
     """Why the queue refuses this task, or None when it accepts it."""
-    if not NAME_PATTERN.fullmatch(task.name):
-        return "task name must be 1 to 400 characters of [A-Za-z0-9_-]"
+    if problem := name_problem(task.name):
+        return problem
     parts = urlsplit(task.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"task url must be an absolute http(s) URL, got {task.url!r}"
     # Roughly the size Cloud Tasks measures: the whole task, not only its body.
     size = len(task.name) + len(task.url.encode()) + len(task.body)
     size += sum(len(k.encode()) + len(v.encode()) for k, v in task.headers.items())
-    if size > MAX_TASK_BYTES:
-        return f"task is {size} bytes; Cloud Tasks accepts at most {MAX_TASK_BYTES}"
-    return None
+    return size_problem(size)
 
 
 def _us(value: datetime) -> int:

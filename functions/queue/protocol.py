@@ -8,10 +8,15 @@ a failed dispatch is retried with exponential backoff up to a maximum number of 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+# Cloud Tasks' limits; the local queue keeps them too, so both backends refuse alike.
+TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,400}")
+MAX_TASK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +43,17 @@ class TaskQueue(Protocol):
     def enqueue(self, tasks: Sequence[Task]) -> EnqueueResult: ...
 
     def close(self) -> None: ...
+
+
+def name_problem(name: str) -> str | None:
+    """Why a task name is refused, or None when it is valid."""
+    if TASK_NAME.fullmatch(name):
+        return None
+    return f"invalid task name: use 1 to 400 characters from [A-Za-z0-9_-], got {name[:60]!r}"
+
+
+def size_problem(size: int) -> str | None:
+    """Why a task of `size` bytes is refused, or None when it fits."""
+    if size <= MAX_TASK_BYTES:
+        return None
+    return f"task is {size} bytes; Cloud Tasks accepts at most {MAX_TASK_BYTES}"

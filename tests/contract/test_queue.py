@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from functions.queue.cloud_tasks import MAX_TASK_BYTES, task_id
+from functions.queue.cloud_tasks import task_id
 from functions.queue.local import LocalTaskQueue
-from functions.queue.protocol import EnqueueResult, Task, TaskQueue
+from functions.queue.protocol import MAX_TASK_BYTES, EnqueueResult, Task, TaskQueue
 from tests.queue.cloud_tasks_fixtures import CloudQueueFactory, TaskReceiver, unique
 
 # The emulator fixtures, re-exported so pytest finds them here.
