@@ -23,7 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from functions.client import ApiError, FanoutClient
-from functions.emulators import ROOT, StartupError
+from functions.emulators import ROOT
+from functions.errors import StartupError
 from functions.localstack import LocalStack, StackConfig
 
 TERMINAL = {"completed", "failed", "cancelled"}

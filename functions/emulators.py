@@ -19,12 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.errors import StartupError
+
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 90
-
-
-class StartupError(RuntimeError):
-    """A local process (an emulator, or a member of the local stack) did not start."""
 
 
 def free_port() -> int:

@@ -123,3 +123,8 @@ class MethodNotAllowedError(FanoutError):
     """Raised when the route exists but not for this HTTP method."""
 
     http_status = 405
+
+
+class StartupError(FanoutError):
+    """Raised when a local process (an emulator, or a member of the local stack) does not
+    start: its port is taken, it exits early, or it is not up in time."""

@@ -28,12 +28,12 @@ from typing import Literal, Self
 from functions.emulators import (
     ROOT,
     Emulator,
-    StartupError,
     google_firestore_available,
     port_open,
     start_google_firestore,
     start_npm_firestore,
 )
+from functions.errors import StartupError
 from functions.pidfile import PidFile
 
 log = logging.getLogger("fanout.localstack")

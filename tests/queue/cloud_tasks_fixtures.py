@@ -20,6 +20,7 @@ import pytest
 from google.cloud import tasks_v2
 
 from functions.config import CloudTasksSettings
+from functions.errors import StartupError
 from functions.queue.cloud_tasks import CloudTasksQueue, task_id
 from tests.support.tasks_emulator import TasksEmulator, start_tasks_emulator
 
@@ -115,7 +116,7 @@ def tasks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TasksEm
     """The emulator, once per session, with the default queue created."""
     try:
         emulator = start_tasks_emulator(tmp_path_factory.mktemp("tasks-emulator"))
-    except RuntimeError as exc:
+    except StartupError as exc:
         problem = str(exc)  # failed below, outside the handler: no chained traceback
     else:
         problem = ""

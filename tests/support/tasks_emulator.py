@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.errors import StartupError
 from tests.support.emulators import ROOT, Emulator, free_port, port_open, start_emulator
 
 TASKS_VENV = ROOT / ".venv-tasks-emulator"
@@ -60,10 +61,10 @@ def start_tasks_emulator(
     queue: str = QUEUE,
 ) -> TasksEmulator:
     """Start the emulator on `port` (a free loopback port by default) with `queue` created;
-    return once its port accepts connections. Raises RuntimeError when it is not installed,
+    return once its port accepts connections. Raises StartupError when it is not installed,
     exits early, or is not up in time (the message holds the end of its log)."""
     if not EXECUTABLE.is_file():
-        raise RuntimeError(
+        raise StartupError(
             f"Cloud Tasks emulator missing ({EXECUTABLE.relative_to(ROOT)}): run `make setup`"
         )
     port = free_port() if port is None else port
