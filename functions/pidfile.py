@@ -62,6 +62,8 @@ class PidFile:
             entries = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return []
+        if not isinstance(entries, list):  # not a file this module wrote
+            return []
         return [e for e in entries if isinstance(e, dict) and {"pid", "started"} <= e.keys()]
 
 

@@ -50,5 +50,6 @@ def test_a_pid_reused_by_another_process_is_left_alone(
 def test_a_missing_or_corrupt_file_means_no_leftovers(tmp_path: Path) -> None:
     pids = PidFile(tmp_path / "stack.pids")
     assert pids.end_leftovers() == 0
-    pids.path.write_text("{not json")
-    assert pids.end_leftovers() == 0
+    for corrupt in ("{not json", "5", '{"pid": 1}', '[{"pid": 1}]'):
+        pids.path.write_text(corrupt)
+        assert pids.end_leftovers() == 0
