@@ -15,8 +15,29 @@ PREFIX = "FANOUT_"
 
 StoreKind = Literal["sqlite", "firestore"]
 QueueKind = Literal["local", "cloud_tasks"]
+EmbedderKind = Literal["local", "vertex", "none"]
 DEFAULT_SQLITE_PATH = Path(".local/fanout.sqlite3")
 DEFAULT_FIRESTORE_DATABASE = "(default)"
+DEFAULT_LANCEDB_URI = ".local/lancedb"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class IngestionSettings:
+    """Where the `documents` processor reads from, how it embeds, and where it writes."""
+
+    # LanceDB database: a directory locally, a gs:// URI in production.
+    lancedb_uri: str = DEFAULT_LANCEDB_URI
+    # The default embedder of a request that names none.
+    embedder: EmbedderKind = "local"
+    vertex_model: str = "text-embedding-005"
+    vertex_location: str = "us-central1"
+    # gs:// sources must be in one of these buckets; none allowed when empty.
+    allowed_buckets: tuple[str, ...] = ()
+    # A file larger than this fails (that file only) without being read.
+    max_file_bytes: int = 32 * MiB
+    # A batch closes before its items' bytes would pass this (one giant file runs alone).
+    max_batch_bytes: int = 64 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +97,7 @@ class Settings:
     planning_timeout: timedelta = timedelta(minutes=15)
     # Fault injection (functions/queue/chaos.py): refuse tasks past this many per submit.
     chaos_enqueue_limit: int | None = None
+    ingestion: IngestionSettings = IngestionSettings()
 
     @property
     def local(self) -> bool:
@@ -119,6 +141,17 @@ class Settings:
                 _positive_int(env, "CHAOS_ENQUEUE_LIMIT", 1)
                 if _read(env, "CHAOS_ENQUEUE_LIMIT")
                 else None
+            ),
+            ingestion=IngestionSettings(
+                lancedb_uri=_read(env, "LANCEDB_URI") or DEFAULT_LANCEDB_URI,
+                embedder=_choice(env, "EMBEDDER", ("local", "vertex", "none"), "local"),  # type: ignore[arg-type]
+                vertex_model=_read(env, "VERTEX_MODEL") or "text-embedding-005",
+                vertex_location=_read(env, "VERTEX_LOCATION") or "us-central1",
+                allowed_buckets=tuple(
+                    b.strip() for b in (_read(env, "ALLOWED_BUCKETS") or "").split(",") if b.strip()
+                ),
+                max_file_bytes=_positive_int(env, "MAX_FILE_BYTES", 32 * MiB),
+                max_batch_bytes=_positive_int(env, "MAX_BATCH_BYTES", 64 * MiB),
             ),
             cloud_tasks=CloudTasksSettings(
                 project=_read(env, "TASKS_PROJECT") or _read(env, "GCP_PROJECT"),

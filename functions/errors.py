@@ -113,6 +113,24 @@ class ItemFailed(FanoutError):
     http_status = 422
 
 
+class ItemSkipped(FanoutError):
+    """Raised by a processor for an item it does not handle (a file type it has no loader
+    for): the item is counted as skipped, not failed, and the batch goes on."""
+
+    http_status = 422
+
+
+class CollectionNotFound(NotFound):
+    """Raised when a search names a collection that does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"collection {name!r} not found")
+        self.name = name
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.name,)
+
+
 class RouteNotFound(FanoutError):
     """Raised when no API route matches the request path."""
 
@@ -128,3 +146,19 @@ class MethodNotAllowedError(FanoutError):
 class StartupError(FanoutError):
     """Raised when a local process (an emulator, or a member of the local stack) does not
     start: its port is taken, it exits early, or it is not up in time."""
+
+
+class EmbeddingError(FanoutError):
+    """Raised when the embedding service refuses a request that retrying cannot fix: Vertex
+    AI answers 400 (bad input), 403 (no permission), 404 (unknown project or model), or a
+    reply that is not the vectors asked for. Carries the service's message and its HTTP
+    status; never retried (unavailability raises `TransientError` instead)."""
+
+    http_status = 502
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None]]:
+        return type(self), (self.message, self.status)

@@ -77,13 +77,17 @@ def check_transition(kind: Literal["job", "batch"], current: JobStatus, new: Job
 
 @dataclass(frozen=True, slots=True)
 class JobStats:
-    """What the work did, summed over items. `failed` counts failed items, not batches."""
+    """What the work did, summed over items. `failed` counts failed items, not batches;
+    `skipped` items the processor has no use for (an unknown file type); `bytes_read` the
+    source bytes read."""
 
     files: int = 0
     processed: int = 0
     failed: int = 0
     chunks: int = 0
     documents: int = 0
+    skipped: int = 0
+    bytes_read: int = 0
 
     def __add__(self, other: JobStats) -> JobStats:
         return JobStats(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
@@ -306,21 +310,41 @@ class Batch:
 
 
 def plan_batches(
-    job_id: str, items: Sequence[str], batch_size: int, now: datetime | None = None
+    job_id: str,
+    items: Sequence[str],
+    batch_size: int,
+    now: datetime | None = None,
+    *,
+    sizes: Sequence[int] | None = None,
+    max_bytes: int | None = None,
 ) -> list[Batch]:
-    """Split `items` into batches of at most `batch_size`, in order."""
+    """Split `items` into batches, in order: at most `batch_size` items each and, when
+    `sizes` are known, at most `max_bytes` of them, so that a giant file runs in a batch
+    of its own instead of holding up hundreds of small ones."""
     if batch_size < 1:
         raise InvalidArgument(f"batch_size must be at least 1, got {batch_size}")
     created = now or utcnow()
+    groups: list[list[str]] = []
+    group_bytes = 0
+    for position, item in enumerate(items):
+        size = sizes[position] if sizes is not None else 0
+        full = not groups or len(groups[-1]) >= batch_size
+        if not full and max_bytes is not None and group_bytes + size > max_bytes:
+            full = True
+        if full:
+            groups.append([])
+            group_bytes = 0
+        groups[-1].append(item)
+        group_bytes += size
     return [
         Batch(
             batch_id=batch_id_for(job_id, index),
             job_id=job_id,
             index=index,
-            items=tuple(items[start : start + batch_size]),
+            items=tuple(group),
             created_at=created,
         )
-        for index, start in enumerate(range(0, len(items), batch_size))
+        for index, group in enumerate(groups)
     ]
 
 

@@ -49,22 +49,29 @@ from functions.store.shards import MATERIALIZED, counter_shards
 
 _STAT_COLUMNS = tuple(f"stat_{name}" for name in STAT_FIELDS)
 
-_COUNTER_COLUMNS = ("completed_batches", "failed_batches", *_STAT_COLUMNS)
-# Adds ({sign}="") or removes ("-") the outcome of batch {row} on its counter shard.
-_COUNT_SQL = (
-    f"INSERT INTO job_counters (job_id, shard, {', '.join(_COUNTER_COLUMNS)}) VALUES ("
-    "{row}.job_id, {row}.batch_index % (SELECT counter_shards FROM jobs"
-    " WHERE job_id = {row}.job_id),"
-    " {sign}({row}.status = 'completed'), {sign}({row}.status = 'failed'), "
-    + ", ".join(
-        f"{{sign}}COALESCE(json_extract({{row}}.stats, '$.{name}'), 0)" for name in STAT_FIELDS
-    )
-    + ") ON CONFLICT (job_id, shard) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTER_COLUMNS)
-    + ";"
-)
 
-_SCHEMA = f"""
+def _count_sql(stat_fields: Sequence[str]) -> str:
+    """Adds ({sign}="") or removes ("-") the outcome of batch {row} on its counter shard."""
+    columns = ("completed_batches", "failed_batches", *(f"stat_{n}" for n in stat_fields))
+    return (
+        f"INSERT INTO job_counters (job_id, shard, {', '.join(columns)}) VALUES ("
+        "{row}.job_id, {row}.batch_index % (SELECT counter_shards FROM jobs"
+        " WHERE job_id = {row}.job_id),"
+        " {sign}({row}.status = 'completed'), {sign}({row}.status = 'failed'), "
+        + ", ".join(
+            f"{{sign}}COALESCE(json_extract({{row}}.stats, '$.{name}'), 0)" for name in stat_fields
+        )
+        + ") ON CONFLICT (job_id, shard) DO UPDATE SET "
+        + ", ".join(f"{c} = {c} + excluded.{c}" for c in columns)
+        + ";"
+    )
+
+
+def schema(stat_fields: Sequence[str] = STAT_FIELDS) -> str:
+    """The DDL for a store whose stats are `stat_fields` (older files have fewer)."""
+    stat_columns = ", ".join(f"stat_{n} INTEGER NOT NULL DEFAULT 0" for n in stat_fields)
+    count_sql = _count_sql(stat_fields)
+    return f"""
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
@@ -81,7 +88,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     counter_shards INTEGER NOT NULL DEFAULT 1,
     completed_batches INTEGER NOT NULL DEFAULT 0,
     failed_batches INTEGER NOT NULL DEFAULT 0,
-    {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _STAT_COLUMNS)},
+    {stat_columns},
     message TEXT,
     error TEXT,
     callback_url TEXT,
@@ -116,7 +123,7 @@ CREATE TABLE IF NOT EXISTS job_counters (
     shard INTEGER NOT NULL,
     completed_batches INTEGER NOT NULL DEFAULT 0,
     failed_batches INTEGER NOT NULL DEFAULT 0,
-    {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _STAT_COLUMNS)},
+    {stat_columns},
     PRIMARY KEY (job_id, shard)
 ) WITHOUT ROWID;
 -- Counting lives in the statement that ends a batch (or re-opens it for a retry), so it is
@@ -126,17 +133,20 @@ CREATE TRIGGER IF NOT EXISTS count_batch AFTER UPDATE OF status ON batches
 WHEN NEW.status IN ('completed', 'failed', 'cancelled')
     AND OLD.status NOT IN ('completed', 'failed', 'cancelled')
 BEGIN
-    {_COUNT_SQL.format(sign="", row="NEW")}
+    {count_sql.format(sign="", row="NEW")}
 END;
 CREATE TRIGGER IF NOT EXISTS uncount_batch AFTER UPDATE OF status ON batches
 WHEN OLD.status = 'failed' AND NEW.status = 'pending'
 BEGIN
-    {_COUNT_SQL.format(sign="-", row="OLD")}
+    {count_sql.format(sign="-", row="OLD")}
 END;
 -- Partial: only running batches hold leases, so planning (all pending) never touches it.
 CREATE INDEX IF NOT EXISTS batches_lease ON batches (lease_expires_at)
     WHERE status = 'running';
 """
+
+
+_SCHEMA = schema()
 
 
 def _us(value: datetime | None) -> int | None:
@@ -164,6 +174,27 @@ class SqliteJobStore:
         self.retention = retention
         self.db = Database(self.path)
         self.db.executescript(_SCHEMA)
+        self._add_new_stat_columns()
+
+    def _add_new_stat_columns(self) -> None:
+        """Bring a file made by an older Fanout up to today's stats (new `JobStats` fields
+        are new columns): add the columns and rebuild the counting triggers, which name
+        every stat column."""
+        with self.db.transaction() as conn:
+            added = False
+            for table in ("jobs", "job_counters"):
+                have = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in _STAT_COLUMNS:
+                    if column not in have:
+                        conn.execute(
+                            f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+                        )
+                        added = True
+            if added:
+                conn.execute("DROP TRIGGER IF EXISTS count_batch")
+                conn.execute("DROP TRIGGER IF EXISTS uncount_batch")
+        if added:
+            self.db.executescript(_SCHEMA)
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -137,3 +137,12 @@ def test_typed_errors_survive_pickling() -> None:
     ):
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and copy.message == error.message
+
+
+def test_plan_batches_closes_a_batch_before_its_bytes_pass_the_limit() -> None:
+    """A giant file runs in a batch of its own; small files around it still share
+    batches up to the item count."""
+    sizes = [10, 10, 5_000, 10, 10, 10, 10]
+    batches = plan_batches("j", list("abcdefg"), 3, now=T0, sizes=sizes, max_bytes=1_000)
+    assert [b.items for b in batches] == [("a", "b"), ("c",), ("d", "e", "f"), ("g",)]
+    assert [b.index for b in batches] == [0, 1, 2, 3]

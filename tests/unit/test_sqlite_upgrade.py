@@ -1,0 +1,32 @@
+"""A SQLite file written by an older Fanout (fewer stats) keeps working after an upgrade."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from functions.jobs import BatchOutcome, Job, JobStats, JobStatus, plan_batches
+from functions.sqlite_db import Database
+from functions.store.sqlite import SqliteJobStore, schema
+
+OLD_STATS = ("files", "processed", "failed", "chunks", "documents")
+
+
+def test_a_file_from_before_the_new_stats_gains_them_and_counts_them(tmp_path: Path) -> None:
+    """Opening an older file adds the new stat columns and rebuilds the counting triggers,
+    so a job finished afterwards adds up every stat, the new ones included."""
+    path = tmp_path / "old.sqlite3"
+    old = Database(path)
+    old.executescript(schema(OLD_STATS))
+    old.close()
+    store = SqliteJobStore(path)
+    job, _ = store.create_job(Job.new(source="documents", collection="c"))
+    store.add_batches(job.job_id, plan_batches(job.job_id, ["a", "b"], 1))
+    for index in (0, 1):
+        claim = store.claim_batch(f"{job.job_id}_{index:04d}", lease=timedelta(minutes=1))
+        stats = JobStats(files=1, processed=1, skipped=2, bytes_read=100)
+        store.finish_batch(claim.job, claim.batch, BatchOutcome(JobStatus.COMPLETED, stats))
+    final = store.get_job(job.job_id)
+    assert final.status is JobStatus.COMPLETED
+    assert final.stats == JobStats(files=2, processed=2, skipped=4, bytes_read=200)
+    store.close()
