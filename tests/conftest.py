@@ -8,6 +8,9 @@ import pytest
 
 from tests.support.reports import PHASE_REPORTS
 
+# The Cloud Storage emulator fixtures serve both the ingestion and the end-to-end tests.
+pytest_plugins = ["tests.support.gcs"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

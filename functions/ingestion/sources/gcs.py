@@ -1,0 +1,134 @@
+"""gs:// sources: the objects under a prefix of an allowed Cloud Storage bucket.
+
+The client is built on first use, once per source, never at import: with
+`STORAGE_EMULATOR_HOST` set (tests), google-cloud-storage reads it itself and talks to the
+emulator with anonymous credentials, as Firestore's client does with its emulator variable.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from google.api_core import exceptions as api_exceptions
+from google.cloud import storage  # type: ignore[attr-defined]  # untyped package
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from functions.config import Settings
+from functions.errors import FanoutError, InvalidArgument, ItemFailed, TransientError
+from functions.ingestion.documents import SourceItem
+from functions.ingestion.sources.gcs_reader import (
+    CLOUD_ERRORS,
+    ObjectReader,
+    is_transient,
+    item_error,
+)
+from functions.ingestion.sources.gs_uri import check_bucket_allowed, parse_gs_uri
+
+DEFAULT_PAGE_SIZE = 1000
+# Listing, reading and metadata calls never use the project; the client only needs one to
+# be built without looking it up.
+PLACEHOLDER_PROJECT = "fanout-unset"
+# Only what an item needs: smaller pages over the wire for buckets of 100,000 objects.
+_LIST_FIELDS = "items(name,size,contentType),nextPageToken"
+# Reads below this size take one request; larger ones two (see ObjectReader).
+_BUFFER_BYTES = 1024 * 1024
+
+
+class GcsSource:
+    """The objects of `gs://bucket/prefix`, listed page by page in name order; objects whose
+    names end in `/` (console "folders") are skipped. Items are `gs://bucket/name` URIs.
+
+    `pages_read` counts the pages the latest listing fetched. `client` and `retry` are for
+    tests (another endpoint; no client-side retries); by default the library retries 429,
+    5xx and connection errors for up to two minutes before we report `TransientError`.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        settings: Settings,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        client: Any = None,
+        retry: Any = DEFAULT_RETRY,
+    ) -> None:
+        """`InvalidArgument` when `location` is malformed or its bucket not allowed."""
+        parsed = parse_gs_uri(location)
+        check_bucket_allowed(parsed.bucket, settings)
+        self.location = location
+        self.bucket = parsed.bucket
+        self.prefix = parsed.prefix
+        self.page_size = page_size
+        self.pages_read = 0
+        self._project = settings.gcp_project or PLACEHOLDER_PROJECT
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._retry = retry
+
+    @property
+    def root_uri(self) -> str:
+        # A plain string prefix, as Cloud Storage lists: gs://b/docs also holds docs2/x.
+        return f"gs://{self.bucket}/{self.prefix}"
+
+    def list_items(self) -> Iterator[SourceItem]:
+        """`InvalidArgument` when the bucket does not exist; `TransientError` when Cloud
+        Storage keeps failing (429, 5xx, connection errors); `FanoutError` otherwise."""
+        self.pages_read = 0
+        blobs = self._storage().list_blobs(
+            self.bucket,
+            prefix=self.prefix or None,
+            page_size=self.page_size,
+            fields=_LIST_FIELDS,
+            retry=self._retry,
+        )
+        pages = iter(blobs.pages)
+        while True:
+            try:
+                page = next(pages, None)  # the request for the next page happens here
+            except CLOUD_ERRORS as exc:
+                raise self._listing_error(exc) from exc
+            if page is None:
+                return
+            self.pages_read += 1
+            for blob in page:
+                if not blob.name.endswith("/"):
+                    yield SourceItem(
+                        uri=f"gs://{self.bucket}/{blob.name}",
+                        size=int(blob.size or 0),
+                        content_type=blob.content_type or "",
+                    )
+
+    def open(self, uri: str) -> BinaryIO:
+        """The current generation of object `uri`, read by byte ranges. `ItemFailed` when
+        `uri` is not an object of this bucket, or the object is replaced while being read;
+        `FileNotFoundError` when it does not exist; `TransientError` as for listing."""
+        try:
+            parsed = parse_gs_uri(uri)
+        except InvalidArgument as exc:
+            raise ItemFailed(exc.message) from None
+        if parsed.bucket != self.bucket or not parsed.prefix or parsed.prefix.endswith("/"):
+            raise ItemFailed(f"{uri} is not an object of gs://{self.bucket}")
+        try:
+            blob = self._storage().bucket(self.bucket).get_blob(parsed.prefix, retry=self._retry)
+        except CLOUD_ERRORS as exc:
+            raise item_error(exc, uri) from exc
+        if blob is None:
+            raise FileNotFoundError(uri)
+        raw = ObjectReader(blob, uri, self._retry)
+        return io.BufferedReader(raw, buffer_size=_BUFFER_BYTES)
+
+    def _storage(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = storage.Client(project=self._project)
+            return self._client
+
+    def _listing_error(self, exc: Exception) -> FanoutError:
+        if is_transient(exc):
+            return TransientError(f"listing {self.location} failed, retry later: {exc}")
+        if isinstance(exc, api_exceptions.NotFound):
+            return InvalidArgument(f"bucket {self.bucket!r} does not exist")
+        return FanoutError(f"listing {self.location} failed: {exc}")

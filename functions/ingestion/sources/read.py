@@ -1,0 +1,45 @@
+"""Reading one item whole, with a size cap, turning I/O errors into per-item failures."""
+
+from __future__ import annotations
+
+import io
+from typing import BinaryIO
+
+from functions.errors import ItemFailed
+from functions.ingestion.sources.protocol import Source
+
+
+def read_item(source: Source, uri: str, *, max_bytes: int) -> bytes:
+    """The bytes of item `uri` of `source`, read as a stream.
+
+    Raises `ItemFailed` when the item is over `max_bytes` (found from its size before any
+    byte is read; a file that grows while being read is cut off at `max_bytes + 1` bytes),
+    when it no longer exists, when the source refuses it, or on any other I/O error.
+    `TransientError` from the source passes through, so the whole batch is retried later.
+    """
+    try:
+        with source.open(uri) as stream:
+            size = _size(stream)
+            if size is not None and size > max_bytes:
+                raise ItemFailed(f"{uri} is {size} bytes, over the {max_bytes} byte limit")
+            # With a known size, ask for one byte more, to notice a file that grew since;
+            # without one, read up to the cap plus one byte.
+            data = stream.read(max_bytes + 1 if size is None else size + 1)
+            if size is not None and len(data) > size:
+                data += stream.read(max_bytes + 1 - len(data))
+            if len(data) > max_bytes:
+                raise ItemFailed(f"{uri} is over the {max_bytes} byte limit")
+            return data
+    except FileNotFoundError:
+        raise ItemFailed(f"{uri} no longer exists") from None
+    except OSError as exc:
+        raise ItemFailed(f"{uri} could not be read: {exc.strerror or exc}") from exc
+
+
+def _size(stream: BinaryIO) -> int | None:
+    """The stream's length, when it can seek (every built-in source can); it is left at 0."""
+    if not stream.seekable():
+        return None
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    return size
