@@ -1,0 +1,368 @@
+"""The sink: a LanceDB table per collection, upserted by chunk id.
+
+Writes are one `merge_insert` per flush, keyed on the chunk id, which LanceDB's schema
+declares an (unenforced) primary key: without that declaration, two writers inserting the
+same new ids at the same moment both succeed and every such row ends up twice. The same
+commit deletes the written documents' chunks that are no longer produced
+(`when_not_matched_by_source_delete`), so re-ingesting a changed document leaves none of
+its stale chunks, atomically. LanceDB retries commit conflicts itself; a write that still
+conflicts is retried here on a fresh view of the table, then reported as transient so the
+queue retries the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pyarrow as pa
+import stamina
+
+if TYPE_CHECKING:
+    import lancedb
+    from lancedb.table import Table
+
+from functions.errors import CollectionNotFound, InvalidArgument, TransientError
+from functions.ingestion.documents import Chunk
+
+log = logging.getLogger("fanout.ingestion.sink")
+
+PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
+EMBEDDER_KEY = b"fanout.embedder"
+# Below this many rows a brute-force vector scan is fast (milliseconds); past it an IVF
+# index pays for its build time.
+VECTOR_INDEX_MIN_ROWS = 100_000
+# Our own retries of a write after LanceDB's internal ones gave up on a conflict.
+WRITE_ATTEMPTS = 6
+
+
+class CommitConflict(Exception):
+    """Raised (internally) when a LanceDB commit lost to a concurrent one and should be
+    retried on the latest version of the table."""
+
+
+def chunk_schema(dimension: int | None, embedder: str) -> pa.Schema:
+    """The table's columns; `vector` only for collections with an embedder."""
+    fields = [
+        pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("heading_path", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=True),
+        pa.field("tokens", pa.int32(), nullable=False),
+        pa.field("job_id", pa.string(), nullable=False),
+    ]
+    if dimension:
+        fields.append(pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False))
+    return pa.schema(fields, metadata={EMBEDDER_KEY: f"{embedder}:{dimension or 0}".encode()})
+
+
+@functools.cache
+def _connect(uri: str) -> lancedb.DBConnection:
+    # Imported here, not at module import: the Functions Framework's server forks its
+    # workers after importing main.py, and LanceDB's runtime is not safe across a fork.
+    import lancedb
+
+    # Interval 0: every read sees the latest commit of other writers (the default, None,
+    # pins a handle to the version it opened).
+    return lancedb.connect(uri, read_consistency_interval=timedelta(0))
+
+
+def _fts() -> Any:
+    from lancedb.index import FTS
+
+    # Positions make "quoted words" a phrase query, not a bag of words.
+    return FTS(with_position=True)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _is_conflict(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "conflict" in text or "retryable" in text
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    deleted: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    chunk_id: str
+    uri: str
+    text: str
+    heading_path: str
+    page: int | None
+    position: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "uri": self.uri,
+            "text": self.text,
+            "heading_path": self.heading_path,
+            "page": self.page,
+            "position": self.position,
+            "score": self.score,
+        }
+
+
+class Collection:
+    """One collection: a LanceDB table under the database at `db_uri`."""
+
+    def __init__(self, db_uri: str, name: str) -> None:
+        self.db_uri = db_uri
+        self.name = name
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.name in _connect(self.db_uri).list_tables().tables
+
+    def ensure(self, *, embedder: str, dimension: int | None) -> None:
+        """Create the table (with its full-text index) if it does not exist; refuse an
+        embedder other than the one its vectors came from. Called at submit, once per job,
+        so batches never race to create it."""
+        db = _connect(self.db_uri)
+        if not self.exists():
+            try:
+                table = db.create_table(self.name, schema=chunk_schema(dimension, embedder))
+            except (OSError, ValueError, RuntimeError) as error:
+                if not self.exists():  # not a concurrent create of the same table
+                    raise TransientError(
+                        f"cannot create collection {self.name!r}: {error}"
+                    ) from error
+            else:
+                table.create_index("text", config=_fts())
+                return
+        stored = self.embedder()
+        if stored != (embedder, dimension or 0):
+            raise InvalidArgument(
+                f"collection {self.name!r} holds {stored[0]} embeddings "
+                f"({stored[1]} dimensions); ingest with embedder {stored[0]!r} "
+                "or choose another collection"
+            )
+
+    def table(self) -> Table:
+        try:
+            return _connect(self.db_uri).open_table(self.name)
+        except (FileNotFoundError, ValueError) as error:
+            raise CollectionNotFound(self.name) from error
+
+    def embedder(self) -> tuple[str, int]:
+        """(embedder name, dimension) the collection was created for."""
+        metadata = self.table().schema.metadata or {}
+        name, _, dimension = metadata.get(EMBEDDER_KEY, b"none:0").decode().partition(":")
+        return name, int(dimension or 0)
+
+    def count(self, where: str | None = None) -> int:
+        return self.table().count_rows(where)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def replace_documents(
+        self,
+        uris: Sequence[str],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray | None = None,
+        *,
+        job_id: str,
+    ) -> WriteResult:
+        """Make the collection hold exactly `chunks` for the documents `uris`: new chunk
+        ids are inserted, ids already there are left as they are (an id fixes the text,
+        so its row is identical), and those documents' other chunks are deleted. One
+        commit, so readers never see a document half-replaced."""
+        if not uris:
+            return WriteResult(0, 0, 0)
+        # One write may not repeat an id (LanceDB refuses an ambiguous merge).
+        unique = {chunk.chunk_id: row for row, chunk in enumerate(chunks)}
+        rows = list(unique.values())
+        table = self.table()
+        data = self._arrow(
+            [chunks[r] for r in rows],
+            None if vectors is None else vectors[rows],
+            table.schema,
+            job_id,
+        )
+        documents = " OR ".join(f"uri = {_sql_string(uri)}" for uri in sorted(set(uris)))
+        attempts = 0
+
+        @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.05)
+        def write() -> WriteResult:
+            nonlocal attempts
+            try:
+                table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
+                result = (
+                    table.merge_insert("id")
+                    .when_not_matched_insert_all()
+                    .when_not_matched_by_source_delete(documents)
+                    .execute(data)
+                )
+            except (OSError, RuntimeError, ValueError) as error:
+                if _is_conflict(error):
+                    attempts += WRITE_ATTEMPTS  # LanceDB already retried internally
+                    raise CommitConflict(str(error)) from error
+                raise
+            attempts += result.num_attempts
+            return WriteResult(result.num_inserted_rows, result.num_deleted_rows, attempts)
+
+        try:
+            return write()
+        except CommitConflict as error:
+            raise TransientError(
+                f"collection {self.name!r}: write kept conflicting: {error}"
+            ) from error
+
+    def stored_vectors(self, uris: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors already stored for these documents' chunks, by chunk id: a chunk
+        whose id is there has the same text, so its vector need not be computed again."""
+        table = self.table()
+        if not uris or "vector" not in table.schema.names:
+            return {}
+        dimension = table.schema.field("vector").type.list_size
+        rows = (
+            table.search()
+            .where(" OR ".join(f"uri = {_sql_string(uri)}" for uri in sorted(set(uris))))
+            .select(["id", "vector"])
+            .limit(None)
+            .to_arrow()
+        )
+        flat = rows.column("vector").combine_chunks().flatten().to_numpy()
+        vectors = flat.reshape(-1, dimension).astype(np.float32, copy=False)
+        return dict(zip(rows.column("id").to_pylist(), vectors, strict=True))
+
+    @staticmethod
+    def _arrow(
+        chunks: Sequence[Chunk], vectors: np.ndarray | None, schema: pa.Schema, job_id: str
+    ) -> pa.Table:
+        columns: dict[str, Any] = {
+            "id": [c.chunk_id for c in chunks],
+            "uri": [c.uri for c in chunks],
+            "position": [c.position for c in chunks],
+            "text": [c.text for c in chunks],
+            "heading_path": [c.heading_path for c in chunks],
+            "page": [c.page for c in chunks],
+            "tokens": [c.tokens for c in chunks],
+            "job_id": [job_id] * len(chunks),
+        }
+        if "vector" in schema.names:
+            dimension = schema.field("vector").type.list_size
+            if vectors is None or vectors.shape != (len(chunks), dimension):
+                raise InvalidArgument(
+                    f"collection needs {dimension}-dimension vectors for {len(chunks)} chunks"
+                )
+            flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+            columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dimension)
+        return pa.table(columns, schema=schema)
+
+    def prune(self, keep: Iterable[str], *, under: str) -> int:
+        """Delete the chunks of documents whose URI starts with `under` but is not in
+        `keep` (they were deleted at the source). Returns how many documents went."""
+        table = self.table()
+        stored = self._uris(table, under)
+        gone = sorted(stored - set(keep))
+        for start in range(0, len(gone), 200):
+            part = gone[start : start + 200]
+            table.delete(" OR ".join(f"uri = {_sql_string(uri)}" for uri in part))
+        return len(gone)
+
+    @staticmethod
+    def _uris(table: Table, prefix: str) -> set[str]:
+        # LIKE would need the prefix's % and _ escaped; starts_with is exact.
+        rows = (
+            table.search()
+            .where(f"starts_with(uri, {_sql_string(prefix)})")
+            .select(["uri"])
+            .limit(None)
+            .to_arrow()
+        )
+        return set(rows.column("uri").to_pylist())
+
+    # -- the once-per-job step ------------------------------------------------------------
+
+    def compact(self) -> dict[str, int]:
+        """Fold the small fragments many batch writes left into few, merge new rows into
+        the indexes, prune old versions, and build the vector index once the table is
+        large enough. Retried on a conflict with a concurrent writer (LanceDB does not
+        retry `optimize` itself)."""
+        table = self.table()
+
+        @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.1)
+        def optimize() -> None:
+            try:
+                table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
+                table.optimize(cleanup_older_than=timedelta(minutes=10))
+            except (OSError, RuntimeError, ValueError) as error:
+                if _is_conflict(error):
+                    raise CommitConflict(str(error)) from error
+                raise
+
+        before = self._fragments(table)
+        optimize()
+        indexes = {index.columns[0]: index for index in table.list_indices()}
+        if "text" not in indexes:
+            table.create_index("text", config=_fts())
+        rows = table.count_rows()
+        if (
+            "vector" in table.schema.names
+            and "vector" not in indexes
+            and rows >= VECTOR_INDEX_MIN_ROWS
+        ):
+            table.create_index(metric="cosine", vector_column_name="vector")
+        return {"fragments_before": before, "fragments_after": self._fragments(table), "rows": rows}
+
+    @staticmethod
+    def _fragments(table: Table) -> int:
+        # Annotated as a dataclass, returned as a dict by lancedb 0.40.
+        stats = cast(dict[str, Any], table.stats())
+        return int(stats["fragment_stats"]["num_fragments"])
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def search(self, text: str, vector: np.ndarray | None, *, k: int) -> list[SearchHit]:
+        """Hybrid search (vector + full text, fused by reciprocal rank) when the collection
+        has vectors, full text alone otherwise. Words in double quotes match as a phrase."""
+        from lancedb.rerankers import RRFReranker
+
+        table = self.table()
+        if vector is not None and "vector" in table.schema.names:
+            query = (
+                table.search(query_type="hybrid")
+                .vector(vector.tolist())
+                .text(text)
+                .rerank(RRFReranker(K=60))
+            )
+            score = "_relevance_score"
+        else:
+            query = table.search(text, query_type="fts")
+            score = "_score"
+        rows = query.limit(k).to_list()
+        return [
+            SearchHit(
+                chunk_id=row["id"],
+                uri=row["uri"],
+                text=row["text"],
+                heading_path=row["heading_path"],
+                page=row["page"],
+                position=row["position"],
+                score=round(float(row[score]), 6),
+            )
+            for row in rows
+        ]
+
+    def chunk_ids(self) -> Iterator[str]:
+        """Every chunk id, once per row (duplicates would show twice)."""
+        rows = self.table().search().select(["id"]).limit(None).to_arrow()
+        yield from rows.column("id").to_pylist()

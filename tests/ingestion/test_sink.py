@@ -1,0 +1,156 @@
+"""The LanceDB sink on real tables: upserts by chunk id, replacement of a document's
+chunks, concurrent writers in separate processes, and compaction under a live write."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from functions.errors import CollectionNotFound, InvalidArgument
+from functions.ingestion.documents import Chunk
+from functions.ingestion.sink import Collection
+
+DIMENSION = 8
+
+
+def _chunks(uri: str, n: int, version: str = "v1") -> list[Chunk]:
+    return [
+        Chunk(chunk_id=f"{uri}#{version}#{i}", uri=uri, position=i, text=f"{version} text {i}")
+        for i in range(n)
+    ]
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).random((n, DIMENSION), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def _write(collection: Collection, uri: str, n: int, version: str = "v1") -> None:
+    collection.replace_documents([uri], _chunks(uri, n, version), _vectors(n), job_id="job")
+
+
+@pytest.fixture
+def collection(tmp_path: Path) -> Collection:
+    made = Collection(str(tmp_path / "lancedb"), "docs")
+    made.ensure(embedder="local", dimension=DIMENSION)
+    return made
+
+
+def test_rewriting_the_same_chunks_changes_nothing(collection: Collection) -> None:
+    """A retried batch upserts the same ids: no duplicates, nothing inserted."""
+    _write(collection, "a.md", 5)
+    again = collection.replace_documents(["a.md"], _chunks("a.md", 5), _vectors(5), job_id="j")
+    assert (again.inserted, again.deleted) == (0, 0)
+    assert sorted(collection.chunk_ids()) == sorted(c.chunk_id for c in _chunks("a.md", 5))
+
+
+def test_a_changed_document_leaves_none_of_its_stale_chunks(collection: Collection) -> None:
+    """Re-ingesting a document replaces its chunks; other documents are untouched."""
+    _write(collection, "a.md", 5)
+    _write(collection, "b.md", 3)
+    _write(collection, "a.md", 2, version="v2")
+    ids = set(collection.chunk_ids())
+    assert ids == {c.chunk_id for c in _chunks("a.md", 2, "v2") + _chunks("b.md", 3)}
+
+
+def test_an_emptied_document_loses_its_chunks(collection: Collection) -> None:
+    _write(collection, "a.md", 4)
+    collection.replace_documents(["a.md"], [], _vectors(0), job_id="j")
+    assert collection.count() == 0
+
+
+def test_an_embedder_other_than_the_collections_is_refused(collection: Collection) -> None:
+    with pytest.raises(InvalidArgument, match="local embeddings"):
+        collection.ensure(embedder="none", dimension=None)
+    assert collection.embedder() == ("local", DIMENSION)
+
+
+def test_a_missing_collection_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(CollectionNotFound):
+        Collection(str(tmp_path / "lancedb"), "nope").table()
+
+
+def test_prune_removes_documents_gone_from_the_location(collection: Collection) -> None:
+    """Only documents under the location and absent from the new listing go."""
+    for uri in ("/data/keep.md", "/data/gone.md", "/other/gone.md"):
+        _write(collection, uri, 2)
+    removed = collection.prune(["/data/keep.md"], under="/data/")
+    assert removed == 1
+    assert {c.split("#")[0] for c in collection.chunk_ids()} == {"/data/keep.md", "/other/gone.md"}
+
+
+def _deliver(db: str, uris: list[str], start: Barrier) -> None:
+    collection = Collection(db, "docs")
+    start.wait()
+    for uri in uris:
+        _write(collection, uri, 20)
+
+
+def test_a_batch_delivered_twice_at_once_leaves_each_chunk_once(collection: Collection) -> None:
+    """Two processes write the same new chunk ids at the same moment, document by document
+    (a duplicate delivery). Each id ends up exactly once: the id column is declared the
+    table's primary key; without that declaration LanceDB inserts such rows twice."""
+    uris = [f"doc-{i}.md" for i in range(15)]
+    spawn = multiprocessing.get_context("spawn")  # LanceDB deadlocks under fork
+    start = spawn.Barrier(2)
+    writers = [
+        spawn.Process(target=_deliver, args=(collection.db_uri, uris, start)) for _ in range(2)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [w.exitcode for w in writers] == [0, 0]
+    ids = list(collection.chunk_ids())
+    assert len(ids) == len(set(ids)) == 15 * 20
+
+
+def test_concurrent_batches_of_one_job_lose_nothing(collection: Collection) -> None:
+    """Two processes writing different documents into one table both land in full."""
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    halves = [[f"a-{i}.md" for i in range(10)], [f"b-{i}.md" for i in range(10)]]
+    writers = [
+        spawn.Process(target=_deliver, args=(collection.db_uri, half, start)) for half in halves
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [w.exitcode for w in writers] == [0, 0]
+    assert collection.count() == 20 * 20
+
+
+def test_compaction_survives_a_concurrent_write_from_another_job(
+    collection: Collection,
+) -> None:
+    """Finalizing one job compacts the table while another job's batch is writing to it:
+    the compaction completes, and neither side loses a row."""
+    for i in range(30):  # many small writes: many fragments to compact
+        _write(collection, f"old-{i}.md", 3)
+    writing = threading.Event()
+    done = threading.Event()
+
+    def other_job() -> None:
+        i = 0
+        while not done.is_set() or i < 10:
+            _write(collection, f"new-{i}.md", 3)
+            writing.set()
+            i += 1
+
+    writer = threading.Thread(target=other_job)
+    writer.start()
+    writing.wait(timeout=60)
+    report = collection.compact()
+    done.set()
+    writer.join(timeout=120)
+    written_new = {c.split("#")[0] for c in collection.chunk_ids() if c.startswith("new-")}
+    assert report["fragments_after"] < report["fragments_before"]
+    assert collection.count() == 30 * 3 + len(written_new) * 3
+    assert len(written_new) >= 10
