@@ -21,6 +21,12 @@ class IngestRequest(BaseModel):
     items: list[str] | None = Field(default=None, max_length=1_000_000)
     location: str | None = Field(default=None, min_length=1, max_length=1024)
     batch_size: int = Field(default=100, ge=1, le=MAX_BATCH_SIZE)
+    max_batch_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        le=1024**3,
+        description="most source bytes in one batch; default FANOUT_MAX_BATCH_BYTES",
+    )
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
     callback_url: str | None = Field(default=None, max_length=2048)

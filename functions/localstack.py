@@ -132,6 +132,7 @@ class LocalStack:
             "FANOUT_API_URL": self.url("jobs_api"),
             "FANOUT_WORKER_SECRET": self.secret,
             "FANOUT_ALLOWED_ROOTS": os.pathsep.join([str(ROOT / "samples"), str(self.state_dir)]),
+            "FANOUT_LANCEDB_URI": str(self.state_dir / "lancedb"),
             "PYTHONUNBUFFERED": "1",
             "THREADS": WORKER_THREADS,
         }

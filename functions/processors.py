@@ -1,9 +1,14 @@
-"""Processors: the work a batch does, one item at a time, pluggable by name.
+"""Processors: the work a batch does, pluggable by request `source` name.
 
-A processor turns one item (a document reference) into stats. It raises `ItemFailed` for
-a bad item (only that item fails) and `TransientError` when the whole batch should be
-retried later. Register one with `@register("name")`; `get_processor` resolves request
-`source` names.
+A processor checks a request at submit (`check_request`, before anything is written),
+prepares shared state once per job (`prepare`), opens one `BatchWork` per batch attempt,
+and tidies up once when the job ends (`job_finished`). A `BatchWork` takes the batch's
+items one at a time and raises `ItemFailed` for a bad item (only that item fails),
+`ItemSkipped` for an item it has no use for, and `TransientError` when the whole batch
+should be retried later. `flush` writes what the work buffered; the batch counts as
+done only once it returns.
+
+Register a processor with `@register("name")`; `get_processor` resolves request sources.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from functions.config import Settings
 from functions.errors import InvalidArgument, ItemFailed
-from functions.jobs import JobStats
+from functions.ingest_request import IngestRequest
+from functions.jobs import Job, JobStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +35,36 @@ class BatchContext:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-class Processor(Protocol):
-    def check_options(self, options: Mapping[str, Any]) -> None:
-        """Raise `InvalidArgument` for options this processor cannot use (at submit)."""
+class BatchWork(Protocol):
+    def process(self, item: str) -> JobStats: ...
+
+    def flush(self) -> JobStats:
+        """Write what is buffered; returns stats not yet reported by `process`."""
         ...
 
-    def process(self, item: str, context: BatchContext) -> JobStats: ...
+
+class Processor(Protocol):
+    def check_request(self, request: IngestRequest) -> None:
+        """Raise `InvalidArgument` for a request this processor cannot run (at submit)."""
+        ...
+
+    def prepare(self, job: Job) -> None:
+        """Once per job, after it is recorded and before its batches are enqueued."""
+        ...
+
+    def open_batch(self, context: BatchContext) -> BatchWork: ...
+
+    def job_finished(self, job: Job) -> None:
+        """Once per job, by whoever finalized it (the exactly-once step)."""
+        ...
 
 
-_REGISTRY: dict[str, Callable[[], Processor]] = {}
+ProcessorFactory = Callable[[Settings], Processor]
+_REGISTRY: dict[str, ProcessorFactory] = {}
 
 
-def register(name: str) -> Callable[[Callable[[], Processor]], Callable[[], Processor]]:
-    def add(factory: Callable[[], Processor]) -> Callable[[], Processor]:
+def register(name: str) -> Callable[[ProcessorFactory], ProcessorFactory]:
+    def add(factory: ProcessorFactory) -> ProcessorFactory:
         _REGISTRY[name] = factory
         return factory
 
@@ -48,20 +72,38 @@ def register(name: str) -> Callable[[Callable[[], Processor]], Callable[[], Proc
 
 
 def processor_names() -> list[str]:
+    _load_builtin()
     return sorted(_REGISTRY)
 
 
-def get_processor(name: str) -> Processor:
+def get_processor(name: str, settings: Settings) -> Processor:
     """The processor registered as `name`; `InvalidArgument` naming the known ones."""
+    _load_builtin()
     factory = _REGISTRY.get(name)
     if factory is None:
         known = ", ".join(processor_names())
         raise InvalidArgument(f"unknown source {name!r}; registered: {known}")
-    return factory()
+    return factory(settings)
+
+
+def _load_builtin() -> None:
+    # Imported on first use: ingestion pulls in LanceDB and the loaders, which the
+    # registry itself does not need.
+    import functions.ingestion.processor  # noqa: F401
+
+
+class Stateless:
+    """Base for processors with nothing to prepare or tidy up."""
+
+    def prepare(self, job: Job) -> None:
+        return None
+
+    def job_finished(self, job: Job) -> None:
+        return None
 
 
 @register("noop")
-class NoopProcessor:
+class NoopProcessor(Stateless):
     """Does no real work: for benchmarks and tests of the fan-out machinery.
 
     Options: `delay_ms` (0..60000) spent per item, to make batches take time;
@@ -71,7 +113,11 @@ class NoopProcessor:
 
     MAX_DELAY_MS = 60_000
 
-    def check_options(self, options: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def check_request(self, request: IngestRequest) -> None:
+        options = request.options
         unknown = set(options) - {"delay_ms", "fail_items_file"}
         if unknown:
             raise InvalidArgument(f"unknown noop options: {', '.join(sorted(unknown))}")
@@ -85,14 +131,24 @@ class NoopProcessor:
         if not isinstance(options.get("fail_items_file", ""), str):
             raise InvalidArgument("fail_items_file must be a path")
 
-    def process(self, item: str, context: BatchContext) -> JobStats:
-        delay = int(context.options.get("delay_ms", 0))
-        if delay:
-            time.sleep(delay / 1000)  # simulated work
-        fail_file = context.options.get("fail_items_file")
-        if fail_file and item in _lines(Path(fail_file)):
-            raise ItemFailed(f"item {item!r} is listed in {fail_file}")
+    def open_batch(self, context: BatchContext) -> BatchWork:
+        return _NoopBatch(context)
+
+
+class _NoopBatch:
+    def __init__(self, context: BatchContext) -> None:
+        self.delay = int(context.options.get("delay_ms", 0))
+        self.fail_file = context.options.get("fail_items_file")
+
+    def process(self, item: str) -> JobStats:
+        if self.delay:
+            time.sleep(self.delay / 1000)  # simulated work
+        if self.fail_file and item in _lines(Path(self.fail_file)):
+            raise ItemFailed(f"item {item!r} is listed in {self.fail_file}")
         return JobStats(processed=1)
+
+    def flush(self) -> JobStats:
+        return JobStats()
 
 
 def _lines(path: Path) -> set[str]:

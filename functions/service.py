@@ -22,12 +22,13 @@ from functions.errors import (
     InvalidArgument,
     InvalidTransition,
     ItemFailed,
+    ItemSkipped,
     TransientError,
 )
 from functions.ingest_request import IngestRequest
+from functions.ingestion.sources import open_source
 from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches, utcnow
-from functions.locations import list_location, resolve_location
-from functions.processors import BatchContext, get_processor
+from functions.processors import BatchContext, Processor, get_processor
 from functions.queue.protocol import Task, TaskQueue
 from functions.store.protocol import FinishResult, JobQuery, JobStore
 from functions.urls import check_callback_url
@@ -82,15 +83,18 @@ class FanoutService:
         """Create the job, plan its batches and enqueue one task per batch. Returns the job
         and whether it is new (False: the same client_id/request_id was seen before).
         Everything is validated before the first write."""
-        processor = get_processor(request.source)
-        processor.check_options(request.options)
+        processor = get_processor(request.source, self.settings)
+        processor.check_request(request)
         if request.callback_url is not None:
             check_callback_url(request.callback_url, allow_local_http=self.settings.local)
+        sizes: list[int] | None = None
         if request.items is not None:
             items = request.items
         else:
             assert request.location is not None  # the model requires one of the two
-            items = list_location(resolve_location(request.location, self.settings.allowed_roots))
+            listed = list(open_source(request.location, self.settings).list_items())
+            items = [item.uri for item in listed]
+            sizes = [item.size for item in listed]
         # The request is kept without its items (they live in the batches), so that the
         # parent document stays far below Firestore's 1 MiB.
         asked = request.model_dump(exclude={"items"}) | {"item_count": len(items)}
@@ -107,11 +111,19 @@ class FanoutService:
         )
         if not created:
             return job, False
-        batches = plan_batches(job.job_id, items, request.batch_size, now=self.clock())
+        processor.prepare(job)
+        batches = plan_batches(
+            job.job_id,
+            items,
+            request.batch_size,
+            now=self.clock(),
+            sizes=sizes,
+            max_bytes=request.max_batch_bytes or self.settings.ingestion.max_batch_bytes,
+        )
         job = self.store.add_batches(job.job_id, batches, now=self.clock())
         self._enqueue(job, batches)
         if job.is_terminal:  # nothing to do: the job completed as it was planned
-            self._send_callback(job)
+            self._job_finished(job)
         return job, True
 
     def task_for(self, job: Job, batch: Batch) -> Task:
@@ -163,19 +175,21 @@ class FanoutService:
                 raise Busy(f"batch {batch_id} is {claim.reason}")
             return BatchRun(False, claim.reason)
         job, batch = claim.job, claim.batch
-        try:
-            processor = get_processor(job.source)
-        except InvalidArgument as error:
-            return self._finish(job, batch, BatchOutcome(JobStatus.FAILED, error=error.message))
         context = BatchContext(
             job.job_id, batch.batch_id, job.collection, dict(job.request.get("options") or {})
         )
+        try:
+            work = get_processor(job.source, self.settings).open_batch(context)
+        except InvalidArgument as error:
+            return self._finish(job, batch, BatchOutcome(JobStatus.FAILED, error=error.message))
         stats = JobStats()
         failures: dict[str, str] = {}
         last_write = time.monotonic()
         for done, item in enumerate(batch.items, start=1):
             try:
-                stats += processor.process(item, context)
+                stats += work.process(item)
+            except ItemSkipped:
+                stats += JobStats(skipped=1)
             except ItemFailed as error:
                 stats += JobStats(failed=1)
                 failures[item] = error.message
@@ -195,6 +209,15 @@ class FanoutService:
                     now=self.clock(),
                 ):
                     return self._stop(job, batch, stats)
+        try:
+            stats += work.flush()
+        except TransientError as error:
+            return self._transient(job, batch, stats, error)
+        except Exception as error:  # a failed write: the whole batch is tried again
+            log.exception("batch %s: writing its results failed", batch_id)
+            return self._transient(
+                job, batch, stats, TransientError(f"{type(error).__name__}: {error}")
+            )
         if failures:
             shown = dict(list(failures.items())[:MAX_FAILED_ITEMS_SHOWN])
             outcome = BatchOutcome(
@@ -239,7 +262,19 @@ class FanoutService:
     def _after_finish(self, result: FinishResult) -> None:
         if result.finalized:
             log.info("job %s finalized: %s", result.job.job_id, result.job.status.value)
-            self._send_callback(result.job)
+            self._job_finished(result.job)
+
+    def _job_finished(self, job: Job) -> None:
+        """The once-per-job work of whoever finalized `job`: the processor's tidying up
+        (it must not undo the finalization, so its failure is logged), then the callback."""
+        try:
+            self._processor(job).job_finished(job)
+        except Exception:
+            log.exception("job %s: the processor's end-of-job step failed", job.job_id)
+        self._send_callback(job)
+
+    def _processor(self, job: Job) -> Processor:
+        return get_processor(job.source, self.settings)
 
     def _send_callback(self, job: Job) -> None:
         if job.callback_url:

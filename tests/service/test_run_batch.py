@@ -3,10 +3,9 @@ lease release, attempts running out, cancellation between items."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,21 +13,30 @@ from functions.config import DispatchSettings, Settings
 from functions.errors import Busy, TransientError
 from functions.ingest_request import IngestRequest
 from functions.jobs import BatchOutcome, Job, JobStats, JobStatus, utcnow
-from functions.processors import BatchContext, register
+from functions.processors import BatchContext, BatchWork, Stateless, register
 from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.sqlite import SqliteJobStore
 
 
 @register("flaky-test")
-class FlakyProcessor:
+class FlakyProcessor(Stateless):
     """Raises TransientError for every item: a dependency that is down."""
 
-    def check_options(self, options: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Settings) -> None:
         pass
 
-    def process(self, item: str, context: BatchContext) -> JobStats:
+    def check_request(self, request: IngestRequest) -> None:
+        pass
+
+    def open_batch(self, context: BatchContext) -> BatchWork:
+        return self
+
+    def process(self, item: str) -> JobStats:
         raise TransientError(f"dependency down while processing {item}")
+
+    def flush(self) -> JobStats:
+        return JobStats()
 
 
 @pytest.fixture

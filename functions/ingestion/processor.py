@@ -1,0 +1,170 @@
+"""The `documents` processor: read, load, chunk, embed and upsert each item of a batch.
+
+One item is one file. A file that cannot be read or parsed fails alone (`ItemFailed`);
+a type with no loader is skipped (`ItemSkipped`). Chunks are buffered and written in few
+commits (each LanceDB write is a table version, and many small ones fragment the table):
+at most `FLUSH_CHUNKS` chunks wait in memory, plus the file being chunked. Embedding
+happens at the flush too, so the model sees full batches of texts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from functions.config import Settings
+from functions.errors import InvalidArgument, ItemFailed, ItemSkipped
+from functions.ingest_request import IngestRequest
+from functions.ingestion.chunker import chunk_document
+from functions.ingestion.documents import Chunk, SourceItem
+from functions.ingestion.embedders import Embedder, check_embedder_available, get_embedder
+from functions.ingestion.loaders import load_document
+from functions.ingestion.options import DocumentOptions
+from functions.ingestion.sink import Collection
+from functions.ingestion.sources import Source, open_source, read_item, source_for_item
+from functions.jobs import Job, JobStats, JobStatus
+from functions.processors import BatchContext, BatchWork, register
+
+log = logging.getLogger("fanout.ingestion")
+
+FLUSH_CHUNKS = 512
+
+
+@register("documents")
+class DocumentsProcessor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _embedder_name(self, options: DocumentOptions) -> str:
+        return options.embedder or self.settings.ingestion.embedder
+
+    def collection(self, name: str) -> Collection:
+        return Collection(self.settings.ingestion.lancedb_uri, name)
+
+    # -- submit ---------------------------------------------------------------------------
+
+    def check_request(self, request: IngestRequest) -> None:
+        options = DocumentOptions.parse(request.options)
+        name = self._embedder_name(options)
+        check_embedder_available(name)
+        if options.prune and request.location is None:
+            raise InvalidArgument("prune needs a location: it removes what is no longer there")
+        if request.location is None:
+            for uri in request.items or ():
+                source_for_item(uri, self.settings)  # inside the allowed roots / buckets
+        collection = self.collection(request.collection)
+        if collection.exists():
+            embedder = get_embedder(name, self.settings)
+            stored = collection.embedder()
+            if stored != (name, embedder.dimension or 0):
+                raise InvalidArgument(
+                    f"collection {request.collection!r} holds {stored[0]} embeddings; "
+                    f"ingest it with embedder {stored[0]!r} or choose another collection"
+                )
+
+    def prepare(self, job: Job) -> None:
+        options = DocumentOptions.parse(job.request.get("options") or {})
+        embedder = get_embedder(self._embedder_name(options), self.settings)
+        self.collection(job.collection).ensure(embedder=embedder.name, dimension=embedder.dimension)
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def open_batch(self, context: BatchContext) -> BatchWork:
+        options = DocumentOptions.parse(context.options)
+        return DocumentBatch(
+            settings=self.settings,
+            options=options,
+            embedder=get_embedder(self._embedder_name(options), self.settings),
+            collection=self.collection(context.collection),
+            job_id=context.job_id,
+        )
+
+    # -- once, at the end -----------------------------------------------------------------
+
+    def job_finished(self, job: Job) -> None:
+        """Compact the collection (many batch writes fragment it) and, when asked, prune
+        the chunks of documents that left the location. A cancelled job changes nothing."""
+        if job.status is JobStatus.CANCELLED:
+            return
+        collection = self.collection(job.collection)
+        options = DocumentOptions.parse(job.request.get("options") or {})
+        location = job.request.get("location")
+        if options.prune and isinstance(location, str):
+            source = open_source(location, self.settings)
+            removed = collection.prune(
+                (item.uri for item in source.list_items()), under=source.root_uri
+            )
+            log.info("job %s: pruned %d documents from %s", job.job_id, removed, job.collection)
+        report = collection.compact()
+        log.info("job %s: compacted %s: %s", job.job_id, job.collection, report)
+
+
+@dataclass
+class DocumentBatch:
+    """The work of one batch attempt."""
+
+    settings: Settings
+    options: DocumentOptions
+    embedder: Embedder
+    collection: Collection
+    job_id: str
+    _sources: dict[str, Source] = field(default_factory=dict)
+    _uris: list[str] = field(default_factory=list)
+    _chunks: list[Chunk] = field(default_factory=list)
+    # Files and bytes of items that failed or were skipped, reported at the flush.
+    _unreported: JobStats = field(default_factory=JobStats)
+
+    def _source(self, uri: str) -> Source:
+        key = uri.split("/", 3)[2] if uri.startswith("gs://") else ""
+        if key not in self._sources:
+            self._sources[key] = source_for_item(uri, self.settings)
+        return self._sources[key]
+
+    def process(self, item: str) -> JobStats:
+        try:
+            data = read_item(
+                self._source(item), item, max_bytes=self.settings.ingestion.max_file_bytes
+            )
+        except (ItemFailed, InvalidArgument) as error:
+            self._unreported += JobStats(files=1)
+            raise ItemFailed(error.message) from None
+        try:
+            document = load_document(
+                SourceItem(item, len(data)), data, text_field=self.options.text_field
+            )
+        except (ItemFailed, ItemSkipped):
+            self._unreported += JobStats(files=1, bytes_read=len(data))
+            raise
+        chunks = list(chunk_document(document, self.options.chunk_size))
+        self._uris.append(item)
+        self._chunks.extend(chunks)
+        if len(self._chunks) >= FLUSH_CHUNKS:
+            self._write()
+        return JobStats(files=1, processed=1, documents=1, chunks=len(chunks), bytes_read=len(data))
+
+    def flush(self) -> JobStats:
+        self._write()
+        unreported, self._unreported = self._unreported, JobStats()
+        return unreported
+
+    def _write(self) -> None:
+        if not self._uris:
+            return
+        vectors = self._vectors() if self.embedder.dimension else None
+        self.collection.replace_documents(self._uris, self._chunks, vectors, job_id=self.job_id)
+        self._uris, self._chunks = [], []
+
+    def _vectors(self) -> np.ndarray:
+        """Vectors for the buffered chunks: stored ones reused (a re-run of an unchanged
+        document embeds nothing), the rest computed in one call."""
+        stored = self.collection.stored_vectors(self._uris)
+        vectors = np.empty((len(self._chunks), self.embedder.dimension or 0), np.float32)
+        new = [row for row, chunk in enumerate(self._chunks) if chunk.chunk_id not in stored]
+        for row, chunk in enumerate(self._chunks):
+            if chunk.chunk_id in stored:
+                vectors[row] = stored[chunk.chunk_id]
+        if new:
+            vectors[new] = self.embedder.embed_documents([self._chunks[r].text for r in new])
+        return vectors
