@@ -6,6 +6,7 @@ GET    /jobs/{id}/batches       its batches: ?status= &limit= &cursor=
 POST   /jobs/{id}/cancel        cancel it
 POST   /jobs/{id}/retry         re-run its failed batches
 DELETE /jobs/{id}               delete it (once terminal)
+GET    /collections/{name}/search  ?q= &k=  the chunks that best match q (hybrid search)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from werkzeug.routing import Map, Rule
 
 from functions.errors import InvalidArgument, MethodNotAllowedError, RouteNotFound
 from functions.http import json_response
+from functions.ingestion.search import search_collection
 from functions.jobs import JobStatus, parse_status
 from functions.serialize import batch_json, job_json
 from functions.service import FanoutService
@@ -31,19 +33,24 @@ _ROUTES = Map(
         Rule("/jobs/<job_id>/batches", methods=["GET"], endpoint="list_batches"),
         Rule("/jobs/<job_id>/cancel", methods=["POST"], endpoint="cancel_job"),
         Rule("/jobs/<job_id>/retry", methods=["POST"], endpoint="retry_job"),
+        Rule("/collections/<name>/search", methods=["GET"], endpoint="search_collection"),
     ],
     strict_slashes=False,
 )
 
 
 def _limit(args: Any) -> int:
-    raw = args.get("limit")
+    return _int(args, "limit", DEFAULT_PAGE_SIZE)
+
+
+def _int(args: Any, name: str, default: int) -> int:
+    raw = args.get(name)
     if raw is None:
-        return DEFAULT_PAGE_SIZE
+        return default
     try:
         return int(raw)
     except ValueError:
-        raise InvalidArgument(f"limit must be a whole number, got {raw!r}") from None
+        raise InvalidArgument(f"{name} must be a whole number, got {raw!r}") from None
 
 
 def _statuses(args: Any) -> list[str]:
@@ -115,6 +122,13 @@ class JobsApi:
 
     def retry_job(self, request: flask.Request, job_id: str) -> flask.Response:
         return json_response(job_json(self.service.retry(job_id)), 202)
+
+    def search_collection(self, request: flask.Request, name: str) -> flask.Response:
+        query = request.args.get("q", "")
+        hits = search_collection(self.service.settings, name, query, _int(request.args, "k", 5))
+        return json_response(
+            {"collection": name, "query": query, "hits": [hit.to_dict() for hit in hits]}
+        )
 
     def delete_job(self, request: flask.Request, job_id: str) -> flask.Response:
         self.store.delete_job(job_id)

@@ -1,17 +1,17 @@
 """`python -m functions.cli`: run the local stack, submit jobs and watch them.
 
 run      start the local stack, ingest the sample corpus, show progress, print the
-         result, stop everything (what `make run` does)
+         result and a search over it, stop everything (what `make run` does)
 dev      start the local stack and keep it up (what `make dev` does)
 submit   submit a job to a running stack (optionally watch it)
 watch    show a job's progress until it ends
 jobs     list jobs
+search   search a collection (hybrid: vector + full text)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -26,9 +26,11 @@ from functions.client import ApiError, FanoutClient
 from functions.emulators import ROOT
 from functions.errors import StartupError
 from functions.localstack import LocalStack, StackConfig
+from functions.sample_corpus import generate
 
 TERMINAL = {"completed", "failed", "cancelled"}
 SAMPLE_CORPUS = ROOT / "samples" / "corpus"
+DEMO_QUERY = "how do I stop a job that is already running?"
 console = Console(soft_wrap=True)  # never break URLs and paths across lines
 
 
@@ -63,7 +65,7 @@ def watch(client: FanoutClient, job_id: str, *, poll: float = 0.3) -> dict[str, 
             time.sleep(poll)  # polling the API: the CLI's refresh rate
 
 
-def print_result(job: dict[str, Any], stack: LocalStack | None, api_url: str) -> None:
+def print_result(job: dict[str, Any]) -> None:
     table = Table(title=f"job {job['job_id']}", show_header=False)
     rows = [
         ("status", job["status"]),
@@ -74,7 +76,7 @@ def print_result(job: dict[str, Any], stack: LocalStack | None, api_url: str) ->
             f"{job['completed_batches']} completed, {job['failed_batches']} "
             f"failed of {job['total_batches']}",
         ),
-        ("items", json.dumps(job["stats"])),
+        ("stats", ", ".join(f"{k} {v}" for k, v in job["stats"].items())),
         ("duration", f"{job['duration_seconds']} s"),
         ("message", job.get("message") or ""),
         ("error", job.get("error") or ""),
@@ -82,12 +84,44 @@ def print_result(job: dict[str, Any], stack: LocalStack | None, api_url: str) ->
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
+
+
+def print_where(job: dict[str, Any], stack: LocalStack | None, api_url: str) -> None:
     console.print("Where to look next:")
     console.print(f"  job:      {api_url}/jobs/{job['job_id']}")
     console.print(f"  batches:  {api_url}/jobs/{job['job_id']}/batches")
     if stack is not None:
         console.print(f"  logs:     {stack.logs}/")
         console.print("  keep the stack up to explore: make dev")
+
+
+def print_failed_items(client: FanoutClient, job_id: str) -> int:
+    """List the items that failed, with their errors; returns how many were shown."""
+    shown = 0
+    for batch in client.batches(job_id, status="failed")["batches"]:
+        failed_items = (batch.get("error_details") or {}).get("failed_items") or {}
+        for item, error in failed_items.items():
+            console.print(f"  [red]failed[/] {item}\n         {error}")
+            shown += 1
+        if not failed_items:
+            console.print(f"  [red]failed[/] batch {batch['batch_id']}: {batch.get('error')}")
+    return shown
+
+
+def print_hits(result: dict[str, Any]) -> None:
+    table = Table("score", "source", "heading / page", "text", title=f"search: {result['query']}")
+    for hit in result["hits"]:
+        where = hit["heading_path"] or ""
+        if hit["page"] is not None:
+            where = f"{where} (page {hit['page']})".strip()
+        text = " ".join(hit["text"].split())
+        table.add_row(
+            f"{hit['score']:.4f}",
+            Path(hit["uri"]).name if not hit["uri"].startswith("gs://") else hit["uri"],
+            where,
+            text[:160] + ("..." if len(text) > 160 else ""),
+        )
+    console.print(table)
 
 
 def _stop_on_termination() -> None:
@@ -113,16 +147,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = StackConfig(
         state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=10.0
     )
+    corpus = args.state_dir.resolve() / "sample-corpus"
+    files = generate(corpus)
+    bad = [f.path for f in files if f.phrase is None and f.format != "unknown"]
+    console.print(
+        f"Sample corpus: {len(files)} files in {corpus} "
+        f"(on purpose: {', '.join(bad)} fail, and one file of an unknown type is skipped)"
+    )
     console.print(f"Starting the local stack ({args.store} store) ...")
     with LocalStack(config) as stack:
         _report_leftovers(stack)
         client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
         request = {
-            "source": "noop",
-            "collection": "samples",
-            "location": str(args.location),
+            "source": "documents",
+            "collection": args.collection,
+            "location": str(corpus),
             "batch_size": args.batch_size,
-            "options": {"delay_ms": args.delay_ms},
         }
         accepted = client.submit(request)
         console.print(
@@ -130,8 +170,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"  status: {accepted['status_url']}"
         )
         job = watch(client, accepted["job_id"])
-        print_result(job, stack, stack.url("jobs_api"))
-        return 0 if job["status"] == "completed" else 1
+        print_result(job)
+        failed = print_failed_items(client, job["job_id"])
+        print_hits(client.search(args.collection, args.query))
+        print_where(job, stack, stack.url("jobs_api"))
+        console.print(
+            f"  search it:  .venv/bin/python -m functions.cli search {args.collection} "
+            '"your question" --api-url ' + stack.url("jobs_api")
+        )
+        # The corpus fails `len(bad)` files on purpose; any other failure is a real one.
+        return 0 if job["status"] != "cancelled" and failed == len(bad) else 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -162,14 +210,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
     accepted = client.submit(request)
     console.print_json(data=accepted)
     if args.watch:
-        print_result(watch(client, accepted["job_id"]), None, args.api_url)
+        job = watch(client, accepted["job_id"])
+        print_result(job)
+        print_where(job, None, args.api_url)
     return 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     client = FanoutClient(args.api_url, args.api_url)
     job = watch(client, args.job_id)
-    print_result(job, None, args.api_url)
+    print_result(job)
+    print_where(job, None, args.api_url)
     return 0 if job["status"] == "completed" else 1
 
 
@@ -190,6 +241,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    client = FanoutClient(args.api_url, args.api_url)
+    print_hits(client.search(args.collection, args.query, args.k))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="fanout", description=__doc__.splitlines()[0])
     sub = main.add_subparsers(dest="command", required=True)
@@ -200,14 +257,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--port-base", type=int, default=8081)
         p.add_argument("--state-dir", type=Path, default=ROOT / ".local")
         if name == "run":
-            p.add_argument("--location", type=Path, default=SAMPLE_CORPUS)
-            p.add_argument("--batch-size", type=int, default=2)
-            p.add_argument(
-                "--delay-ms",
-                type=int,
-                default=150,
-                help="simulated work per item, so progress is visible",
-            )
+            p.add_argument("--batch-size", type=int, default=10)
+            p.add_argument("--collection", default="samples")
+            p.add_argument("--query", default=DEMO_QUERY, help="the search printed at the end")
     api_default = "http://127.0.0.1:8083"
     p = sub.add_parser("submit")
     p.set_defaults(handler=cmd_submit)
@@ -222,6 +274,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch")
     p.set_defaults(handler=cmd_watch)
     p.add_argument("job_id")
+    p.add_argument("--api-url", default=api_default)
+    p = sub.add_parser("search")
+    p.set_defaults(handler=cmd_search)
+    p.add_argument("collection")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5, help="how many chunks")
     p.add_argument("--api-url", default=api_default)
     p = sub.add_parser("jobs")
     p.set_defaults(handler=cmd_jobs)

@@ -94,5 +94,11 @@ class FanoutClient:
         _, body = call("POST", f"{self.api_url}/jobs/{job_id}/retry")
         return dict(body)
 
+    def search(self, collection: str, query: str, k: int = 5) -> dict[str, Any]:
+        params = urllib.parse.urlencode({"q": query, "k": str(k)})
+        name = urllib.parse.quote(collection, safe="")
+        _, body = call("GET", f"{self.api_url}/collections/{name}/search?{params}")
+        return dict(body)
+
     def delete(self, job_id: str) -> None:
         call("DELETE", f"{self.api_url}/jobs/{job_id}")

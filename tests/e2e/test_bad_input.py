@@ -16,12 +16,16 @@ from functions.queue.local import LocalTaskQueue
 from tests.e2e.conftest import FAST_ENV, client_for
 
 GOOD = {"source": "noop", "collection": "docs", "items": ["a", "b"], "batch_size": 1}
+DOCS = {"source": "documents", "collection": "docs", "location": "samples/corpus"}
+ALLOWED_BUCKET = "fanout-allowed"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("bad-input"), port_base=free_port_block(5), env=FAST_ENV
+        state_dir=tmp_path_factory.mktemp("bad-input"),
+        port_base=free_port_block(5),
+        env={**FAST_ENV, "FANOUT_ALLOWED_BUCKETS": ALLOWED_BUCKET},
     )
     with LocalStack(config) as running:
         yield running
@@ -69,6 +73,25 @@ def _nothing_created(stack: LocalStack) -> None:
         ({**GOOD, "options": {"delay_ms": -1}}, 400, "delay_ms"),
         ({**GOOD, "client_id": "c"}, 400, "client_id and request_id go together"),
         ({**GOOD, "surprise": 1}, 400, "surprise"),
+        ({**DOCS, "collection": "../escape"}, 400, "collection"),
+        ({**DOCS, "collection": "has space"}, 400, "collection"),
+        ({**DOCS, "collection": "x" * 65}, 400, "collection"),
+        ({**DOCS, "location": "gs://"}, 400, "not a valid gs:// URI"),
+        ({**DOCS, "location": "gs://Upper_Case/x"}, 400, "not a valid gs:// URI"),
+        ({**DOCS, "location": "gs://other-bucket/docs"}, 400, ALLOWED_BUCKET),
+        ({**DOCS, "location": "s3://bucket/docs"}, 400, "unsupported scheme"),
+        ({**DOCS, "options": {"chunk_size": 100}}, 400, "chunk_size"),
+        ({**DOCS, "options": {"chunk_tokens": 0}}, 400, "chunk_tokens"),
+        ({**DOCS, "options": {"chunk_tokens": 1_000_000}}, 400, "chunk_tokens"),
+        ({**DOCS, "options": {"chunk_tokens": 64, "chunk_overlap": 60}}, 400, "chunk_overlap"),
+        ({**DOCS, "options": {"embedder": "gpt"}}, 400, "embedder"),
+        ({**DOCS, "max_batch_bytes": 10}, 400, "max_batch_bytes"),
+        (
+            {**DOCS, "location": None, "items": ["/etc/passwd"]},
+            400,
+            "outside the allowed roots",
+        ),
+        ({**DOCS, "location": None, "items": ["a.md"], "options": {"prune": True}}, 400, "prune"),
     ],
 )
 def test_bad_ingest_requests_are_refused(
@@ -88,6 +111,14 @@ def test_malformed_and_oversized_bodies_are_refused(stack: LocalStack) -> None:
     big = {**GOOD, "items": ["x" * 1000] * 1100}
     assert _refused("POST", stack.url("ingest"), body=big).status == 413
     _nothing_created(stack)
+
+
+def test_searching_a_collection_that_does_not_exist_is_404(stack: LocalStack) -> None:
+    """Search: an unknown or impossible collection is 404, a bad query or k is 400."""
+    api = stack.url("jobs_api")
+    assert _refused("GET", f"{api}/collections/nothing/search?q=x").status == 404
+    assert _refused("GET", f"{api}/collections/..%2Fetc/search?q=x").status == 404
+    assert _refused("GET", f"{api}/collections/docs/search?q=x&k=zero").status == 400
 
 
 def test_unknown_jobs_and_routes_are_404(stack: LocalStack, tmp_path: Path) -> None:

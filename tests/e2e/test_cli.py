@@ -15,8 +15,6 @@ from functions.emulators import ROOT, free_port_block
 from functions.localstack import FUNCTIONS
 from tests.e2e.conftest import wait_for
 
-SAMPLE_FILES = len(list((ROOT / "samples" / "corpus").glob("*.md")))
-
 
 def _stack_pids(state_dir: Path) -> set[int]:
     """Processes started for this stack, recognised by the SQLite path in their env."""
@@ -41,16 +39,20 @@ def _alive(pid: int) -> bool:
 
 
 def test_run_ingests_the_sample_corpus_and_stops_everything(tmp_path: Path) -> None:
-    """`fanout run` starts the stack, runs the sample job to completion, prints the
-    result, exits 0 and leaves no process behind."""
+    """`fanout run` generates the sample corpus, ingests it for real on the stack, names
+    the two files that fail on purpose with their errors, prints a search over the new
+    collection, exits 0 and leaves no process behind."""
     state = tmp_path / "state"
     result = _run(state, free_port_block(len(FUNCTIONS)))
     strays = {pid for pid in _stack_pids(state) if _alive(pid)}
     _kill_strays(state)
     assert result.returncode == 0, result.stdout + result.stderr
-    batches = (SAMPLE_FILES + 1) // 2
-    assert f"{batches} of {batches} batches completed" in result.stdout
-    assert "Where to look next" in result.stdout
+    out = result.stdout
+    assert "skipped 1" in out and "failed 2" in out
+    assert "scanned-invoice.pdf: not a valid PDF" in out and "over the 33554432 byte limit" in out
+    assert "search: how do I stop a job" in out
+    assert "cancel" in out.split("search: how do I stop a job", 1)[1].lower()
+    assert "Where to look next" in out
     assert not strays
 
 
@@ -125,7 +127,7 @@ def _cli(command: str, state: Path, port_base: int, *more: str) -> list[str]:
 
 def _run(state: Path, port_base: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _cli("run", state, port_base, "--delay-ms", "0"),
+        _cli("run", state, port_base),
         cwd=ROOT,
         capture_output=True,
         text=True,
