@@ -13,8 +13,11 @@
 # ---------------------------------------------------------------------------
 # Source: main.py, requirements.txt and functions/, zipped. Everything else at the top of
 # the repository is excluded by name (directories are skipped whole), and so are caches.
-# tests/infra/test_terraform_static.py checks that every tracked top-level entry is either
-# shipped or excluded here.
+# requirements-local.txt is the local embedding model (onnxruntime and the model package):
+# Cloud Functions installs requirements.txt only, and the deployed functions embed with
+# Vertex AI, so it stays out rather than lying unused in the source.
+# tests/infra/test_terraform_functions.py checks that every top-level entry (tracked, or new
+# and not ignored) is either shipped or excluded here.
 # ---------------------------------------------------------------------------
 data "archive_file" "source" {
   type        = "zip"
@@ -38,12 +41,14 @@ data "archive_file" "source" {
     "README.md",
     "bench",
     "cloudbuild.yaml",
+    "docs",
     "infra",
     "node_modules",
     "package-lock.json",
     "package.json",
     "pyproject.toml",
     "requirements-dev.txt",
+    "requirements-local.txt",
     "samples",
     "tests",
     "**/__pycache__",
@@ -83,6 +88,9 @@ resource "google_project_iam_member" "functions" {
   for_each = toset([
     "roles/datastore.user",    # Firestore reads and writes
     "roles/logging.logWriter", # structured logs
+    # Vertex AI embeddings (aiplatform.endpoints.predict on the publisher model). Project
+    # level: publisher models have no IAM policy of their own to grant on.
+    "roles/aiplatform.user",
   ])
 
   project = var.project_id
@@ -129,6 +137,19 @@ locals {
     FANOUT_MAX_ATTEMPTS = tostring(google_cloud_tasks_queue.batches.retry_config[0].max_attempts)
     # An empty value leaves the code's default (see var.allowed_roots).
     FANOUT_ALLOWED_ROOTS = join(":", var.allowed_roots)
+
+    # Ingestion (the documents processor; ingestion.tf has the buckets and their IAM).
+    # Requests that name no embedder get Vertex AI: the local model is never deployed
+    # (requirements-local.txt). Search embeds a query with its collection's own embedder,
+    # so jobs_api needs the Vertex settings too.
+    FANOUT_EMBEDDER        = "vertex"
+    FANOUT_VERTEX_MODEL    = var.embedding_model
+    FANOUT_VERTEX_LOCATION = var.region # the endpoint next to the functions
+    FANOUT_LANCEDB_URI     = local.lancedb_uri
+    # The buckets the account may read (ingestion.tf) are exactly the ones requests may
+    # name: empty allows no gs:// source.
+    FANOUT_ALLOWED_BUCKETS = join(",", var.source_buckets)
+    FANOUT_MAX_FILE_BYTES  = tostring(var.max_file_bytes)
   }
 
   # Where tasks go, for the functions that enqueue (ingest, ingest_pubsub, jobs_api's retry,
@@ -172,9 +193,11 @@ resource "google_cloudfunctions2_function" "run_batch" {
     # deadline (var.dispatch_deadline_seconds, at most 30 min) and retries; the lease keeps
     # a retry from running the batch twice.
     timeout_seconds = 3600
-    # 2 vCPUs serving run_batch_concurrency batches each (concurrency > 1 needs >= 1 vCPU).
-    available_cpu                    = "2"
-    available_memory                 = "2Gi"
+    # run_batch does the ingestion work: parse, chunk, write LanceDB, and (in the batch
+    # that finishes a job) compact the collection and build its indexes. It serves
+    # run_batch_concurrency batches at once (concurrency > 1 needs >= 1 vCPU).
+    available_cpu                    = var.run_batch_cpu
+    available_memory                 = var.run_batch_memory
     max_instance_count               = var.run_batch_max_instances
     max_instance_request_concurrency = var.run_batch_concurrency
     service_account_email            = google_service_account.functions.email
@@ -202,7 +225,11 @@ resource "google_cloudfunctions2_function" "jobs_api" {
   }
 
   service_config {
-    timeout_seconds       = 60
+    timeout_seconds = 60
+    # Search reads the collection from Cloud Storage: until a collection has a vector index
+    # (VECTOR_INDEX_MIN_ROWS in functions/ingestion/sink.py) a query scans every vector,
+    # which passes the default 256M from about 20,000 chunks.
+    available_memory      = var.jobs_api_memory
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env)
   }
@@ -290,7 +317,11 @@ resource "google_cloudfunctions2_function" "cleanup_jobs" {
   }
 
   service_config {
-    timeout_seconds       = 540
+    timeout_seconds = 540
+    # The sweep finalizes jobs whose last batch run_batch did not finalize, and then runs
+    # the processor's end-of-job step here: compacting a collection and building its
+    # indexes, the same work run_batch has its memory for.
+    available_memory      = var.cleanup_jobs_memory
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env)
   }

@@ -1,6 +1,7 @@
 locals {
   # APIs this module needs.
   services = toset([
+    "aiplatform.googleapis.com",       # Vertex AI text embeddings (the documents processor)
     "artifactregistry.googleapis.com", # function images
     "cloudbuild.googleapis.com",       # function builds
     "cloudfunctions.googleapis.com",
@@ -11,8 +12,8 @@ locals {
     "iam.googleapis.com",
     "logging.googleapis.com",
     "pubsub.googleapis.com",
-    "run.googleapis.com", # 2nd-gen functions run as Cloud Run services
-    "storage.googleapis.com",
+    "run.googleapis.com",     # 2nd-gen functions run as Cloud Run services
+    "storage.googleapis.com", # the function source, sources to ingest, LanceDB collections
   ])
 }
 

@@ -22,3 +22,13 @@ output "ingest_topic" {
   description = "Pub/Sub topic whose messages (an IngestRequest as JSON) ingest_pubsub submits."
   value       = google_pubsub_topic.ingest.name
 }
+
+output "collections_bucket" {
+  description = "Cloud Storage bucket of the LanceDB collections (user data: terraform destroy fails on it while it holds a collection)."
+  value       = google_storage_bucket.collections.name
+}
+
+output "lancedb_uri" {
+  description = "The LanceDB database the functions write (FANOUT_LANCEDB_URI): open it with lancedb.connect() to read a collection."
+  value       = local.lancedb_uri
+}

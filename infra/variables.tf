@@ -69,10 +69,96 @@ variable "run_batch_concurrency" {
   default     = 4
 }
 
+variable "run_batch_cpu" {
+  description = "vCPUs of one run_batch instance (Cloud Run's available_cpu). Whole numbers only: run_batch_concurrency > 1 needs at least 1, and Cloud Run takes 1, 2, 4, 6 or 8."
+  type        = string
+  default     = "2"
+
+  validation {
+    condition     = contains(["1", "2", "4", "6", "8"], var.run_batch_cpu)
+    error_message = "run_batch_cpu must be \"1\", \"2\", \"4\", \"6\" or \"8\"."
+  }
+}
+
+variable "run_batch_memory" {
+  description = "Memory of one run_batch instance, shared by its run_batch_concurrency batches: parsing, chunking, LanceDB writes and the end-of-job compaction. Cloud Run pairs it with the CPU: over 4Gi needs 2 vCPUs, over 8Gi 4."
+  type        = string
+  default     = "2Gi"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*(Mi|Gi)$", var.run_batch_memory))
+    error_message = "run_batch_memory must be a whole number of Mi or Gi, such as \"2Gi\" or \"1536Mi\"."
+  }
+}
+
+variable "jobs_api_memory" {
+  description = "Memory of one jobs_api instance. Search scans a collection's vectors until it has a vector index (at 100,000 chunks), which passes 256M (the functions' default) from about 20,000 chunks."
+  type        = string
+  default     = "1Gi"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*(Mi|Gi)$", var.jobs_api_memory))
+    error_message = "jobs_api_memory must be a whole number of Mi or Gi, such as \"1Gi\" or \"512Mi\"."
+  }
+}
+
+variable "cleanup_jobs_memory" {
+  description = "Memory of the cleanup_jobs instance. When the sweep finalizes a job it compacts the job's collection and may build its indexes, as run_batch does."
+  type        = string
+  default     = "2Gi"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*(Mi|Gi)$", var.cleanup_jobs_memory))
+    error_message = "cleanup_jobs_memory must be a whole number of Mi or Gi, such as \"2Gi\" or \"512Mi\"."
+  }
+}
+
 variable "build_service_account" {
   description = "Service account Cloud Build uses to build the functions, as projects/PROJECT/serviceAccounts/EMAIL. null: the project's default build service account."
   type        = string
   default     = null
+}
+
+# --- Ingestion ---------------------------------------------------------------
+
+variable "source_buckets" {
+  description = "Cloud Storage buckets (names, not gs:// URIs) requests may ingest from (FANOUT_ALLOWED_BUCKETS). The functions' account gets roles/storage.objectViewer on each. Empty allows no gs:// source."
+  type        = list(string)
+  default     = []
+
+  # The rules functions/ingestion/sources/gs_uri.py checks a request's bucket against: a
+  # name it would refuse could never be used. No commas either (the list is joined by them).
+  validation {
+    condition = alltrue([
+      for bucket in var.source_buckets :
+      can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", bucket)) && !strcontains(bucket, "..")
+    ])
+    error_message = "source_buckets must be bucket names (3-63 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit), not gs:// URIs."
+  }
+}
+
+variable "embedding_model" {
+  description = "Vertex AI text embedding model (FANOUT_VERTEX_MODEL), called in var.region. A collection records its embedder and dimension, not the model (all three give 768): after a change, existing collections mix vectors of both models, so re-ingest them into new collections."
+  type        = string
+  default     = "text-embedding-005"
+
+  # The models functions/ingestion/embedders/vertex.py knows (MODEL_DIMENSIONS); the code
+  # refuses any other at the first request.
+  validation {
+    condition     = contains(["text-embedding-005", "text-embedding-004", "text-multilingual-embedding-002"], var.embedding_model)
+    error_message = "embedding_model must be text-embedding-005, text-embedding-004 or text-multilingual-embedding-002."
+  }
+}
+
+variable "max_file_bytes" {
+  description = "A source file larger than this fails (that file only) without being read (FANOUT_MAX_FILE_BYTES). Default 32 MiB."
+  type        = number
+  default     = 33554432
+
+  validation {
+    condition     = var.max_file_bytes >= 1 && floor(var.max_file_bytes) == var.max_file_bytes
+    error_message = "max_file_bytes must be a whole number of at least 1."
+  }
 }
 
 # --- Cloud Tasks -------------------------------------------------------------

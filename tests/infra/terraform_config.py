@@ -88,6 +88,12 @@ def resolve_local(config: Config, value: Any) -> Any:
     return value
 
 
+def config_env_names() -> set[str]:
+    """The FANOUT_* names functions/config.py reads (`_read(env, "NAME")` and friends)."""
+    source = (REPO_DIR / "functions" / "config.py").read_text(encoding="utf-8")
+    return {"FANOUT_" + name for name in re.findall(r'\(env, "([A-Z0-9_]+)"', source)}
+
+
 def environment(config: Config, body: Body) -> dict[str, Any]:
     """A function's service_config.environment_variables, resolved. It must be one local map
     or `merge()` of local maps (the form functions.tf uses), so a test can read it."""

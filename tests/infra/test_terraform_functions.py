@@ -21,6 +21,7 @@ from tests.infra.terraform_config import (
     REPO_DIR,
     Body,
     Config,
+    config_env_names,
     data_sources,
     environment,
     labelled,
@@ -43,7 +44,18 @@ TIMEOUTS = {
 }
 # Runtime files the archive ships; everything else at the top of the repository is excluded.
 SHIPPED = {"main.py", "requirements.txt", "functions"}
-MUST_EXCLUDE = {"tests", ".venv", "node_modules", ".local", "bench", "infra", ".git"}
+MUST_EXCLUDE = {
+    "tests",
+    ".venv",
+    "node_modules",
+    ".local",
+    "bench",
+    "infra",
+    ".git",
+    "docs",
+    # The local embedding model's requirements: the deployed functions embed with Vertex AI.
+    "requirements-local.txt",
+}
 IAM_RESOURCE_TYPES = (
     "google_cloud_run_service_iam_member",
     "google_cloud_run_service_iam_binding",
@@ -97,12 +109,6 @@ def _invoker_grants(config: Config) -> list[tuple[str, str, str]]:
             members = body.get("members") or [body.get("member")]
             grants += [(match[1], body.get("role", ""), str(m)) for m in members]
     return grants
-
-
-def _config_env_names() -> set[str]:
-    """The FANOUT_* names functions/config.py reads (`_read(env, "NAME")` and friends)."""
-    source = (REPO_DIR / "functions" / "config.py").read_text(encoding="utf-8")
-    return {"FANOUT_" + name for name in re.findall(r'\(env, "([A-Z0-9_]+)"', source)}
 
 
 # -- the functions ---------------------------------------------------------------------------
@@ -177,7 +183,7 @@ def test_every_environment_name_is_read_by_the_code(config: Config, name: str) -
     """Each FANOUT_* variable set on a function is one functions/config.py reads: a typo
     would otherwise be ignored silently and the default used."""
     env = environment(config, resources(config, FUNCTION)[name])
-    assert set(env) <= _config_env_names()
+    assert set(env) <= config_env_names()
 
 
 def test_sweeper_gives_up_when_the_queue_does(config: Config) -> None:
@@ -234,7 +240,8 @@ def test_run_batch_capacity_covers_the_queue(config: Config) -> None:
 
 def test_source_archive_zips_the_repository_with_exclusions(config: Config) -> None:
     """The archive is the repository root minus tests, virtualenvs, node_modules, .local,
-    bench, infra and caches, with fixed file modes (same tree, same md5)."""
+    bench, infra, docs, requirements-local.txt and caches, with fixed file modes (same
+    tree, same md5)."""
     archive = data_sources(config, "archive_file")["source"]
     assert archive["type"] == "zip"
     assert archive["source_dir"] == "${path.module}/.."
@@ -335,15 +342,20 @@ def test_public_api_is_open_to_api_invokers_only(config: Config, name: str) -> N
 
 
 def test_runtime_account_roles(config: Config) -> None:
-    """fanout-functions can use Firestore, write logs, create tasks on the queue, and act as
-    the tasks invoker (needed to create a task with an OIDC token as that account)."""
+    """fanout-functions can use Firestore, write logs, call Vertex AI, create tasks on the
+    queue, and act as the tasks invoker (needed to create a task with an OIDC token as that
+    account)."""
     member = _sa_member("functions")
     project_roles: set[str] = set()
     for body in resources(config, "google_project_iam_member").values():
         if body["member"] == member:
             role = body["role"]
             project_roles |= set(_for_each_values(body)) if "each.value" in role else {role}
-    assert {"roles/datastore.user", "roles/logging.logWriter"} <= project_roles
+    assert {
+        "roles/datastore.user",
+        "roles/logging.logWriter",
+        "roles/aiplatform.user",
+    } <= project_roles
     enqueuer = [
         body
         for body in resources(config, "google_cloud_tasks_queue_iam_member").values()
@@ -467,7 +479,8 @@ def test_scheduler_calls_cleanup_jobs_with_an_oidc_token(config: Config) -> None
 
 
 def test_apis_for_the_deployable_are_enabled(config: Config) -> None:
-    """Every API the functions, queue, trigger and scheduler need is in the services set."""
+    """Every API the functions, queue, trigger, scheduler and ingestion (Vertex AI
+    embeddings, Cloud Storage) need is in the services set."""
     services = set(re.findall(r"[a-z0-9-]+\.googleapis\.com", repr(locals_(config)["services"])))
     needed = {
         f"{api}.googleapis.com"
@@ -484,6 +497,7 @@ def test_apis_for_the_deployable_are_enabled(config: Config) -> None:
             "logging",
             "iam",
             "firestore",
+            "aiplatform",
         )
     }
     assert needed <= services

@@ -84,6 +84,7 @@ def _expected_indexes() -> list[IndexKey]:
         "main.tf",
         "firestore.tf",
         "functions.tf",
+        "ingestion.tf",
         "queue.tf",
         "scheduler.tf",
         "outputs.tf",
