@@ -48,8 +48,9 @@ class Processor(Protocol):
         """Raise `InvalidArgument` for a request this processor cannot run (at submit)."""
         ...
 
-    def prepare(self, job: Job) -> None:
-        """Once per job, after it is recorded and before its batches are enqueued."""
+    def prepare(self, request: IngestRequest) -> None:
+        """Set up what the job's batches share (a collection), after `check_request` and
+        before the job is recorded: a failure here leaves no job behind. Idempotent."""
         ...
 
     def open_batch(self, context: BatchContext) -> BatchWork: ...
@@ -95,7 +96,7 @@ def _load_builtin() -> None:
 class Stateless:
     """Base for processors with nothing to prepare or tidy up."""
 
-    def prepare(self, job: Job) -> None:
+    def prepare(self, request: IngestRequest) -> None:
         return None
 
     def job_finished(self, job: Job) -> None:

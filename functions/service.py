@@ -87,6 +87,7 @@ class FanoutService:
         processor.check_request(request)
         if request.callback_url is not None:
             check_callback_url(request.callback_url, allow_local_http=self.settings.local)
+        processor.prepare(request)
         sizes: list[int] | None = None
         if request.items is not None:
             items = request.items
@@ -111,7 +112,6 @@ class FanoutService:
         )
         if not created:
             return job, False
-        processor.prepare(job)
         batches = plan_batches(
             job.job_id,
             items,

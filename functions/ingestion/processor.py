@@ -19,7 +19,12 @@ from functions.errors import InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
 from functions.ingestion.chunker import chunk_document
 from functions.ingestion.documents import Chunk, SourceItem
-from functions.ingestion.embedders import Embedder, check_embedder_available, get_embedder
+from functions.ingestion.embedders import (
+    Embedder,
+    check_embedder_available,
+    embedder_id,
+    get_embedder,
+)
 from functions.ingestion.loaders import load_document
 from functions.ingestion.options import DocumentOptions
 from functions.ingestion.sink import Collection
@@ -58,16 +63,18 @@ class DocumentsProcessor:
         if collection.exists():
             embedder = get_embedder(name, self.settings)
             stored = collection.embedder()
-            if stored != (name, embedder.dimension or 0):
+            if stored != (embedder_id(embedder), embedder.dimension or 0):
                 raise InvalidArgument(
                     f"collection {request.collection!r} holds {stored[0]} embeddings; "
-                    f"ingest it with embedder {stored[0]!r} or choose another collection"
+                    f"ingest it with that embedder or choose another collection"
                 )
 
-    def prepare(self, job: Job) -> None:
-        options = DocumentOptions.parse(job.request.get("options") or {})
+    def prepare(self, request: IngestRequest) -> None:
+        options = DocumentOptions.parse(request.options)
         embedder = get_embedder(self._embedder_name(options), self.settings)
-        self.collection(job.collection).ensure(embedder=embedder.name, dimension=embedder.dimension)
+        self.collection(request.collection).ensure(
+            embedder=embedder_id(embedder), dimension=embedder.dimension
+        )
 
     # -- one batch ------------------------------------------------------------------------
 

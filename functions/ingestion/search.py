@@ -6,7 +6,7 @@ import re
 
 from functions.config import Settings
 from functions.errors import CollectionNotFound, InvalidArgument
-from functions.ingestion.embedders import get_embedder
+from functions.ingestion.embedders import embedder_for_collection
 from functions.ingestion.sink import Collection, SearchHit
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -32,6 +32,6 @@ def search_collection(settings: Settings, name: str, query: str, k: int = 5) -> 
     collection = Collection(settings.ingestion.lancedb_uri, name)
     if not collection.exists():
         raise CollectionNotFound(name)
-    embedder_name, dimension = collection.embedder()
-    vector = get_embedder(embedder_name, settings).embed_query(query) if dimension else None
+    identity, dimension = collection.embedder()
+    vector = embedder_for_collection(identity, settings).embed_query(query) if dimension else None
     return collection.search(query, vector, k=k)

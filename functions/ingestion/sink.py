@@ -47,7 +47,8 @@ class CommitConflict(Exception):
 
 
 def chunk_schema(dimension: int | None, embedder: str) -> pa.Schema:
-    """The table's columns; `vector` only for collections with an embedder."""
+    """The table's columns; `vector` only for collections with an embedder, whose id
+    (`local`, `vertex/text-embedding-005`, `none`) the schema's metadata records."""
     fields = [
         pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
         pa.field("uri", pa.string(), nullable=False),
@@ -132,21 +133,18 @@ class Collection:
         return self.name in _connect(self.db_uri).list_tables().tables
 
     def ensure(self, *, embedder: str, dimension: int | None) -> None:
-        """Create the table (with its full-text index) if it does not exist; refuse an
+        """Create the table and its full-text index if either is missing; refuse an
         embedder other than the one its vectors came from. Called at submit, once per job,
-        so batches never race to create it."""
+        so batches never race to create them."""
         db = _connect(self.db_uri)
         if not self.exists():
             try:
-                table = db.create_table(self.name, schema=chunk_schema(dimension, embedder))
+                db.create_table(self.name, schema=chunk_schema(dimension, embedder))
             except (OSError, ValueError, RuntimeError) as error:
                 if not self.exists():  # not a concurrent create of the same table
                     raise TransientError(
                         f"cannot create collection {self.name!r}: {error}"
                     ) from error
-            else:
-                table.create_index("text", config=_fts())
-                return
         stored = self.embedder()
         if stored != (embedder, dimension or 0):
             raise InvalidArgument(
@@ -154,6 +152,12 @@ class Collection:
                 f"({stored[1]} dimensions); ingest with embedder {stored[0]!r} "
                 "or choose another collection"
             )
+        self._ensure_text_index(self.table())
+
+    @staticmethod
+    def _ensure_text_index(table: Table) -> None:
+        if not any(index.columns == ["text"] for index in table.list_indices()):
+            table.create_index("text", config=_fts())
 
     def table(self) -> Table:
         try:
@@ -162,7 +166,7 @@ class Collection:
             raise CollectionNotFound(self.name) from error
 
     def embedder(self) -> tuple[str, int]:
-        """(embedder name, dimension) the collection was created for."""
+        """(embedder id, dimension) the collection was created for."""
         metadata = self.table().schema.metadata or {}
         name, _, dimension = metadata.get(EMBEDDER_KEY, b"none:0").decode().partition(":")
         return name, int(dimension or 0)
@@ -311,9 +315,8 @@ class Collection:
 
         before = self._fragments(table)
         optimize()
-        indexes = {index.columns[0]: index for index in table.list_indices()}
-        if "text" not in indexes:
-            table.create_index("text", config=_fts())
+        self._ensure_text_index(table)
+        indexes = {index.columns[0] for index in table.list_indices()}
         rows = table.count_rows()
         if (
             "vector" in table.schema.names

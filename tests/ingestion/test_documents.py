@@ -12,6 +12,7 @@ from functions.config import IngestionSettings, Settings
 from functions.emulators import ROOT
 from functions.errors import CollectionNotFound, InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
+from functions.ingestion.embedders import VertexEmbedder, embedder_for_collection
 from functions.ingestion.processor import DocumentsProcessor
 from functions.ingestion.search import search_collection
 from functions.ingestion.sink import Collection
@@ -34,7 +35,7 @@ def _ingest(settings: Settings, items: list[str], collection: str = "docs") -> J
     request = IngestRequest(source="documents", collection=collection, items=items)
     processor.check_request(request)
     job = Job.new(source="documents", collection=collection, request=request.model_dump())
-    processor.prepare(job)
+    processor.prepare(request)
     work = processor.open_batch(BatchContext(job.job_id, f"{job.job_id}_0000", collection))
     stats = JobStats()
     for item in items:
@@ -109,3 +110,27 @@ def test_searching_a_missing_collection_is_not_found(settings: Settings) -> None
         search_collection(settings, "nothing-here", "query")
     with pytest.raises(CollectionNotFound):
         search_collection(settings, "../etc", "query")
+
+
+def test_a_vertex_collection_keeps_its_model(settings: Settings) -> None:
+    """Vertex AI models of the same size make incomparable vectors: a collection made
+    with one refuses another, and its queries are embedded with its own model."""
+    vertex = dataclasses.replace(
+        settings,
+        gcp_project="fanout-test",
+        ingestion=dataclasses.replace(settings.ingestion, vertex_model="text-embedding-005"),
+    )
+    Collection(settings.ingestion.lancedb_uri, "cloud").ensure(
+        embedder="vertex/text-embedding-004", dimension=768
+    )
+    request = IngestRequest(
+        source="documents",
+        collection="cloud",
+        items=[str(SEEDS / "leases.md")],
+        options={"embedder": "vertex"},
+    )
+    with pytest.raises(InvalidArgument, match="vertex/text-embedding-004"):
+        DocumentsProcessor(vertex).check_request(request)
+    query_embedder = embedder_for_collection("vertex/text-embedding-004", vertex)
+    assert isinstance(query_embedder, VertexEmbedder)
+    assert query_embedder.model == "text-embedding-004"

@@ -7,6 +7,7 @@ for the process; none loads a model or opens a connection before its first use.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import threading
 
@@ -25,6 +26,8 @@ __all__ = [
     "Vectors",
     "VertexEmbedder",
     "check_embedder_available",
+    "embedder_for_collection",
+    "embedder_id",
     "get_embedder",
     "l2_normalise",
 ]
@@ -53,6 +56,24 @@ def get_embedder(name: str, settings: Settings) -> Embedder:
         if embedder is None:
             embedder = _built[key] = _build(name, settings)
     return embedder
+
+
+def embedder_id(embedder: Embedder) -> str:
+    """What a collection records of the embedder its vectors came from: the name, and the
+    model where the name alone does not fix it (Vertex AI offers several of one size)."""
+    if isinstance(embedder, VertexEmbedder):
+        return f"vertex/{embedder.model}"
+    return embedder.name
+
+
+def embedder_for_collection(identity: str, settings: Settings) -> Embedder:
+    """The embedder that made a collection's vectors (from its `embedder_id`), to embed
+    queries in the same space even after the deployment's default model changed."""
+    name, _, model = identity.partition("/")
+    if name == "vertex" and model:
+        ingestion = dataclasses.replace(settings.ingestion, vertex_model=model)
+        settings = dataclasses.replace(settings, ingestion=ingestion)
+    return get_embedder(name, settings)
 
 
 def _check_name(name: str) -> None:

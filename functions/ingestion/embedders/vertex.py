@@ -116,6 +116,7 @@ class VertexEmbedder:
         if model not in MODEL_DIMENSIONS:
             known = ", ".join(sorted(MODEL_DIMENSIONS))
             raise ConfigError(f"unknown Vertex AI embedding model {model!r}; known: {known}")
+        self.model = model
         self.dimension: int = MODEL_DIMENSIONS[model]
         self.url = (
             f"https://{location}-aiplatform.googleapis.com/v1/projects/{project}"

@@ -1,0 +1,207 @@
+"""Ingestion benchmark; prints one JSON line.
+
+(a) through the stack: the sample corpus scaled to `--mb` MB, ingested by a `documents`
+    job on the real local stack (ingest -> queue -> dispatcher -> run_batch -> LanceDB),
+    timed from submit to finalized (compaction included), with the local embedder and
+    with `none`;
+(b) direct: the same files through the same loaders, chunker, embedder and sink, in this
+    one plain process with no job system, in batches of the same size: the limit for
+    this machine. Reported as the ratio stack / direct (target >= 0.8);
+(c) memory: the peak RSS (VmHWM) of the run_batch worker processes, for the corpus at
+    `--mb` and at `--small-mb`: it must not grow with the corpus (files are streamed);
+(d) concurrent writers: 8 and 32 processes upserting into one LanceDB table at once, each
+    writing its own documents and then all the same ones: rows lost, duplicate ids, and
+    commit attempts beyond one per write (conflicts LanceDB retried).
+
+Usage: python -m bench.ingest [--mb 50] [--small-mb 10] [--embed-mb 50] [--writers 8,32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from functions.client import FanoutClient
+from functions.config import IngestionSettings, Settings
+from functions.emulators import free_port_block
+from functions.errors import ItemFailed, ItemSkipped
+from functions.ingest_request import IngestRequest
+from functions.ingestion.documents import Chunk
+from functions.ingestion.processor import DocumentsProcessor
+from functions.ingestion.sink import Collection
+from functions.ingestion.sources import open_source
+from functions.jobs import Job, JobStats
+from functions.localstack import LocalStack, StackConfig
+from functions.processors import BatchContext
+from functions.sample_corpus import generate
+
+BATCH_SIZE = 25
+TERMINAL = {"completed", "failed", "cancelled"}
+MB = 1_000_000
+
+
+def _rates(stats: dict[str, int], seconds: float) -> dict[str, float]:
+    return {
+        "seconds": round(seconds, 2),
+        "files_per_s": round(stats["files"] / seconds, 1),
+        "mb_per_s": round(stats["bytes_read"] / MB / seconds, 3),
+        "chunks_per_s": round(stats["chunks"] / seconds, 1),
+        "chunks": stats["chunks"],
+    }
+
+
+def direct(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
+    """The same work in one process, no job system: list, then per batch of BATCH_SIZE
+    files load, chunk, embed and upsert; then compact, as the finalize step does."""
+    settings = Settings(
+        allowed_roots=(corpus,),
+        ingestion=IngestionSettings(lancedb_uri=str(state / "direct-lancedb"), embedder=embedder),  # type: ignore[arg-type]
+    )
+    processor = DocumentsProcessor(settings)
+    start = time.perf_counter()
+    request = IngestRequest(source="documents", collection="bench", location=str(corpus))
+    processor.check_request(request)
+    job = Job.new(source="documents", collection="bench", request=request.model_dump())
+    processor.prepare(request)
+    items = [item.uri for item in open_source(str(corpus), settings).list_items()]
+    stats = JobStats()
+    for first in range(0, len(items), BATCH_SIZE):
+        work = processor.open_batch(BatchContext(job.job_id, "direct", "bench"))
+        for item in items[first : first + BATCH_SIZE]:
+            with contextlib.suppress(ItemFailed, ItemSkipped):
+                stats += work.process(item)
+        stats += work.flush()
+    Collection(settings.ingestion.lancedb_uri, "bench").compact()
+    return _rates(stats.to_dict(), time.perf_counter() - start)
+
+
+def _peak_rss_mb(stack: LocalStack, name: str) -> float:
+    """The highest VmHWM (peak resident set) among the processes of `name`'s group."""
+    import psutil
+
+    leader = psutil.Process(stack.processes[name].pid)
+    peaks = []
+    for process in [leader, *leader.children(recursive=True)]:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        peaks.append(int(line.split()[1]) / 1024)
+    return round(max(peaks), 1)
+
+
+def through_stack(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
+    config = StackConfig(
+        state_dir=state / f"stack-{embedder}-{corpus.name}",
+        port_base=free_port_block(5),
+        env={"FANOUT_ALLOWED_ROOTS": str(corpus), "FANOUT_EMBEDDER": embedder},
+    )
+    with LocalStack(config) as stack:
+        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+        start = time.perf_counter()
+        accepted = client.submit(
+            {
+                "source": "documents",
+                "collection": "bench",
+                "location": str(corpus),
+                "batch_size": BATCH_SIZE,
+            }
+        )
+        while (job := client.job(accepted["job_id"]))["status"] not in TERMINAL:
+            time.sleep(0.5)  # polling rarely: the stack being measured needs the CPU
+        # Finalizing (and compacting) happens before finished_at is read back.
+        elapsed = time.perf_counter() - start
+        figures = _rates(job["stats"], elapsed)
+        figures["peak_rss_mb"] = _peak_rss_mb(stack, "run_batch")
+        return figures
+
+
+# -- concurrent writers ---------------------------------------------------------------
+
+
+def _write_documents(args: tuple[str, list[str], float]) -> tuple[int, int]:
+    db, uris, start_at = args
+    collection = Collection(db, "writers")
+    while time.time() < start_at:  # all writers start together
+        time.sleep(0.001)
+    attempts = writes = 0
+    for uri in uris:
+        chunks = [Chunk(f"{uri}#{i}", uri, i, f"text {uri} {i}") for i in range(20)]
+        vectors = np.random.default_rng(len(uri)).random((20, 8), dtype=np.float32)
+        result = collection.replace_documents([uri], chunks, vectors, job_id="bench")
+        attempts += result.attempts
+        writes += 1
+    return attempts, writes
+
+
+def writers(count: int, state: Path) -> dict[str, int]:
+    figures: dict[str, int] = {}
+    for mode in ("distinct", "same"):
+        db = str(state / f"writers-{count}-{mode}")
+        Collection(db, "writers").ensure(embedder="bench", dimension=8)
+        docs = 5
+        jobs = [
+            ([f"{mode}-{w if mode == 'distinct' else 0}-{d}" for d in range(docs)])
+            for w in range(count)
+        ]
+        start_at = time.time() + 2 + count * 0.3  # spawned processes import LanceDB first
+        with multiprocessing.get_context("spawn").Pool(count) as pool:
+            results = pool.map(_write_documents, [(db, uris, start_at) for uris in jobs])
+        ids = list(Collection(db, "writers").chunk_ids())
+        expected = (count if mode == "distinct" else 1) * docs * 20
+        attempts = sum(a for a, _ in results)
+        writes = sum(w for _, w in results)
+        figures[f"{mode}_lost_rows"] = expected - len(set(ids))
+        figures[f"{mode}_duplicate_rows"] = len(ids) - len(set(ids))
+        figures[f"{mode}_conflict_retries"] = attempts - writes
+        figures[f"{mode}_writes"] = writes
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--mb", type=float, default=50)
+    parser.add_argument("--small-mb", type=float, default=10)
+    parser.add_argument("--embed-mb", type=float, default=50, help="corpus size with embeddings")
+    parser.add_argument("--writers", default="8,32")
+    args = parser.parse_args(argv)
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+
+        def corpus(mb: float) -> Path:
+            path = state / f"corpus-{mb:g}mb"
+            if not path.exists():
+                # Not the oversized file: it would be refused unread and skew nothing but
+                # the file count.
+                generate(path, target_bytes=int(mb * MB), oversized_bytes=1)
+            return path
+
+        for embedder, mb in (("none", args.mb), ("local", args.embed_mb)):
+            files = corpus(mb)
+            stack = through_stack(files, state, embedder)
+            limit = direct(files, state / embedder, embedder)
+            figures[f"{embedder}_{mb:g}mb"] = {
+                "stack": stack,
+                "direct": limit,
+                "stack_vs_direct": round(stack["mb_per_s"] / limit["mb_per_s"], 3),
+            }
+        small = through_stack(corpus(args.small_mb), state, "none")
+        figures["memory"] = {
+            f"peak_rss_mb_at_{args.small_mb:g}mb": small["peak_rss_mb"],
+            f"peak_rss_mb_at_{args.mb:g}mb": figures[f"none_{args.mb:g}mb"]["stack"]["peak_rss_mb"],
+        }
+        for count in (int(c) for c in args.writers.split(",")):
+            figures[f"writers_{count}"] = writers(count, state)
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()
