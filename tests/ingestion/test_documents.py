@@ -134,3 +134,25 @@ def test_a_vertex_collection_keeps_its_model(settings: Settings) -> None:
     query_embedder = embedder_for_collection("vertex/text-embedding-004", vertex)
     assert isinstance(query_embedder, VertexEmbedder)
     assert query_embedder.model == "text-embedding-004"
+
+
+def test_a_file_gone_between_planning_and_running_fails_alone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A listed file deleted before its batch runs fails that item ("no longer exists");
+    the batch's other files still land."""
+    kept, gone = tmp_path / "kept.md", tmp_path / "gone.md"
+    kept.write_text("# Kept\n\nStill here.\n")
+    gone.write_text("# Gone\n\nDeleted after planning.\n")
+    items = [str(gone), str(kept)]
+    processor = DocumentsProcessor(settings)
+    request = IngestRequest(source="documents", collection="docs", items=items)
+    processor.check_request(request)
+    processor.prepare(request)
+    gone.unlink()
+    work = processor.open_batch(BatchContext("job", "job_0000", "docs"))
+    with pytest.raises(ItemFailed, match="no longer exists"):
+        work.process(str(gone))
+    assert work.process(str(kept)).documents == 1
+    assert work.flush() == JobStats(files=1)
+    assert Collection(settings.ingestion.lancedb_uri, "docs").count() == 1
