@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from functions.errors import CollectionNotFound, InvalidArgument
+from functions.ingestion import sink
 from functions.ingestion.documents import Chunk
 from functions.ingestion.sink import Collection
 
@@ -154,3 +155,44 @@ def test_compaction_survives_a_concurrent_write_from_another_job(
     assert report["fragments_after"] < report["fragments_before"]
     assert collection.count() == 30 * 3 + len(written_new) * 3
     assert len(written_new) >= 10
+
+
+def _rewrite_often(db: str, prefix: str, start: Barrier) -> None:
+    sink.COMPACT_EVERY_VERSIONS = 4  # compact many times during this short run
+    collection = Collection(db, "docs")
+    start.wait()
+    for round_ in range(6):
+        for doc in range(2):  # replaced every round: deletes rows
+            _write(collection, f"{prefix}-{doc}.md", 3 + round_ % 2, version=f"r{round_}")
+        for doc in range(2):  # new every round: fragments pile up unless compacted
+            _write(collection, f"{prefix}-new-{round_}-{doc}.md", 2)
+
+
+def test_compaction_during_a_job_loses_and_duplicates_nothing(collection: Collection) -> None:
+    """Writers compact the table every few versions while others add and replace
+    documents (which deletes rows): every document ends with exactly the chunks of its
+    last write, and the fragments did not pile up."""
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    writers = [
+        spawn.Process(target=_rewrite_often, args=(collection.db_uri, prefix, start))
+        for prefix in ("a", "b")
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=180)
+    assert [w.exitcode for w in writers] == [0, 0]
+    ids = list(collection.chunk_ids())
+    replaced = {
+        c.chunk_id for p in ("a", "b") for d in range(2) for c in _chunks(f"{p}-{d}.md", 4, "r5")
+    }
+    added = {
+        c.chunk_id
+        for p in ("a", "b")
+        for r in range(6)
+        for d in range(2)
+        for c in _chunks(f"{p}-new-{r}-{d}.md", 2)
+    }
+    assert len(ids) == len(set(ids)) and set(ids) == replaced | added
+    assert Collection._fragments(collection.table()) < 12  # 24 writes added fragments
