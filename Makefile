@@ -55,6 +55,7 @@ dev: setup
 bench: setup
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.ingest
 
 clean:
 	rm -rf $(VENV) $(TASKS_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache
