@@ -9,6 +9,7 @@ happens at the flush too, so the model sees full batches of texts.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from dataclasses import dataclass, field
 
@@ -153,6 +154,7 @@ class DocumentBatch:
 
     def flush(self) -> JobStats:
         self._write()
+        _trim_native_heap()
         unreported, self._unreported = self._unreported, JobStats()
         return unreported
 
@@ -175,3 +177,16 @@ class DocumentBatch:
         if new:
             vectors[new] = self.embedder.embed_documents([self._chunks[r].text for r in new])
         return vectors
+
+
+def _trim_native_heap() -> None:
+    """Hand the memory LanceDB and Arrow freed during the batch back to the system.
+
+    glibc keeps freed native memory in per-thread arenas, so a worker's footprint grew with
+    every batch it ran: peak RSS at 10 and 100 MB of source went from 425 and 744 MB to 362
+    and 581 MB with this call, at the same throughput (bench/ingest.py). Elsewhere than
+    glibc there is no such call, and nothing to do."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
