@@ -342,7 +342,9 @@ class Collection:
             and "vector" not in indexes
             and rows >= VECTOR_INDEX_MIN_ROWS
         ):
-            table.create_index(metric="cosine", vector_column_name="vector")
+            from lancedb.index import IvfPq
+
+            table.create_index("vector", config=IvfPq(distance_type="cosine"))
         return {"fragments_before": before, "fragments_after": self._fragments(table), "rows": rows}
 
     @staticmethod

@@ -196,3 +196,21 @@ def test_compaction_during_a_job_loses_and_duplicates_nothing(collection: Collec
     }
     assert len(ids) == len(set(ids)) and set(ids) == replaced | added
     assert Collection._fragments(collection.table()) < 12  # 24 writes added fragments
+
+
+def test_compaction_builds_a_vector_index_once_the_table_is_large_enough(
+    collection: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below the threshold a search scans the vectors; at it, the end-of-job compaction
+    builds the vector index (and keeps the full-text one), and search still answers."""
+    monkeypatch.setattr(sink, "VECTOR_INDEX_MIN_ROWS", 600)
+    for i in range(10):
+        _write(collection, f"small-{i}.md", 20)
+    collection.compact()
+    assert {index.columns[0] for index in collection.table().list_indices()} == {"text"}
+    for i in range(20):
+        _write(collection, f"more-{i}.md", 20)
+    collection.compact()
+    assert {index.columns[0] for index in collection.table().list_indices()} == {"text", "vector"}
+    hits = collection.search("v1 text 3", _vectors(1)[0], k=3)
+    assert len(hits) == 3
