@@ -11,7 +11,7 @@ from functions.client import FanoutClient
 from functions.ingestion.sink import Collection
 from functions.localstack import LocalStack
 from functions.sample_corpus import CorpusFile, generate
-from tests.e2e.conftest import StackFactory, client_for, wait_terminal
+from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
 from tests.support.gcs import MakeBucket
 
 MiB = 1024 * 1024
@@ -95,7 +95,13 @@ def test_sample_corpus_from_a_folder(make_stack: StackFactory) -> None:
     assert pruned["stats"]["documents"] == len(documents) - 1
     new_ids = _chunk_ids_of(collection, uri_of[changed.path])
     assert new_ids and not new_ids & old_ids
-    assert _chunk_ids_of(collection, uri_of[deleted.path]) == set()
+    # The job turns terminal first; its end-of-job step (prune, compaction) runs right
+    # after, in the same request of the worker that finalized it.
+    wait_for(
+        lambda: not _chunk_ids_of(collection, uri_of[deleted.path]),
+        timeout=60,
+        what="the end-of-job prune",
+    )
     hits = client.search("docs", "quokka ledger", k=1)["hits"]
     assert hits[0]["uri"] == uri_of[changed.path]
     assert collection.count() == (stats["chunks"] - len(old_ids) + len(new_ids) - len(deleted_ids))
