@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,6 +88,19 @@ def test_prune_removes_documents_gone_from_the_location(collection: Collection) 
     assert {c.split("#")[0] for c in collection.chunk_ids()} == {"/data/keep.md", "/other/gone.md"}
 
 
+def _in_processes(target: Callable[..., None], *args: tuple[Any, ...]) -> None:
+    """Run `target(*arg, barrier)` in one spawned process per `arg`, all released at once
+    by the barrier, and check that each ended cleanly."""
+    spawn = multiprocessing.get_context("spawn")  # LanceDB deadlocks under fork
+    start = spawn.Barrier(len(args))
+    processes = [spawn.Process(target=target, args=(*arg, start)) for arg in args]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=180)
+    assert [p.exitcode for p in processes] == [0] * len(args)
+
+
 def _deliver(db: str, uris: list[str], start: Barrier) -> None:
     collection = Collection(db, "docs")
     start.wait()
@@ -98,33 +113,15 @@ def test_a_batch_delivered_twice_at_once_leaves_each_chunk_once(collection: Coll
     (a duplicate delivery). Each id ends up exactly once: the id column is declared the
     table's primary key; without that declaration LanceDB inserts such rows twice."""
     uris = [f"doc-{i}.md" for i in range(15)]
-    spawn = multiprocessing.get_context("spawn")  # LanceDB deadlocks under fork
-    start = spawn.Barrier(2)
-    writers = [
-        spawn.Process(target=_deliver, args=(collection.db_uri, uris, start)) for _ in range(2)
-    ]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(timeout=120)
-    assert [w.exitcode for w in writers] == [0, 0]
+    _in_processes(_deliver, (collection.db_uri, uris), (collection.db_uri, uris))
     ids = list(collection.chunk_ids())
     assert len(ids) == len(set(ids)) == 15 * 20
 
 
 def test_concurrent_batches_of_one_job_lose_nothing(collection: Collection) -> None:
     """Two processes writing different documents into one table both land in full."""
-    spawn = multiprocessing.get_context("spawn")
-    start = spawn.Barrier(2)
     halves = [[f"a-{i}.md" for i in range(10)], [f"b-{i}.md" for i in range(10)]]
-    writers = [
-        spawn.Process(target=_deliver, args=(collection.db_uri, half, start)) for half in halves
-    ]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(timeout=120)
-    assert [w.exitcode for w in writers] == [0, 0]
+    _in_processes(_deliver, *((collection.db_uri, half) for half in halves))
     assert collection.count() == 20 * 20
 
 
@@ -172,17 +169,7 @@ def test_compaction_during_a_job_loses_and_duplicates_nothing(collection: Collec
     """Writers compact the table every few versions while others add and replace
     documents (which deletes rows): every document ends with exactly the chunks of its
     last write, and the fragments did not pile up."""
-    spawn = multiprocessing.get_context("spawn")
-    start = spawn.Barrier(2)
-    writers = [
-        spawn.Process(target=_rewrite_often, args=(collection.db_uri, prefix, start))
-        for prefix in ("a", "b")
-    ]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(timeout=180)
-    assert [w.exitcode for w in writers] == [0, 0]
+    _in_processes(_rewrite_often, (collection.db_uri, "a"), (collection.db_uri, "b"))
     ids = list(collection.chunk_ids())
     replaced = {
         c.chunk_id for p in ("a", "b") for d in range(2) for c in _chunks(f"{p}-{d}.md", 4, "r5")
