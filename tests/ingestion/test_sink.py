@@ -112,10 +112,10 @@ def test_a_batch_delivered_twice_at_once_leaves_each_chunk_once(collection: Coll
     """Two processes write the same new chunk ids at the same moment, document by document
     (a duplicate delivery). Each id ends up exactly once: the id column is declared the
     table's primary key; without that declaration LanceDB inserts such rows twice."""
-    uris = [f"doc-{i}.md" for i in range(15)]
+    uris = [f"doc-{i}.md" for i in range(60)]
     _in_processes(_deliver, (collection.db_uri, uris), (collection.db_uri, uris))
     ids = list(collection.chunk_ids())
-    assert len(ids) == len(set(ids)) == 15 * 20
+    assert len(ids) == len(set(ids)) == 60 * 20
 
 
 def test_concurrent_batches_of_one_job_lose_nothing(collection: Collection) -> None:
