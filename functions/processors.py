@@ -1,12 +1,12 @@
 """Processors: the work a batch does, pluggable by request `source` name.
 
 A processor checks a request at submit (`check_request`, before anything is written),
-prepares shared state once per job (`prepare`), opens one `BatchWork` per batch attempt,
-and tidies up once when the job ends (`job_finished`). A `BatchWork` takes the batch's
-items one at a time and raises `ItemFailed` for a bad item (only that item fails),
-`ItemSkipped` for an item it has no use for, and `TransientError` when the whole batch
-should be retried later. `flush` writes what the work buffered; the batch counts as
-done only once it returns.
+sets up what its batches share before the job is recorded (`prepare`, idempotent), opens
+one `BatchWork` per batch attempt, and tidies up once when the job ends (`job_finished`).
+A `BatchWork` takes the batch's items one at a time and raises `ItemFailed` for a bad
+item (only that item fails), `ItemSkipped` for an item it has no use for, and
+`TransientError` when the whole batch should be retried later. `flush` writes what the
+work buffered; the batch counts as done only once it returns.
 
 Register a processor with `@register("name")`; `get_processor` resolves request sources.
 """
@@ -115,7 +115,7 @@ class NoopProcessor(Stateless):
     MAX_DELAY_MS = 60_000
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        pass  # nothing configurable: the factory signature is shared by every processor
 
     def check_request(self, request: IngestRequest) -> None:
         options = request.options
