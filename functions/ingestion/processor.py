@@ -64,12 +64,7 @@ class DocumentsProcessor:
         collection = self.collection(request.collection)
         if collection.exists():
             embedder = get_embedder(name, self.settings)
-            stored = collection.embedder()
-            if stored != (embedder_id(embedder), embedder.dimension or 0):
-                raise InvalidArgument(
-                    f"collection {request.collection!r} holds {stored[0]} embeddings; "
-                    f"ingest it with that embedder or choose another collection"
-                )
+            collection.check_embedder(embedder=embedder_id(embedder), dimension=embedder.dimension)
 
     def prepare(self, request: IngestRequest) -> None:
         options = DocumentOptions.parse(request.options)

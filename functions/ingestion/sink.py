@@ -102,6 +102,11 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _any_uri(uris: Iterable[str]) -> str:
+    """A filter matching the rows of these documents."""
+    return " OR ".join(f"uri = {_sql_string(uri)}" for uri in sorted(set(uris)))
+
+
 def _is_conflict(error: BaseException) -> bool:
     text = str(error).lower()
     return "conflict" in text or "retryable" in text
@@ -162,6 +167,12 @@ class Collection:
                     raise TransientError(
                         f"cannot create collection {self.name!r}: {error}"
                     ) from error
+        self.check_embedder(embedder=embedder, dimension=dimension)
+        self._ensure_text_index(self.table())
+
+    def check_embedder(self, *, embedder: str, dimension: int | None) -> None:
+        """`InvalidArgument` unless the collection's vectors came from `embedder`: vectors
+        of two embedders (or two models) are not comparable."""
         stored = self.embedder()
         if stored != (embedder, dimension or 0):
             raise InvalidArgument(
@@ -169,7 +180,6 @@ class Collection:
                 f"({stored[1]} dimensions); ingest with embedder {stored[0]!r} "
                 "or choose another collection"
             )
-        self._ensure_text_index(self.table())
 
     @staticmethod
     def _ensure_text_index(table: Table) -> None:
@@ -217,7 +227,7 @@ class Collection:
             table.schema,
             job_id,
         )
-        documents = " OR ".join(f"uri = {_sql_string(uri)}" for uri in sorted(set(uris)))
+        documents = _any_uri(uris)
         attempts = 0
 
         @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.05)
@@ -266,13 +276,7 @@ class Collection:
         if not uris or "vector" not in table.schema.names:
             return {}
         dimension = table.schema.field("vector").type.list_size
-        rows = (
-            table.search()
-            .where(" OR ".join(f"uri = {_sql_string(uri)}" for uri in sorted(set(uris))))
-            .select(["id", "vector"])
-            .limit(None)
-            .to_arrow()
-        )
+        rows = table.search().where(_any_uri(uris)).select(["id", "vector"]).limit(None).to_arrow()
         flat = rows.column("vector").combine_chunks().flatten().to_numpy()
         vectors = flat.reshape(-1, dimension).astype(np.float32, copy=False)
         return dict(zip(rows.column("id").to_pylist(), vectors, strict=True))
@@ -309,7 +313,7 @@ class Collection:
         gone = sorted(stored - set(keep))
         for start in range(0, len(gone), 200):
             part = gone[start : start + 200]
-            table.delete(" OR ".join(f"uri = {_sql_string(uri)}" for uri in part))
+            table.delete(_any_uri(part))
         return len(gone)
 
     @staticmethod
