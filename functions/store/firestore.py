@@ -32,6 +32,8 @@ the shards, so the API always shows the true sum. Finalizing copies the sums ont
 Claims use the lease marker for concurrent duplicates, plus a `last_update_time`
 precondition on the batch update, so that a claim racing a finish cannot re-open a terminal
 batch on real Firestore (that precondition is one of the npm emulator's documented gaps).
+A claim whose precondition fails reads the batch again: any write in between (ingest marking
+the batch enqueued, typically) would otherwise make a first delivery look like a duplicate.
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from functions.errors import BatchNotFound, InvalidArgument, InvalidTransition, JobNotFound
+from functions.errors import (
+    BatchNotFound,
+    Busy,
+    InvalidArgument,
+    InvalidTransition,
+    JobNotFound,
+)
 from functions.jobs import (
     STAT_FIELDS,
     Batch,
@@ -80,6 +88,9 @@ PARALLEL_COMMITS = 8
 # Seconds a bulk commit may take. Real Firestore commits CHUNK writes in well under a
 # second; emulators whose cost per write grows with their content need far longer.
 BULK_COMMIT_TIMEOUT = 300.0
+
+# Reads a claim may take when the batch keeps changing between its read and its write.
+CLAIM_READS = 5
 
 _COUNTER_FIELDS = ("completed_batches", "failed_batches", *STAT_FIELDS)
 
@@ -389,6 +400,17 @@ class FirestoreJobStore:
 
     def claim_batch(self, batch_id: str, *, lease: timedelta, now: datetime | None = None) -> Claim:
         now = now or utcnow()
+        # A failed precondition means the batch changed after we read it. That is usually
+        # ingest marking it enqueued, which the first delivery can outrun; read it again
+        # and decide on what is there now, or the batch would never run.
+        for _ in range(CLAIM_READS):
+            claim = self._try_claim(batch_id, lease, now)
+            if claim is not None:
+                return claim
+        raise Busy(f"batch {batch_id} kept changing while it was being claimed")
+
+    def _try_claim(self, batch_id: str, lease: timedelta, now: datetime) -> Claim | None:
+        """One read-decide-write round of a claim; None if the batch changed under it."""
         job_id, index = parse_batch_id(batch_id)
         batch_ref, job_ref = self._batch_ref(job_id, index), self._job_ref(job_id)
         snaps = {s.reference.path: s for s in self.db.get_all([batch_ref, job_ref])}
@@ -434,8 +456,10 @@ class FirestoreJobStore:
         )
         try:
             wb.commit()
-        except (gexc.AlreadyExists, gexc.FailedPrecondition):
+        except gexc.AlreadyExists:
             return Claim(False, job, batch, "claimed by a concurrent delivery")
+        except gexc.FailedPrecondition:
+            return None
         claimed = replace(
             batch,
             status=JobStatus.RUNNING,

@@ -55,3 +55,29 @@ def test_a_claim_that_read_the_batch_before_it_finished_does_not_reopen_it(
     batch = finisher.get_batch(f"{job.job_id}_0000")
     assert (batch.status, batch.attempts) == (JobStatus.COMPLETED, 1)
     assert finisher.get_job(job.job_id).completed_batches == 1
+
+
+def test_a_claim_that_read_the_batch_before_it_was_marked_enqueued_still_runs_it(
+    store_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first delivery can outrun ingest: it reads a batch, then ingest marks that batch
+    enqueued. The claim must still be granted, or the delivery is answered as a duplicate
+    and the batch never runs (the job would stay running for ever)."""
+    ingest = store_factory()
+    claimer = cast(FirestoreJobStore, store_factory())
+    job = planned_job(ingest, 2)
+    read_batch = claimer.db.get_all
+
+    def read_then_let_ingest_mark_it(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        snapshots = list(read_batch(*args, **kwargs))
+        monkeypatch.setattr(claimer.db, "get_all", read_batch)  # only this read races
+        ingest.mark_enqueued(job.job_id, [0, 1])
+        return iter(snapshots)
+
+    monkeypatch.setattr(claimer.db, "get_all", read_then_let_ingest_mark_it)
+    claim = claimer.claim_batch(f"{job.job_id}_0000", lease=LEASE)
+
+    assert claim.granted, claim.reason
+    batch = ingest.get_batch(f"{job.job_id}_0000")
+    assert (batch.status, batch.attempts) == (JobStatus.RUNNING, 1)
+    assert batch.enqueued_at is not None
