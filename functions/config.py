@@ -1,7 +1,9 @@
-"""Settings: the one place that reads environment variables (all prefixed `FANOUT_`)."""
+"""Settings: the one place that reads environment variables (prefixed `FANOUT_`, plus the
+`K_SERVICE` and `K_REVISION` that Cloud Run sets)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +70,22 @@ class CloudTasksSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """Where this instance runs: Cloud Run sets K_SERVICE and K_REVISION on every function
+    instance; locally they are unset and the host and pid say where a batch ran."""
+
+    service: str | None = None
+    revision: str | None = None
+
+    @property
+    def in_cloud(self) -> bool:
+        return self.revision is not None
+
+
+LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, with the embedded local defaults."""
 
@@ -98,6 +116,12 @@ class Settings:
     # Fault injection (functions/queue/chaos.py): refuse tasks past this many per submit.
     chaos_enqueue_limit: int | None = None
     ingestion: IngestionSettings = IngestionSettings()
+    # Logs: stdout (Cloud Logging) unless a directory is given (the local stack).
+    log_dir: Path | None = None
+    log_level: int = logging.INFO
+    # Deployed functions are named PREFIX + entry point (infra/); logs links filter on them.
+    service_prefix: str = "fanout-"
+    runtime: RuntimeSettings = RuntimeSettings()
 
     @property
     def local(self) -> bool:
@@ -152,6 +176,12 @@ class Settings:
                 ),
                 max_file_bytes=_positive_int(env, "MAX_FILE_BYTES", 32 * MiB),
                 max_batch_bytes=_positive_int(env, "MAX_BATCH_BYTES", 64 * MiB),
+            ),
+            log_dir=Path(log_dir) if (log_dir := _read(env, "LOG_DIR")) else None,
+            log_level=LOG_LEVELS[_choice(env, "LOG_LEVEL", tuple(LOG_LEVELS), "INFO")],
+            service_prefix=_read(env, "SERVICE_PREFIX") or "fanout-",
+            runtime=RuntimeSettings(
+                service=env.get("K_SERVICE") or None, revision=env.get("K_REVISION") or None
             ),
             cloud_tasks=CloudTasksSettings(
                 project=_read(env, "TASKS_PROJECT") or _read(env, "GCP_PROJECT"),

@@ -1,0 +1,111 @@
+"""The log handler: google-cloud-logging's `StructuredLogHandler`, one JSON object per line.
+
+Cloud Run (and so Cloud Functions 2nd gen) turns each stdout line into a log entry, reading
+`severity`, the labels, the trace and the source location from it. Locally the same lines are
+appended to one file that the jobs API and `make dev` read.
+
+Two additions to the library's handler, both made before its own filter runs:
+- the labels and the job's trace come from the `LogContext`, so a batch's lines carry its
+  job's trace even where the HTTP request has another (the sweeper, a callback);
+- every line carries `time` (RFC 3339): Cloud Logging reads it as the entry's timestamp, and
+  the local reader needs it, since a file has no receive time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from google.cloud.logging_v2.handlers import StructuredLogHandler
+from google.cloud.logging_v2.handlers.structured_log import GCP_FORMAT
+
+from functions.observability.context import current
+from functions.observability.trace import LOCAL_PROJECT, trace_resource
+
+LOCAL_LOG_FILE = "fanout.jsonl"
+
+_TIMED_FORMAT = '{"time": "%(_time_str)s", ' + GCP_FORMAT.removeprefix("{")
+
+
+class _Encoder(json.JSONEncoder):
+    """Fields of events may hold datetimes, paths and the like: log them as text."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return str(o)
+
+
+class FanoutLogHandler(StructuredLogHandler):
+    def __init__(self, *, project: str, stream: TextIO | None = None) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            project_id=project, stream=stream, json_encoder_cls=_Encoder
+        )
+        self.project = project
+        # The library's formatter class, given a format that also writes `time`.
+        self._gcp_formatter = type(self._gcp_formatter)(_TIMED_FORMAT)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = current()
+        record.labels = {**context.labels(), **getattr(record, "labels", {})}
+        if context.trace_id:
+            record.trace = trace_resource(self.project, context.trace_id)
+            # The request's span belongs to the request's trace, which may not be the job's.
+            record.span_id = context.span_id or ""
+        created = datetime.fromtimestamp(record.created, UTC)
+        record._time_str = created.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return bool(super().filter(record))
+
+
+    def emit_instrumentation_info(self) -> None:
+        """Skipped: the library's one-off line naming its version would be written twice
+        (it logs through a child of the root logger) and carry a job's labels."""
+
+
+class AppendOnlyLines:
+    """A text stream over a file opened with O_APPEND: each `write` is one `os.write`, so
+    lines from several processes never interleave (the handler writes a line per call)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, text: str) -> int:
+        data = text.encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+_configured = threading.Lock()
+_handler: FanoutLogHandler | None = None
+
+
+def configure_logging(*, project: str | None, log_dir: Path | None, level: int) -> None:
+    """Route all logging through one `FanoutLogHandler`: stdout in the cloud, or
+    `log_dir/fanout.jsonl` on the local stack. Called once per instance, at its first
+    request (never at import: an import must not touch the filesystem or stdout)."""
+    global _handler
+    with _configured:
+        root = logging.getLogger()
+        if _handler is not None:
+            root.removeHandler(_handler)
+        stream: Any = AppendOnlyLines(log_dir / LOCAL_LOG_FILE) if log_dir else sys.stdout
+        _handler = FanoutLogHandler(project=project or LOCAL_PROJECT, stream=stream)
+        # Earlier plain-text handlers (logging.basicConfig, a test runner's) would write
+        # every line a second time, unstructured.
+        for handler in list(root.handlers):
+            if type(handler) is logging.StreamHandler:
+                root.removeHandler(handler)
+        root.addHandler(_handler)
+        root.setLevel(level)

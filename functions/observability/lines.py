@@ -1,0 +1,67 @@
+"""`LogLine`: one log entry as the API and the CLI show it, from a local JSON line or a Cloud
+Logging entry alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LABELS = "logging.googleapis.com/labels"
+TRACE = "logging.googleapis.com/trace"
+SPAN = "logging.googleapis.com/spanId"
+SOURCE_LOCATION = "logging.googleapis.com/sourceLocation"
+# Keys of a structured line that are not part of the entry's JSON payload.
+_ENVELOPE = frozenset(
+    {
+        "time",
+        "severity",
+        "message",
+        LABELS,
+        TRACE,
+        SPAN,
+        SOURCE_LOCATION,
+        "logging.googleapis.com/trace_sampled",
+        "httpRequest",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    time: str
+    severity: str
+    message: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    trace: str | None = None
+    event: str | None = None
+    # The rest of the JSON payload: an event's fields (counts, failed items, errors).
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    source_location: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_structured(cls, line: Mapping[str, Any]) -> LogLine:
+        """From a line as `FanoutLogHandler` writes it (the local log file)."""
+        payload = {k: v for k, v in line.items() if k not in _ENVELOPE}
+        return cls(
+            time=str(line.get("time", "")),
+            severity=str(line.get("severity") or "DEFAULT"),
+            message=str(line.get("message", "")),
+            labels=dict(line.get(LABELS) or {}),
+            trace=line.get(TRACE) or None,
+            event=payload.pop("event", None),
+            fields=payload,
+            source_location=line.get(SOURCE_LOCATION) or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "severity": self.severity,
+            "message": self.message,
+            "event": self.event,
+            "labels": dict(self.labels),
+            "trace": self.trace,
+            "fields": dict(self.fields),
+            "source_location": dict(self.source_location) if self.source_location else None,
+        }
