@@ -62,7 +62,6 @@ class FanoutLogHandler(StructuredLogHandler):
         record._time_str = created.isoformat(timespec="microseconds").replace("+00:00", "Z")
         return bool(super().filter(record))
 
-
     def emit_instrumentation_info(self) -> None:
         """Skipped: the library's one-off line naming its version would be written twice
         (it logs through a child of the root logger) and carry a job's labels."""
