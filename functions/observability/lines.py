@@ -65,3 +65,21 @@ class LogLine:
             "fields": dict(self.fields),
             "source_location": dict(self.source_location) if self.source_location else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """One page of a job's lines, oldest first."""
+
+    lines: list[LogLine]
+    # Pass it back for the next page; None when the lines were read to the end.
+    next_cursor: str | None
+    # Where a follower (`fanout logs --follow`) continues once more lines are written.
+    resume_cursor: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lines": [line.to_dict() for line in self.lines],
+            "next_cursor": self.next_cursor,
+            "resume_cursor": self.resume_cursor,
+        }
