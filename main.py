@@ -21,6 +21,9 @@ from functions.errors import FanoutError, InvalidArgument
 from functions.http import check_secret, handle_errors, json_response, read_json_object
 from functions.ingest_request import MAX_BODY_BYTES, IngestRequest
 from functions.jobs import Job
+from functions.observability.entry import logged_as
+from functions.observability.links import logs_url
+from functions.observability.trace import trace_id_from
 from functions.service import WORKER_SECRET_HEADER
 
 log = logging.getLogger("fanout.main")
@@ -34,6 +37,8 @@ def _accepted(job: Job, created: bool) -> flask.Response:
             "status": job.status.value,
             "total_batches": job.total_batches,
             "status_url": f"{service.settings.api_url}/jobs/{job.job_id}",
+            "logs_url": logs_url(job, service.settings),
+            "trace_id": job.trace_id,
             "created": created,
         },
         202,
@@ -41,17 +46,22 @@ def _accepted(job: Job, created: bool) -> flask.Response:
 
 
 @functions_framework.http
+@logged_as("ingest")
 @handle_errors
 def ingest(request: flask.Request) -> flask.Response:
-    """POST an IngestRequest; 202 with the job id and where to watch it."""
+    """POST an IngestRequest; 202 with the job id and where to watch it. The job joins the
+    caller's trace (`traceparent` or `X-Cloud-Trace-Context`), or starts its own."""
     if request.method != "POST":
         raise InvalidArgument("POST an ingest request")
     body = read_json_object(request, MAX_BODY_BYTES)
-    job, created = get_service().submit(IngestRequest.model_validate(body))
+    job, created = get_service().submit(
+        IngestRequest.model_validate(body), trace_id=trace_id_from(request.headers)
+    )
     return _accepted(job, created)
 
 
 @functions_framework.cloud_event
+@logged_as("ingest_pubsub")
 def ingest_pubsub(event: CloudEvent) -> None:
     """A Pub/Sub message whose data is an IngestRequest. Bad input is logged and
     acknowledged: redelivering it would fail the same way forever."""
@@ -61,13 +71,15 @@ def ingest_pubsub(event: CloudEvent) -> None:
         if len(raw) > MAX_BODY_BYTES:
             raise InvalidArgument(f"message data is over {MAX_BODY_BYTES} bytes")
         request = IngestRequest.model_validate(json.loads(raw))
-        job, created = get_service().submit(request)
-        log.info("pubsub ingest: job %s (%s)", job.job_id, "new" if created else "existing")
+        # The push request's trace (Pub/Sub carries the publisher's) becomes the job's.
+        trace_id = trace_id_from(flask.request.headers) if flask.has_request_context() else None
+        get_service().submit(request, trace_id=trace_id)
     except (FanoutError, ValueError) as error:  # pydantic's ValidationError is a ValueError
         log.error("pubsub ingest refused: %s", error)
 
 
 @functions_framework.http
+@logged_as("run_batch")
 @handle_errors
 def run_batch(request: flask.Request) -> flask.Response:
     """The Cloud Tasks target: run one batch. 2xx acknowledges the task (done, duplicate or
@@ -90,6 +102,7 @@ def run_batch(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@logged_as("jobs_api")
 @handle_errors
 def jobs_api(request: flask.Request) -> flask.Response:
     """The jobs REST API (functions/api.py)."""
@@ -97,6 +110,7 @@ def jobs_api(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@logged_as("cleanup_jobs")
 @handle_errors
 def cleanup_jobs(request: flask.Request) -> flask.Response:
     """Called by Cloud Scheduler: sweep stuck work, delete jobs past the retention."""

@@ -6,10 +6,10 @@ SQLite connections) are built lazily on the first request and kept, never at imp
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from functions.config import Settings
+from functions.observability.handler import configure_logging
 from functions.queue.factory import open_queue
 from functions.service import FanoutService
 from functions.store import open_store
@@ -24,8 +24,8 @@ def get_service() -> FanoutService:
         with _lock:
             if _service is None:
                 settings = Settings.from_env()
-                logging.basicConfig(
-                    level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                configure_logging(
+                    project=settings.gcp_project, log_dir=settings.log_dir, level=settings.log_level
                 )
                 _service = FanoutService(open_store(settings), open_queue(settings), settings)
     return _service

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import urllib.error
 import urllib.request
 
@@ -11,10 +10,9 @@ import stamina
 
 from functions.errors import InvalidArgument
 from functions.jobs import Job
+from functions.observability.trace import TRACEPARENT, traceparent
 from functions.serialize import job_json
 from functions.urls import check_callback_url
-
-log = logging.getLogger("fanout.callbacks")
 
 
 class _RetryableStatus(Exception):
@@ -38,14 +36,15 @@ class CallbackSender:
         except InvalidArgument as error:
             return f"refused: {error.message}"
         body = json.dumps({"job": job_json(job)}).encode()
+        # The receiver's own logs join the job's trace.
+        headers = {TRACEPARENT: traceparent(job.trace_id)} if job.trace_id else {}
         try:
-            status = self._post(job.callback_url, body)
+            status = self._post(job.callback_url, body, headers)
         except (urllib.error.URLError, TimeoutError, _RetryableStatus) as error:
-            log.warning("job %s: callback failed: %s", job.job_id, error)
             return f"failed: {error}"
         return f"delivered: HTTP {status}" if 200 <= status < 300 else f"rejected: HTTP {status}"
 
-    def _post(self, url: str, body: bytes) -> int:
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         for attempt in stamina.retry_context(
             on=(urllib.error.URLError, TimeoutError, _RetryableStatus),
             attempts=self.attempts,
@@ -57,7 +56,11 @@ class CallbackSender:
                     url,
                     data=body,
                     method="POST",
-                    headers={"Content-Type": "application/json", "User-Agent": "fanout"},
+                    headers={
+                        "Content-Type": "application/json",
+                        "User-Agent": "fanout",
+                        **headers,
+                    },
                 )
                 try:
                     with urllib.request.urlopen(request, timeout=self.timeout) as response:

@@ -198,6 +198,8 @@ class Job:
     callback_url: str | None = None
     callback_status: str | None = None
     retries: int = 0
+    # The W3C trace every line of this job is logged under (functions/observability/).
+    trace_id: str | None = None
 
     @classmethod
     def new(
@@ -209,6 +211,7 @@ class Job:
         client_id: str | None = None,
         request_id: str | None = None,
         callback_url: str | None = None,
+        trace_id: str | None = None,
         now: datetime | None = None,
     ) -> Job:
         created = now or utcnow()
@@ -223,6 +226,7 @@ class Job:
             client_id=client_id,
             request_id=request_id,
             callback_url=callback_url,
+            trace_id=trace_id,
         )
 
     @property
@@ -287,6 +291,8 @@ class Batch:
     error_details: Mapping[str, Any] | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Where its latest attempt ran: revision and instance, or host and pid locally.
+    ran_on: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -11,8 +11,9 @@ import dataclasses
 import json
 import logging
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from functions.callbacks import CallbackSender
@@ -27,17 +28,48 @@ from functions.errors import (
 )
 from functions.ingest_request import IngestRequest
 from functions.ingestion.sources import open_source
-from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches, utcnow
+from functions.jobs import (
+    Batch,
+    BatchOutcome,
+    Job,
+    JobStats,
+    JobStatus,
+    parse_batch_id,
+    plan_batches,
+    utcnow,
+)
+from functions.observability.context import bound
+from functions.observability.events import Event, emit
+from functions.observability.links import logs_url
+from functions.observability.runner import worker_location
+from functions.observability.trace import TRACEPARENT, new_trace_id, traceparent
 from functions.processors import BatchContext, Processor, get_processor
 from functions.queue.protocol import Task, TaskQueue
 from functions.store.protocol import FinishResult, JobQuery, JobStore
-from functions.urls import check_callback_url
+from functions.urls import check_callback_url, redacted_url
 
 log = logging.getLogger("fanout.service")
 
 WORKER_SECRET_HEADER = "X-Fanout-Worker-Secret"
 # How many failing items a batch records by name (the error details stay small).
 MAX_FAILED_ITEMS_SHOWN = 20
+# A failed batch keeps the end of its first unexpected error's traceback, this many chars.
+MAX_TRACEBACK_CHARS = 4000
+
+
+def _traceback_tail(error: BaseException) -> str:
+    text = "".join(traceback.format_exception(error))
+    return text if len(text) <= MAX_TRACEBACK_CHARS else "..." + text[-MAX_TRACEBACK_CHARS:]
+
+
+def _counts(report: SweepReport) -> str:
+    counts = [f"{value} {name}" for name, value in dataclasses.asdict(report).items() if value]
+    return ", ".join(counts) or "nothing to do"
+
+
+def _job_context(job: Job) -> dict[str, str | None]:
+    """What every line about `job` carries: its id, source and trace."""
+    return {"job_id": job.job_id, "source": job.source, "trace_id": job.trace_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +111,15 @@ class FanoutService:
 
     # -- submit ---------------------------------------------------------------------------
 
-    def submit(self, request: IngestRequest) -> tuple[Job, bool]:
+    def submit(self, request: IngestRequest, *, trace_id: str | None = None) -> tuple[Job, bool]:
         """Create the job, plan its batches and enqueue one task per batch. Returns the job
         and whether it is new (False: the same client_id/request_id was seen before).
-        Everything is validated before the first write."""
+        Everything is validated before the first write. The job keeps `trace_id` (the
+        caller's trace) or a new one, and every task and log line of it carries that."""
+        with bound(trace_id=trace_id or new_trace_id(), source=request.source) as context:
+            return self._submit(request, context.trace_id)
+
+    def _submit(self, request: IngestRequest, trace_id: str | None) -> tuple[Job, bool]:
         processor = get_processor(request.source, self.settings)
         processor.check_request(request)
         if request.callback_url is not None:
@@ -107,11 +144,29 @@ class FanoutService:
                 client_id=request.client_id,
                 request_id=request.request_id,
                 callback_url=request.callback_url,
+                trace_id=trace_id,
                 now=self.clock(),
             )
         )
-        if not created:
-            return job, False
+        with bound(**_job_context(job)):
+            emit(
+                Event.SUBMITTED,
+                f"job {job.job_id} submitted: {len(items)} items into {job.collection!r}"
+                if created
+                else f"job {job.job_id} submitted again (same client_id/request_id): unchanged",
+                created=created,
+                collection=job.collection,
+                item_count=len(items),
+                batch_size=request.batch_size,
+                location=request.location,
+            )
+            if not created:
+                return job, False
+            return self._plan(job, request, items, sizes), True
+
+    def _plan(
+        self, job: Job, request: IngestRequest, items: Sequence[str], sizes: list[int] | None
+    ) -> Job:
         batches = plan_batches(
             job.job_id,
             items,
@@ -121,10 +176,11 @@ class FanoutService:
             max_bytes=request.max_batch_bytes or self.settings.ingestion.max_batch_bytes,
         )
         job = self.store.add_batches(job.job_id, batches, now=self.clock())
+        emit(Event.PLANNED, f"planned {len(batches)} batches", total_batches=len(batches))
         self._enqueue(job, batches)
         if job.is_terminal:  # nothing to do: the job completed as it was planned
             self._job_finished(job)
-        return job, True
+        return job
 
     def task_for(self, job: Job, batch: Batch) -> Task:
         """The task that delivers `batch`. Its name changes with each retry round and each
@@ -133,6 +189,8 @@ class FanoutService:
         headers = {"Content-Type": "application/json"}
         if self.settings.worker_secret:
             headers[WORKER_SECRET_HEADER] = self.settings.worker_secret
+        if job.trace_id:  # a fresh span of the job's trace: its lines group under it
+            headers[TRACEPARENT] = traceparent(job.trace_id)
         return Task(
             name=f"{batch.batch_id}-g{job.retries}-a{batch.attempts}",
             url=self.settings.worker_url,
@@ -152,15 +210,21 @@ class FanoutService:
         accepted = [tasks[name][1].index for name in result.enqueued]
         if accepted:
             self.store.mark_enqueued(job.job_id, accepted, now=self.clock())
-        if result.failed:
-            first = next(iter(result.failed.items()))
-            log.warning(
-                "job %s: %d of %d tasks not enqueued (first: %s: %s); the sweeper will retry",
-                job.job_id,
-                len(result.failed),
-                len(tasks),
-                *first,
-            )
+        failed = len(result.failed)
+        emit(
+            Event.ENQUEUED,
+            f"enqueued {len(accepted)} of {len(tasks)} tasks"
+            + (
+                f"; {failed} refused (first: {next(iter(result.failed.items()))}),"
+                " the sweeper enqueues them later"
+                if failed
+                else ""
+            ),
+            level=logging.WARNING if failed else logging.INFO,
+            count=len(accepted),
+            refused=failed,
+            first_refusal=next(iter(result.failed.values()), None),
+        )
         return len(accepted)
 
     # -- run one batch --------------------------------------------------------------------
@@ -169,12 +233,34 @@ class FanoutService:
         """One delivery of a batch's task. Raises `Busy` while another attempt holds the
         lease, and `TransientError` for a retryable failure (after releasing the lease);
         both make the queue try again."""
-        claim = self.store.claim_batch(batch_id, lease=self.settings.lease, now=self.clock())
-        if not claim.granted:
-            if claim.reason and claim.reason.startswith("leased"):
-                raise Busy(f"batch {batch_id} is {claim.reason}")
-            return BatchRun(False, claim.reason)
-        job, batch = claim.job, claim.batch
+        job_id, _ = parse_batch_id(batch_id)
+        with bound(job_id=job_id, batch_id=batch_id):
+            claim = self.store.claim_batch(
+                batch_id,
+                lease=self.settings.lease,
+                ran_on=worker_location(self.settings.runtime),
+                now=self.clock(),
+            )
+            with bound(**_job_context(claim.job), attempt=claim.batch.attempts):
+                if not claim.granted:
+                    emit(
+                        Event.BATCH_REFUSED,
+                        f"delivery refused: {claim.reason}",
+                        reason=claim.reason,
+                    )
+                    if claim.reason and claim.reason.startswith("leased"):
+                        raise Busy(f"batch {batch_id} is {claim.reason}")
+                    return BatchRun(False, claim.reason)
+                emit(
+                    Event.BATCH_CLAIMED,
+                    f"attempt {claim.batch.attempts} of {len(claim.batch.items)} items"
+                    f" on {claim.batch.ran_on}",
+                    items=len(claim.batch.items),
+                    ran_on=claim.batch.ran_on,
+                )
+                return self._run_claimed(claim.job, claim.batch)
+
+    def _run_claimed(self, job: Job, batch: Batch) -> BatchRun:
         context = BatchContext(
             job.job_id, batch.batch_id, job.collection, dict(job.request.get("options") or {})
         )
@@ -184,6 +270,7 @@ class FanoutService:
             return self._finish(job, batch, BatchOutcome(JobStatus.FAILED, error=error.message))
         stats = JobStats()
         failures: dict[str, str] = {}
+        first_unexpected: Exception | None = None
         last_write = time.monotonic()
         for done, item in enumerate(batch.items, start=1):
             try:
@@ -196,9 +283,10 @@ class FanoutService:
             except TransientError as error:
                 return self._transient(job, batch, stats, error)
             except Exception as error:  # one bad item fails only that item
-                log.exception("batch %s: item %r failed", batch_id, item)
+                log.exception("item %r failed", item)
                 stats += JobStats(failed=1)
                 failures[item] = f"{type(error).__name__}: {error}"
+                first_unexpected = first_unexpected or error
             if time.monotonic() - last_write >= self.settings.progress_interval.total_seconds():
                 last_write = time.monotonic()
                 if not self.store.record_progress(
@@ -214,17 +302,21 @@ class FanoutService:
         except TransientError as error:
             return self._transient(job, batch, stats, error)
         except Exception as error:  # a failed write: the whole batch is tried again
-            log.exception("batch %s: writing its results failed", batch_id)
-            return self._transient(
-                job, batch, stats, TransientError(f"{type(error).__name__}: {error}")
-            )
+            log.exception("writing the batch's results failed")
+            transient = TransientError(f"{type(error).__name__}: {error}")
+            transient.__cause__ = error
+            return self._transient(job, batch, stats, transient)
         if failures:
-            shown = dict(list(failures.items())[:MAX_FAILED_ITEMS_SHOWN])
+            details: dict[str, object] = {
+                "failed_items": dict(list(failures.items())[:MAX_FAILED_ITEMS_SHOWN])
+            }
+            if first_unexpected is not None:
+                details["traceback"] = _traceback_tail(first_unexpected)
             outcome = BatchOutcome(
                 JobStatus.FAILED,
                 stats,
                 error=f"{len(failures)} of {len(batch.items)} items failed",
-                error_details={"failed_items": shown},
+                error_details=details,
             )
         else:
             outcome = BatchOutcome(JobStatus.COMPLETED, stats)
@@ -241,28 +333,74 @@ class FanoutService:
                     JobStatus.FAILED,
                     stats,
                     error=f"gave up after {batch.attempts} attempts: {error.message}",
+                    error_details={"traceback": _traceback_tail(error.__cause__ or error)},
                 ),
             )
         self.store.release_lease(batch, now=self.clock())
+        emit(
+            Event.BATCH_RETRIED,
+            f"attempt {batch.attempts} failed and will be retried: {error.message}",
+            level=logging.WARNING,
+            error=error.message,
+            attempts_left=self.settings.dispatch.max_attempts - batch.attempts,
+        )
         raise error
 
     def _stop(self, job: Job, batch: Batch, stats: JobStats) -> BatchRun:
         """Progress was refused: the job was cancelled, or this attempt lost its lease."""
         if self.store.get_job(job.job_id).status is JobStatus.CANCELLED:
             return self._finish(job, batch, BatchOutcome(JobStatus.CANCELLED, stats))
+        emit(Event.BATCH_REFUSED, "stopped: the lease was lost to another attempt")
         return BatchRun(False, "lease lost to another attempt")
 
     def _finish(self, job: Job, batch: Batch, outcome: BatchOutcome) -> BatchRun:
+        if outcome.status is JobStatus.FAILED:
+            # The link to exactly this batch's lines, for whoever reads the error.
+            ended = replace(batch, finished_at=self.clock())
+            link = {"logs_url": logs_url(job, self.settings, ended)}
+            outcome = replace(outcome, error_details={**(outcome.error_details or {}), **link})
         result = self.store.finish_batch(job, batch, outcome, now=self.clock())
+        self._batch_ended(outcome, counted=result.counted)
         self._after_finish(result)
         return BatchRun(
             True, None if result.counted else "already finished", outcome, result.finalized
         )
 
+    def _batch_ended(self, outcome: BatchOutcome, *, counted: bool) -> None:
+        if not counted:
+            emit(Event.BATCH_REFUSED, "already counted by another delivery: not counted again")
+            return
+        stats = outcome.stats.to_dict()
+        if outcome.status is JobStatus.FAILED:
+            details = outcome.error_details or {}
+            emit(
+                Event.BATCH_FAILED,
+                f"batch failed: {outcome.error}",
+                level=logging.ERROR,
+                error=outcome.error,
+                failed_items=details.get("failed_items"),
+                stats=stats,
+            )
+        elif outcome.status is JobStatus.CANCELLED:
+            emit(Event.BATCH_COMPLETED, "batch cancelled with its job", status="cancelled")
+        else:
+            emit(Event.BATCH_COMPLETED, "batch completed", status="completed", stats=stats)
+
     def _after_finish(self, result: FinishResult) -> None:
         if result.finalized:
-            log.info("job %s finalized: %s", result.job.job_id, result.job.status.value)
-            self._job_finished(result.job)
+            job = result.job
+            with bound(**_job_context(job)):
+                emit(
+                    Event.JOB_FINALIZED,
+                    f"job {job.status.value}: {job.completed_batches} of {job.total_batches}"
+                    f" batches completed, {job.failed_batches} failed",
+                    level=logging.WARNING if job.status is JobStatus.FAILED else logging.INFO,
+                    status=job.status.value,
+                    completed_batches=job.completed_batches,
+                    failed_batches=job.failed_batches,
+                    stats=job.stats.to_dict(),
+                )
+                self._job_finished(job)
 
     def _job_finished(self, job: Job) -> None:
         """The once-per-job work of whoever finalized `job`: the processor's tidying up
@@ -270,26 +408,51 @@ class FanoutService:
         try:
             self._processor(job).job_finished(job)
         except Exception:
-            log.exception("job %s: the processor's end-of-job step failed", job.job_id)
+            log.exception("the processor's end-of-job step failed")
         self._send_callback(job)
 
     def _processor(self, job: Job) -> Processor:
         return get_processor(job.source, self.settings)
 
     def _send_callback(self, job: Job) -> None:
-        if job.callback_url:
-            self.store.set_callback_status(job.job_id, self.callbacks.send(job))
+        if not job.callback_url:
+            return
+        status = self.callbacks.send(job)
+        self.store.set_callback_status(job.job_id, status)
+        delivered = status.startswith("delivered")
+        emit(
+            Event.CALLBACK_SENT if delivered else Event.CALLBACK_FAILED,
+            f"callback to {redacted_url(job.callback_url)}: {status}",
+            level=logging.INFO if delivered else logging.WARNING,
+            callback=redacted_url(job.callback_url),
+            outcome=status,
+        )
 
     # -- operator actions -----------------------------------------------------------------
 
     def cancel(self, job_id: str) -> Job:
-        return self.store.cancel_job(job_id, now=self.clock())
+        job = self.store.cancel_job(job_id, now=self.clock())
+        with bound(**_job_context(job)):
+            emit(
+                Event.JOB_CANCELLED,
+                f"job cancelled: {job.done_batches} of {job.total_batches} batches had ended",
+                done_batches=job.done_batches,
+                total_batches=job.total_batches,
+            )
+        return job
 
     def retry(self, job_id: str) -> Job:
         """Re-run a failed job's failed batches: re-open them and enqueue them again."""
         reopened = self.store.retry_failed(job_id, now=self.clock())
         job = self.store.get_job(job_id)
-        self._enqueue(job, reopened)
+        with bound(**_job_context(job)):
+            emit(
+                Event.JOB_RETRIED,
+                f"retry {job.retries}: {len(reopened)} failed batches re-opened",
+                retry=job.retries,
+                reopened=len(reopened),
+            )
+            self._enqueue(job, reopened)
         return job
 
     # -- the scheduled sweep --------------------------------------------------------------
@@ -301,26 +464,33 @@ class FanoutService:
         now = self.clock()
         requeued = failed = 0
         for job, batch in self.store.find_expired_leases(now):
-            if batch.attempts >= self.settings.dispatch.max_attempts:
-                outcome = BatchOutcome(
-                    JobStatus.FAILED,
-                    batch.stats,
-                    error=(f"lease expired on attempt {batch.attempts}; attempts exhausted"),
-                )
-                self._after_finish(self.store.finish_batch(job, batch, outcome, now=now))
-                failed += 1
-            else:
-                requeued += self._enqueue(job, [batch])
+            with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
+                if batch.attempts >= self.settings.dispatch.max_attempts:
+                    error = f"lease expired on attempt {batch.attempts}; attempts exhausted"
+                    self._finish(job, batch, BatchOutcome(JobStatus.FAILED, batch.stats, error))
+                    failed += 1
+                else:
+                    emit(
+                        Event.BATCH_RETRIED,
+                        f"the lease of attempt {batch.attempts} expired (its worker stopped);"
+                        " the sweeper enqueues it again",
+                        level=logging.WARNING,
+                        error="lease expired",
+                    )
+                    requeued += self._enqueue(job, [batch])
         enqueued = 0
         for job, batch in self.store.find_unenqueued(now - self.settings.enqueue_grace):
-            enqueued += self._enqueue(job, [batch])
-        return SweepReport(
+            with bound(**_job_context(job), batch_id=batch.batch_id):
+                enqueued += self._enqueue(job, [batch])
+        report = SweepReport(
             requeued=requeued,
             failed=failed,
             enqueued=enqueued,
             finalized=self._finalize_complete_jobs(now),
             abandoned=self._fail_unplanned_jobs(now),
         )
+        emit(Event.SWEPT, "swept: " + _counts(report), **dataclasses.asdict(report))
+        return report
 
     def _jobs_with_status(self, status: str) -> Iterator[Job]:
         cursor: str | None = None
@@ -339,18 +509,17 @@ class FanoutService:
         for job in self._jobs_with_status("pending"):
             if job.created_at >= cutoff:
                 continue
+            error = (
+                "planning did not finish (the submitting instance stopped); "
+                "submit it again with a new request_id"
+            )
             try:
-                self.store.fail_unplanned(
-                    job.job_id,
-                    now=now,
-                    error=(
-                        "planning did not finish (the submitting instance stopped); "
-                        "submit it again with a new request_id"
-                    ),
-                )
-                failed += 1
+                self.store.fail_unplanned(job.job_id, now=now, error=error)
             except InvalidTransition:
-                pass  # its planner started it meanwhile: exactly one of the two wins
+                continue  # its planner started it meanwhile: exactly one of the two wins
+            failed += 1
+            with bound(**_job_context(job)):
+                emit(Event.JOB_FINALIZED, f"job failed: {error}", level=logging.ERROR, error=error)
         return failed
 
     def _finalize_complete_jobs(self, now: datetime) -> int:
@@ -367,4 +536,6 @@ class FanoutService:
         period."""
         report = self.sweep()
         deleted = self.store.delete_finished_before(self.clock() - self.settings.retention)
+        if deleted:
+            emit(Event.SWEPT, f"deleted {deleted} jobs past the retention period", deleted=deleted)
         return dataclasses.replace(report, deleted=deleted)

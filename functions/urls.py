@@ -60,3 +60,14 @@ def _addresses(host: str) -> list[str]:
         return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
     except OSError:
         return []
+
+
+def redacted_url(url: str) -> str:
+    """`url` without user info, query or fragment, where secrets and tokens travel: what a
+    log line may say about where a callback went."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from typing import Protocol
 
 TRACEPARENT = "traceparent"
 CLOUD_TRACE_CONTEXT = "X-Cloud-Trace-Context"
@@ -40,7 +40,13 @@ def is_trace_id(value: str) -> bool:
     return bool(_TRACE_ID.match(value))
 
 
-def trace_id_from(headers: Mapping[str, str]) -> str | None:
+class Headers(Protocol):
+    """Flask's request headers, or a plain dict."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+def trace_id_from(headers: Headers) -> str | None:
     """The trace id of an incoming request, or None if it carries no valid one."""
     parent = (headers.get(TRACEPARENT) or "").strip().lower()
     if match := _TRACEPARENT.match(parent):

@@ -398,18 +398,27 @@ class FirestoreJobStore:
 
     # -- the batch lifecycle --------------------------------------------------------------
 
-    def claim_batch(self, batch_id: str, *, lease: timedelta, now: datetime | None = None) -> Claim:
+    def claim_batch(
+        self,
+        batch_id: str,
+        *,
+        lease: timedelta,
+        ran_on: str | None = None,
+        now: datetime | None = None,
+    ) -> Claim:
         now = now or utcnow()
         # A failed precondition means the batch changed after we read it. That is usually
         # ingest marking it enqueued, which the first delivery can outrun; read it again
         # and decide on what is there now, or the batch would never run.
         for _ in range(CLAIM_READS):
-            claim = self._try_claim(batch_id, lease, now)
+            claim = self._try_claim(batch_id, lease, ran_on, now)
             if claim is not None:
                 return claim
         raise Busy(f"batch {batch_id} kept changing while it was being claimed")
 
-    def _try_claim(self, batch_id: str, lease: timedelta, now: datetime) -> Claim | None:
+    def _try_claim(
+        self, batch_id: str, lease: timedelta, ran_on: str | None, now: datetime
+    ) -> Claim | None:
         """One read-decide-write round of a claim; None if the batch changed under it."""
         job_id, index = parse_batch_id(batch_id)
         batch_ref, job_ref = self._batch_ref(job_id, index), self._job_ref(job_id)
@@ -445,6 +454,7 @@ class FirestoreJobStore:
             "lease_expires_at": now + lease,
             "heartbeat_at": now,
             "started_at": batch.started_at or now,
+            "ran_on": ran_on,
         }
         wb = self.db.batch()
         wb.create(
@@ -467,6 +477,7 @@ class FirestoreJobStore:
             lease_expires_at=now + lease,
             heartbeat_at=now,
             started_at=batch.started_at or now,
+            ran_on=ran_on,
         )
         return Claim(True, job, claimed)
 

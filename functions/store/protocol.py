@@ -135,10 +135,18 @@ class JobStore(Protocol):
         """A job's batches in index order."""
         ...
 
-    def claim_batch(self, batch_id: str, *, lease: timedelta, now: datetime | None = None) -> Claim:
+    def claim_batch(
+        self,
+        batch_id: str,
+        *,
+        lease: timedelta,
+        ran_on: str | None = None,
+        now: datetime | None = None,
+    ) -> Claim:
         """Take the batch for one attempt: attempts + 1, status running, lease until
-        now + `lease`. Refused while another lease holds, once the batch is terminal, and
-        when the job is cancelled (the batch then ends cancelled)."""
+        now + `lease`, and `ran_on` (where the attempt runs) recorded. Refused while
+        another lease holds, once the batch is terminal, and when the job is cancelled (the
+        batch then ends cancelled)."""
         ...
 
     def record_progress(

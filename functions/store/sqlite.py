@@ -48,6 +48,8 @@ from functions.store.protocol import (
 from functions.store.shards import MATERIALIZED, counter_shards
 
 _STAT_COLUMNS = tuple(f"stat_{name}" for name in STAT_FIELDS)
+# Columns added after the first release, which older files lack.
+_LATER_TEXT_COLUMNS = {"jobs": {"trace_id": "TEXT"}, "batches": {"ran_on": "TEXT"}}
 
 
 def _count_sql(stat_fields: Sequence[str]) -> str:
@@ -94,6 +96,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     callback_url TEXT,
     callback_status TEXT,
     retries INTEGER NOT NULL DEFAULT 0,
+    trace_id TEXT,
     UNIQUE (client_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, job_id);
@@ -116,6 +119,7 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER,
+    ran_on TEXT,
     PRIMARY KEY (job_id, batch_index)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS job_counters (
@@ -174,22 +178,26 @@ class SqliteJobStore:
         self.retention = retention
         self.db = Database(self.path)
         self.db.executescript(_SCHEMA)
-        self._add_new_stat_columns()
+        self._add_new_columns()
 
-    def _add_new_stat_columns(self) -> None:
-        """Bring a file made by an older Fanout up to today's stats (new `JobStats` fields
-        are new columns): add the columns and rebuild the counting triggers, which name
+    def _add_new_columns(self) -> None:
+        """Bring a file made by an older Fanout up to today's schema: add the columns it
+        lacks and, when new stat columns came, rebuild the counting triggers, which name
         every stat column."""
+        stat_column = "INTEGER NOT NULL DEFAULT 0"
+        wanted = {
+            "jobs": {**dict.fromkeys(_STAT_COLUMNS, stat_column), **_LATER_TEXT_COLUMNS["jobs"]},
+            "job_counters": dict.fromkeys(_STAT_COLUMNS, stat_column),
+            "batches": _LATER_TEXT_COLUMNS["batches"],
+        }
         with self.db.transaction() as conn:
             added = False
-            for table in ("jobs", "job_counters"):
+            for table, columns in wanted.items():
                 have = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
-                for column in _STAT_COLUMNS:
+                for column, kind in columns.items():
                     if column not in have:
-                        conn.execute(
-                            f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
-                        )
-                        added = True
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                        added = added or column in _STAT_COLUMNS
             if added:
                 conn.execute("DROP TRIGGER IF EXISTS count_batch")
                 conn.execute("DROP TRIGGER IF EXISTS uncount_batch")
@@ -226,6 +234,7 @@ class SqliteJobStore:
             callback_url=row["callback_url"],
             callback_status=row["callback_status"],
             retries=row["retries"],
+            trace_id=row["trace_id"],
         )
 
     @staticmethod
@@ -248,6 +257,7 @@ class SqliteJobStore:
             created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
             started_at=_dt(row["started_at"]),
             finished_at=_dt(row["finished_at"]),
+            ran_on=row["ran_on"],
         )
 
     def _read_job(self, conn: sqlite3.Connection, job_id: str, *, counters: bool = True) -> Job:
@@ -297,7 +307,8 @@ class SqliteJobStore:
                     return self._job(row), False
             conn.execute(
                 "INSERT INTO jobs (job_id, status, source, collection, request, client_id,"
-                " request_id, created_at, callback_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " request_id, created_at, callback_url, trace_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.job_id,
                     job.status.value,
@@ -308,6 +319,7 @@ class SqliteJobStore:
                     job.request_id,
                     _us(job.created_at),
                     job.callback_url,
+                    job.trace_id,
                 ),
             )
             return self._read_job(conn, job.job_id), True
@@ -420,18 +432,25 @@ class SqliteJobStore:
 
     # -- the batch lifecycle --------------------------------------------------------------
 
-    def claim_batch(self, batch_id: str, *, lease: timedelta, now: datetime | None = None) -> Claim:
+    def claim_batch(
+        self,
+        batch_id: str,
+        *,
+        lease: timedelta,
+        ran_on: str | None = None,
+        now: datetime | None = None,
+    ) -> Claim:
         now = now or utcnow()
         job_id, index = parse_batch_id(batch_id)
         # The usual case in one statement (the write lock is held only while SQLite runs
         # it): a pending batch, or one whose lease expired, of a running job.
         rows = self.db.write(
             "UPDATE batches SET status = 'running', attempts = attempts + 1,"
-            " lease_expires_at = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?)"
-            " WHERE job_id = ? AND batch_index = ? AND (status = 'pending'"
+            " lease_expires_at = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?),"
+            " ran_on = ? WHERE job_id = ? AND batch_index = ? AND (status = 'pending'"
             " OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at <= ?)))"
             " AND (SELECT status FROM jobs WHERE job_id = ?) = 'running' RETURNING *",
-            (_us(now + lease), _us(now), _us(now), job_id, index, _us(now), job_id),
+            (_us(now + lease), _us(now), _us(now), ran_on, job_id, index, _us(now), job_id),
         )
         if rows:
             return Claim(

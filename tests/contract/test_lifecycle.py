@@ -36,6 +36,7 @@ def test_get_returns_what_was_stored(store: JobStore) -> None:
         client_id="c",
         request_id="r",
         callback_url="https://example.com/cb",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
     )
     stored, _ = store.create_job(job)
     read = store.get_job(job.job_id)
@@ -211,3 +212,17 @@ def test_callback_status_is_recorded(store: JobStore) -> None:
     assert store.get_job(job.job_id).callback_status == "delivered: HTTP 200"
     with pytest.raises(JobNotFound):
         store.set_callback_status("20260101-000000-000000-deadbeef", "x")
+
+
+def test_a_claim_records_where_its_attempt_runs(store: JobStore) -> None:
+    """Each attempt records where it ran; a later attempt replaces the earlier place, and
+    the batch keeps it after it ends (it shows in the API)."""
+    job = planned_job(store, 1)
+    batch_id = f"{job.job_id}_0000"
+    first = store.claim_batch(batch_id, lease=timedelta(seconds=1), ran_on="rev-1/instance a")
+    assert first.batch.ran_on == store.get_batch(batch_id).ran_on == "rev-1/instance a"
+    later = utcnow() + timedelta(seconds=2)  # the first lease has expired
+    second = store.claim_batch(batch_id, lease=LEASE, ran_on="rev-1/instance b", now=later)
+    assert second.granted and second.batch.attempts == 2
+    store.finish_batch(second.job, second.batch, BatchOutcome(JobStatus.COMPLETED))
+    assert store.get_batch(batch_id).ran_on == "rev-1/instance b"

@@ -10,6 +10,7 @@ xfails there (see conftest.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,9 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from functions.config import Settings
+from functions.jobs import Job, plan_batches
 from functions.queue.cloud_tasks import task_id
 from functions.queue.local import LocalTaskQueue
 from functions.queue.protocol import MAX_TASK_BYTES, EnqueueResult, Task, TaskQueue
+from functions.service import FanoutService
+from functions.store.sqlite import SqliteJobStore
 from tests.queue.cloud_tasks_fixtures import CloudQueueFactory, TaskReceiver, unique
 
 # The emulator fixtures, re-exported so pytest finds them here.
@@ -184,3 +189,24 @@ def test_a_task_without_a_usable_url_fails_alone(queue_backend: QueueUnderTest) 
     assert list(result.failed) == [bad] and result.failed[bad]
     assert result.enqueued == good
     assert queue_backend.receiver.wait_for(good)
+
+
+def test_a_batch_task_carries_its_jobs_trace_to_the_worker(
+    queue_backend: QueueUnderTest, tmp_path: Path
+) -> None:
+    """The worker receives a `traceparent` with the job's trace id and a span of its own, so
+    the worker's lines join the job's trace in Cloud Logging."""
+    name = unique()
+    settings = Settings(worker_url=queue_backend.receiver.url(name))
+    service = FanoutService(
+        SqliteJobStore(tmp_path / "jobs.sqlite3"), queue_backend.queue, settings
+    )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    job = Job.new(source="noop", collection="docs", trace_id=trace_id)
+    (batch,) = plan_batches(job.job_id, ["doc-1"], 1)
+
+    assert queue_backend.queue.enqueue([service.task_for(job, batch)]).failed == {}
+
+    assert queue_backend.receiver.wait_for([name])
+    (delivery,) = queue_backend.receiver.to(name)
+    assert re.fullmatch(f"00-{trace_id}-[0-9a-f]{{16}}-01", delivery.headers["traceparent"])

@@ -30,3 +30,22 @@ def test_a_file_from_before_the_new_stats_gains_them_and_counts_them(tmp_path: P
     assert final.status is JobStatus.COMPLETED
     assert final.stats == JobStats(files=2, processed=2, skipped=4, bytes_read=200)
     store.close()
+
+
+def test_a_file_from_before_traces_gains_the_trace_and_where_a_batch_ran(tmp_path: Path) -> None:
+    """Opening a file made before jobs kept a trace (and batches where they ran) adds both
+    columns, and a job recorded afterwards keeps them."""
+    path = tmp_path / "old.sqlite3"
+    old = Database(path)
+    old.executescript(schema(OLD_STATS))
+    old.executescript(
+        "ALTER TABLE jobs DROP COLUMN trace_id; ALTER TABLE batches DROP COLUMN ran_on;"
+    )
+    old.close()
+    store = SqliteJobStore(path)
+    job, _ = store.create_job(Job.new(source="noop", collection="c", trace_id="ab" * 16))
+    store.add_batches(job.job_id, plan_batches(job.job_id, ["a"], 1))
+    claim = store.claim_batch(f"{job.job_id}_0000", lease=timedelta(minutes=1), ran_on="host pid 7")
+    assert store.get_job(job.job_id).trace_id == "ab" * 16
+    assert claim.batch.ran_on == store.get_batch(f"{job.job_id}_0000").ran_on == "host pid 7"
+    store.close()
