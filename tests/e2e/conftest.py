@@ -64,7 +64,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
 
 def print_logs(stack: LocalStack, tail: int = 40) -> None:
     """Show the tail of every process log of a stack whose test failed (CI keeps no files)."""
-    for log in sorted(stack.logs.glob("*.log")):
+    for log in sorted([*stack.logs.glob("*.log"), *stack.logs.glob("*.jsonl")]):
         lines = log.read_text(errors="replace").splitlines()[-tail:]
         print(f"----- {log.name} (last {len(lines)} lines) -----", *lines, sep="\n")
 
@@ -109,6 +109,7 @@ class CallbackReceiver:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.arrived = threading.Condition()
         receiver = self
 
@@ -117,6 +118,7 @@ class CallbackReceiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with receiver.arrived:
                     receiver.received.append(body)
+                    receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                     receiver.arrived.notify_all()
                 self.send_response(200)
                 self.end_headers()

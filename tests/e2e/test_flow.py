@@ -241,9 +241,10 @@ def test_failed_items_fail_the_job_and_retry_completes_it(make_stack: StackFacto
     assert (job["stats"]["processed"], job["stats"]["failed"]) == (18, 2)
     failed = client.batches(job["job_id"], status="failed")["batches"]
     assert [b["index"] for b in failed] == [1, 3]
+    batch_logs = f"/jobs/{job['job_id']}/logs?batch_id={failed[0]['batch_id']}"
     assert failed[0]["error_details"] == {
         "failed_items": {"doc-3": f"item 'doc-3' is listed in {fail_file}"},
-        "logs_url": f"{stack.url('jobs_api')}/jobs/{job['job_id']}/logs?batch_id={failed[0]['batch_id']}",
+        "logs_url": stack.url("jobs_api") + batch_logs,
     }
     fail_file.write_text("")
     retried = client.retry(job["job_id"])

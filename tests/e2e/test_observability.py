@@ -1,0 +1,129 @@
+"""A job's logs on a real local stack: every line structured as Cloud Logging reads it,
+labelled with its job, and on the job's one trace, across every function that touched it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from functions.client import call
+from functions.localstack import LocalStack
+from functions.observability.trace import new_trace_id, traceparent
+from tests.e2e.conftest import (
+    CallbackReceiver,
+    StackFactory,
+    all_batches,
+    client_for,
+    wait_for,
+    wait_terminal,
+)
+
+LABELS = "logging.googleapis.com/labels"
+TRACE = "logging.googleapis.com/trace"
+
+
+def _log_lines(stack: LocalStack) -> list[dict[str, Any]]:
+    path: Path = stack.logs / "fanout.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines()]  # every line must parse
+
+
+def _events(lines: list[dict[str, Any]], job_id: str, event: str) -> list[dict[str, Any]]:
+    return [
+        line
+        for line in lines
+        if line.get("event") == event and line[LABELS].get("job_id") == job_id
+    ]
+
+
+def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
+    make_stack: StackFactory, callbacks: CallbackReceiver
+) -> None:
+    """A job submitted with a `traceparent`, one failing item, every task delivered twice,
+    then retried: every line of it, from ingest, run_batch and jobs_api, has the fields
+    Cloud Logging reads, the job's labels and the caller's trace. The failed item is named
+    in a failed-event line, the callback carries the trace, and no line has the secret."""
+    stack = make_stack(process_env={"dispatcher": {"FANOUT_DUPLICATE_DELIVERY": "true"}})
+    client = client_for(stack)
+    fail_file = stack.state_dir / "bad-items.txt"
+    fail_file.write_text("doc-3\n")
+    trace = new_trace_id()
+    _, accepted = call(
+        "POST",
+        stack.url("ingest") + "/",
+        {
+            "source": "noop",
+            "collection": "docs",
+            "items": [f"doc-{i}" for i in range(10)],
+            "batch_size": 2,
+            "options": {"fail_items_file": str(fail_file)},
+            "callback_url": callbacks.url,
+        },
+        headers={"traceparent": traceparent(trace)},
+    )
+    job_id = accepted["job_id"]
+    assert accepted["trace_id"] == trace
+    assert accepted["logs_url"] == f"{stack.url('jobs_api')}/jobs/{job_id}/logs"
+    assert wait_terminal(client, job_id)["status"] == "failed"
+    fail_file.write_text("")
+    client.retry(job_id)
+    job = wait_terminal(client, job_id)
+    assert job["status"] == "completed" and job["trace_id"] == trace
+    wait_for(
+        lambda: len(_events(_log_lines(stack), job_id, "callback_sent")) == 2,
+        what="both callbacks to be logged",
+    )
+
+    lines = _log_lines(stack)
+    for line in lines:
+        assert {"time", "severity", "message", LABELS} <= line.keys(), line
+        assert line["logging.googleapis.com/sourceLocation"]["file"], line
+        assert line[LABELS]["function"] in {"ingest", "run_batch", "jobs_api", "cleanup_jobs"}
+    mine = [line for line in lines if line[LABELS].get("job_id") == job_id]
+    assert {line[LABELS]["function"] for line in mine} == {"ingest", "run_batch", "jobs_api"}
+    assert {line[TRACE] for line in mine} == {f"projects/local/traces/{trace}"}
+    for line in mine:
+        if line[LABELS]["function"] == "run_batch":
+            labels = line[LABELS]
+            assert labels["batch_id"].startswith(job_id) and labels["source"] == "noop", line
+            assert int(labels["attempt"]) >= 1, line
+
+    events = {line["event"] for line in mine if "event" in line}
+    assert {
+        "submitted",
+        "planned",
+        "enqueued",
+        "batch_claimed",
+        "batch_refused",  # the second delivery of each task
+        "batch_completed",
+        "batch_failed",
+        "job_finalized",
+        "job_retried",
+        "callback_sent",
+    } <= events
+    (failed,) = _events(lines, job_id, "batch_failed")
+    assert failed["failed_items"] == {"doc-3": f"item 'doc-3' is listed in {fail_file}"}
+    assert failed["severity"] == "ERROR" and failed[LABELS]["batch_id"] == f"{job_id}_0001"
+
+    assert stack.secret not in (stack.logs / "fanout.jsonl").read_text()
+    assert len(callbacks.headers) == 2
+    assert all(
+        re.fullmatch(f"00-{trace}-[0-9a-f]{{16}}-01", headers["traceparent"])
+        for headers in callbacks.headers
+    )
+    assert all(re.fullmatch(r".+ pid \d+", b["ran_on"]) for b in all_batches(client, job_id))
+
+
+def test_a_malformed_traceparent_starts_a_new_trace(make_stack: StackFactory) -> None:
+    """A bad tracing header never fails a submission: the job gets a trace of its own."""
+    stack = make_stack()
+    _, accepted = call(
+        "POST",
+        stack.url("ingest") + "/",
+        {"source": "noop", "collection": "docs", "items": ["a"]},
+        headers={"traceparent": "00-not-a-trace-01"},
+    )
+    assert re.fullmatch("[0-9a-f]{32}", accepted["trace_id"])
+    assert client_for(stack).job(accepted["job_id"])["trace_id"] == accepted["trace_id"]
