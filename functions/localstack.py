@@ -133,6 +133,9 @@ class LocalStack:
             "FANOUT_WORKER_SECRET": self.secret,
             "FANOUT_ALLOWED_ROOTS": os.pathsep.join([str(ROOT / "samples"), str(self.state_dir)]),
             "FANOUT_LANCEDB_URI": str(self.state_dir / "lancedb"),
+            # Every process appends its structured lines to logs/fanout.jsonl: the jobs API
+            # serves a job's lines from it and `make dev` prints them as they come.
+            "FANOUT_LOG_DIR": str(self.logs),
             "PYTHONUNBUFFERED": "1",
             "THREADS": WORKER_THREADS,
         }
