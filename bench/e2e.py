@@ -7,8 +7,11 @@
 (b) fan-out latency: how long the ingest request of a 10,000-batch job takes to return.
 (c) hot document: the most writes the parent job record took in any one second during (a),
     counted exactly by a trigger the benchmark installs in the SQLite file.
+(d) the cost of logging: the job of (a) on fresh stacks with structured logging at INFO (as
+    shipped: every lifecycle event, several lines per batch) and at WARNING, alternated
+    over `--log-rounds` rounds, best of each; cost = 1 - INFO / WARNING throughput.
 
-Usage: python -m bench.e2e [--batches 1000] [--fanout 10000]
+Usage: python -m bench.e2e [--batches 1000] [--fanout 10000] [--log-rounds 2]
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ CREATE TRIGGER IF NOT EXISTS bench_parent_update AFTER UPDATE ON jobs BEGIN
     INSERT INTO bench_parent_writes VALUES (new.job_id, (julianday('now') - 2440587.5) * 86400);
 END;
 """
+
+
+def count_parent_writes(stack: LocalStack) -> None:
+    SqliteJobStore(stack.sqlite_path).close()  # the schema, before the trigger
+    with sqlite3.connect(stack.sqlite_path) as conn:
+        conn.executescript(PARENT_WRITES_TRIGGER)
 
 
 def wait_terminal(client: FanoutClient, job_id: str) -> dict[str, Any]:
@@ -145,18 +154,43 @@ def fanout_latency(stack: LocalStack, batches: int) -> float:
     return elapsed
 
 
+def logging_cost(batches: int, rounds: int, tmp: Path) -> dict[str, Any]:
+    best: dict[str, float] = {"INFO": 0.0, "WARNING": 0.0}
+    lines: dict[str, int] = {}
+    for round_ in range(rounds):
+        for level in best:
+            config = StackConfig(
+                state_dir=tmp / f"logging-{level}-{round_}",
+                port_base=free_port_block(5),
+                env={"FANOUT_LOG_LEVEL": level},
+            )
+            with LocalStack(config) as stack:
+                count_parent_writes(stack)
+                rate = throughput(stack, batches)["e2e_batches_per_s"]
+                best[level] = max(best[level], rate)
+                log = stack.logs / "fanout.jsonl"
+                lines[level] = len(log.read_bytes().splitlines()) if log.exists() else 0
+    return {
+        "logging_info_batches_per_s": best["INFO"],
+        "logging_warning_batches_per_s": best["WARNING"],
+        "logging_info_lines": lines["INFO"],
+        "logging_warning_lines": lines["WARNING"],
+        "logging_cost": round(1 - best["INFO"] / best["WARNING"], 3),
+        "logging_cost_vs_target": round((1 - best["INFO"] / best["WARNING"]) / 0.10, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--batches", type=int, default=1_000)
     parser.add_argument("--fanout", type=int, default=10_000)
+    parser.add_argument("--log-rounds", type=int, default=2)
     args = parser.parse_args()
     concurrency = DispatchSettings().max_concurrent
     with tempfile.TemporaryDirectory() as tmp:
         config = StackConfig(state_dir=Path(tmp) / "stack", port_base=free_port_block(5))
         with LocalStack(config) as stack:
-            SqliteJobStore(stack.sqlite_path).close()  # the schema, before the trigger
-            with sqlite3.connect(stack.sqlite_path) as conn:
-                conn.executescript(PARENT_WRITES_TRIGGER)
+            count_parent_writes(stack)
             figures = throughput(stack, args.batches)
             limit = raw_limit(args.batches, concurrency, Path(tmp))
             figures |= {
@@ -166,6 +200,7 @@ def main() -> None:
             }
             latency = fanout_latency(stack, args.fanout)
             figures |= {"fanout_batches": args.fanout, "fanout_ingest_seconds": round(latency, 3)}
+        figures |= logging_cost(args.batches, args.log_rounds, Path(tmp))
     print(json.dumps(figures), flush=True)
 
 

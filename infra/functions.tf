@@ -88,6 +88,7 @@ resource "google_project_iam_member" "functions" {
   for_each = toset([
     "roles/datastore.user",    # Firestore reads and writes
     "roles/logging.logWriter", # structured logs
+    "roles/logging.viewer",    # GET /jobs/{id}/logs reads a job's lines back
     # Vertex AI embeddings (aiplatform.endpoints.predict on the publisher model). Project
     # level: publisher models have no IAM policy of their own to grant on.
     "roles/aiplatform.user",
@@ -120,6 +121,9 @@ resource "google_service_account_iam_member" "functions_act_as_tasks_invoker" {
 # ---------------------------------------------------------------------------
 locals {
   runtime = "python311"
+  # Each function is named this prefix + its entry point in kebab-case; the code derives
+  # the Cloud Run service names of its logs links from it (FANOUT_SERVICE_PREFIX).
+  service_prefix = "fanout-"
 
   # What every function needs, run_batch included.
   function_env = {
@@ -150,6 +154,10 @@ locals {
     # name: empty allows no gs:// source.
     FANOUT_ALLOWED_BUCKETS = join(",", var.source_buckets)
     FANOUT_MAX_FILE_BYTES  = tostring(var.max_file_bytes)
+
+    # Observability: structured logs on stdout (Cloud Logging); links name the services.
+    FANOUT_SERVICE_PREFIX = local.service_prefix
+    FANOUT_LOG_LEVEL      = var.log_level
   }
 
   # Where tasks go, for the functions that enqueue (ingest, ingest_pubsub, jobs_api's retry,
@@ -172,7 +180,7 @@ locals {
 # its name, and IAM grants (google_cloud_run_service_iam_member) address that service.
 # ---------------------------------------------------------------------------
 resource "google_cloudfunctions2_function" "run_batch" {
-  name        = "fanout-run-batch"
+  name        = "${local.service_prefix}run-batch"
   location    = var.region
   description = "Fanout: run one batch (Cloud Tasks target). Private."
 
@@ -208,7 +216,7 @@ resource "google_cloudfunctions2_function" "run_batch" {
 }
 
 resource "google_cloudfunctions2_function" "jobs_api" {
-  name        = "fanout-jobs-api"
+  name        = "${local.service_prefix}jobs-api"
   location    = var.region
   description = "Fanout: jobs REST API and pages."
 
@@ -238,7 +246,7 @@ resource "google_cloudfunctions2_function" "jobs_api" {
 }
 
 resource "google_cloudfunctions2_function" "ingest" {
-  name        = "fanout-ingest"
+  name        = "${local.service_prefix}ingest"
   location    = var.region
   description = "Fanout: submit an ingestion job over HTTPS."
 
@@ -264,7 +272,7 @@ resource "google_cloudfunctions2_function" "ingest" {
 }
 
 resource "google_cloudfunctions2_function" "ingest_pubsub" {
-  name        = "fanout-ingest-pubsub"
+  name        = "${local.service_prefix}ingest-pubsub"
   location    = var.region
   description = "Fanout: submit an ingestion job from a Pub/Sub message."
 
@@ -300,7 +308,7 @@ resource "google_cloudfunctions2_function" "ingest_pubsub" {
 }
 
 resource "google_cloudfunctions2_function" "cleanup_jobs" {
-  name        = "fanout-cleanup-jobs"
+  name        = "${local.service_prefix}cleanup-jobs"
   location    = var.region
   description = "Fanout: sweep stuck work, delete expired jobs (Cloud Scheduler)."
 

@@ -204,3 +204,14 @@ variable "cleanup_schedule" {
   type        = string
   default     = "*/10 * * * *"
 }
+
+variable "log_level" {
+  description = "Lowest level the functions log: INFO (every lifecycle event) or WARNING."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO or WARNING."
+  }
+}

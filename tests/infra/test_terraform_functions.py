@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from functions.config import CloudTasksSettings, DispatchSettings
+from functions.observability.links import FUNCTIONS as LINKED_FUNCTIONS
+from functions.observability.links import service_name
 from tests.infra.terraform_config import (
     REPO_DIR,
     Body,
@@ -125,7 +127,22 @@ def test_five_functions_one_per_entry_point(config: Config, functions: dict[str,
         assert build["entry_point"] == name
         assert name in entry_points, f"main.py has no {name}()"
         assert resolve_local(config, build["runtime"]) == "python311"
-        assert re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", body["name"]), body["name"]
+        deployed = body["name"].replace(
+            "${local.service_prefix}", resolve_local(config, "${local.service_prefix}")
+        )
+        assert re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", deployed), deployed
+
+
+def test_logs_links_name_the_deployed_services(config: Config, functions: dict[str, Body]) -> None:
+    """The code's logs links filter on Cloud Run services named from FANOUT_SERVICE_PREFIX;
+    each deployed function must carry exactly that name, or the links open no lines."""
+    prefix = resolve_local(config, "${local.service_prefix}")
+    for name, body in functions.items():
+        env = environment(config, body)
+        assert resolve_local(config, env["FANOUT_SERVICE_PREFIX"]) == prefix
+        deployed = body["name"].replace("${local.service_prefix}", prefix)
+        assert deployed == service_name(prefix, name)
+    assert set(LINKED_FUNCTIONS) == set(FUNCTIONS)
 
 
 def test_every_function_builds_from_the_uploaded_archive(
@@ -342,7 +359,7 @@ def test_public_api_is_open_to_api_invokers_only(config: Config, name: str) -> N
 
 
 def test_runtime_account_roles(config: Config) -> None:
-    """fanout-functions can use Firestore, write logs, call Vertex AI, create tasks on the
+    """fanout-functions can use Firestore, write and read logs, call Vertex AI, create tasks on the
     queue, and act as the tasks invoker (needed to create a task with an OIDC token as that
     account)."""
     member = _sa_member("functions")
@@ -354,6 +371,7 @@ def test_runtime_account_roles(config: Config) -> None:
     assert {
         "roles/datastore.user",
         "roles/logging.logWriter",
+        "roles/logging.viewer",
         "roles/aiplatform.user",
     } <= project_roles
     enqueuer = [
