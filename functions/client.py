@@ -86,6 +86,30 @@ class FanoutClient:
         )
         return dict(body)
 
+    def logs(
+        self,
+        job_id: str,
+        *,
+        batch_id: str | None = None,
+        severity: str | None = None,
+        event: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """One page of a job's log lines; pass `next_cursor` back for the next page, or
+        `resume_cursor` later for the lines written since."""
+        params = {
+            "batch_id": batch_id,
+            "severity": severity,
+            "event": event,
+            "cursor": cursor,
+            "limit": None if limit is None else str(limit),
+        }
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        name = urllib.parse.quote(job_id, safe="")
+        _, body = call("GET", f"{self.api_url}/jobs/{name}/logs" + (f"?{query}" if query else ""))
+        return dict(body)
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         _, body = call("POST", f"{self.api_url}/jobs/{job_id}/cancel")
         return dict(body)

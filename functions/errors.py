@@ -60,6 +60,31 @@ class BatchNotFound(NotFound):
         return type(self), (self.batch_id,)
 
 
+class LogsUnavailable(FanoutError):
+    """Raised when the jobs API is asked for a job's lines on a deployment that has neither
+    a local log file nor a Cloud Logging project configured (FANOUT_LOG_DIR and
+    FANOUT_GCP_PROJECT both unset)."""
+
+    http_status = 501
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"this deployment cannot read the lines of job {job_id!r}: it has no log "
+            "directory and no Cloud Logging project; open the job's logs_url"
+        )
+        self.job_id = job_id
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.job_id,)
+
+
+class CloudLogsError(FanoutError):
+    """Raised when Cloud Logging cannot be read: no credentials, no permission on the
+    project, an invalid filter, or the API unreachable."""
+
+    http_status = 502
+
+
 class InvalidTransition(FanoutError):
     """Raised when a job or batch is asked to move to a status its current status does not
     allow, for example cancelling a completed job. Nothing is written."""

@@ -20,7 +20,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 from google.cloud.logging_v2.handlers.structured_log import GCP_FORMAT
@@ -42,8 +42,16 @@ class _Encoder(json.JSONEncoder):
         return str(o)
 
 
+class LineStream(Protocol):
+    """Where lines go: stdout, or `AppendOnlyLines`."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class FanoutLogHandler(StructuredLogHandler):
-    def __init__(self, *, project: str, stream: TextIO | None = None) -> None:
+    def __init__(self, *, project: str, stream: LineStream | None = None) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             project_id=project, stream=stream, json_encoder_cls=_Encoder
         )
@@ -85,6 +93,9 @@ class AppendOnlyLines:
     def flush(self) -> None:
         """Nothing is buffered."""
 
+    def close(self) -> None:
+        os.close(self._fd)
+
 
 _configured = threading.Lock()
 _handler: FanoutLogHandler | None = None
@@ -99,7 +110,7 @@ def configure_logging(*, project: str | None, log_dir: Path | None, level: int) 
         root = logging.getLogger()
         if _handler is not None:
             root.removeHandler(_handler)
-        stream: Any = AppendOnlyLines(log_dir / LOCAL_LOG_FILE) if log_dir else sys.stdout
+        stream: LineStream = AppendOnlyLines(log_dir / LOCAL_LOG_FILE) if log_dir else sys.stdout
         _handler = FanoutLogHandler(project=project or LOCAL_PROJECT, stream=stream)
         # Earlier plain-text handlers (logging.basicConfig, a test runner's) would write
         # every line a second time, unstructured.

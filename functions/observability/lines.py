@@ -7,10 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from functions.errors import InvalidArgument
+
 LABELS = "logging.googleapis.com/labels"
 TRACE = "logging.googleapis.com/trace"
 SPAN = "logging.googleapis.com/spanId"
 SOURCE_LOCATION = "logging.googleapis.com/sourceLocation"
+# Lines per page: Cloud Logging's entries.list takes at most 1,000, so every backend can.
+DEFAULT_LOG_PAGE = 100
+MAX_LOG_PAGE = 1000
 # Keys of a structured line that are not part of the entry's JSON payload.
 _ENVELOPE = frozenset(
     {
@@ -54,6 +59,20 @@ class LogLine:
             source_location=line.get(SOURCE_LOCATION) or None,
         )
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LogLine:
+        """From its `to_dict()` form, as the jobs API sends it."""
+        return cls(
+            time=str(data.get("time") or ""),
+            severity=str(data.get("severity") or "DEFAULT"),
+            message=str(data.get("message") or ""),
+            labels=dict(data.get("labels") or {}),
+            trace=data.get("trace"),
+            event=data.get("event"),
+            fields=dict(data.get("fields") or {}),
+            source_location=data.get("source_location"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "time": self.time,
@@ -83,3 +102,10 @@ class LogPage:
             "next_cursor": self.next_cursor,
             "resume_cursor": self.resume_cursor,
         }
+
+
+def check_log_limit(limit: int) -> int:
+    """`limit` if it is a valid page size for log lines; InvalidArgument otherwise."""
+    if not 1 <= limit <= MAX_LOG_PAGE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_LOG_PAGE}, got {limit}")
+    return limit

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from functions.client import FanoutClient
 from functions.emulators import ROOT, free_port_block
-from functions.localstack import FUNCTIONS
-from tests.e2e.conftest import wait_for
+from functions.localstack import FUNCTIONS, LocalStack
+from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
 
 
 def _stack_pids(state_dir: Path) -> set[int]:
@@ -74,6 +75,39 @@ def test_stopping_dev_leaves_no_stray_process(tmp_path: Path, stop: signal.Signa
         dev.send_signal(stop)
         assert dev.wait(timeout=60) == 130, output.read_text()
         assert not {pid for pid in started if _alive(pid)}
+    finally:
+        if dev.poll() is None:
+            os.kill(dev.pid, signal.SIGKILL)
+        _kill_strays(state)
+
+
+def test_dev_prints_the_stacks_lines_as_they_are_written(tmp_path: Path) -> None:
+    """While `fanout dev` runs, each line the stack's processes log is printed as it is
+    written, with its job or batch id and event: a job submitted to it shows up from its
+    submission to its end."""
+    state, output, port_base = tmp_path / "state", tmp_path / "dev.out", free_port_block(5)
+    dev = _start_dev(state, port_base, output)
+    try:
+        _wait_up(dev, output)
+        client = FanoutClient(
+            f"http://127.0.0.1:{port_base + FUNCTIONS['ingest']}",
+            f"http://127.0.0.1:{port_base + FUNCTIONS['jobs_api']}",
+        )
+        request = {"source": "noop", "collection": "docs", "items": ["a", "b"], "batch_size": 1}
+        job_id = client.submit(request)["job_id"]
+        wait_for(
+            lambda: any(
+                "job_finalized" in line and job_id in line
+                for line in output.read_text().splitlines()
+            ),
+            timeout=60,
+            what="the job's last line on the dev console",
+        )
+        lines = output.read_text().splitlines()
+        assert any("submitted" in line and job_id in line for line in lines)
+        assert any(f"{job_id}_0001" in line and "batch_completed" in line for line in lines)
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=60) == 130, output.read_text()
     finally:
         if dev.poll() is None:
             os.kill(dev.pid, signal.SIGKILL)
@@ -170,3 +204,90 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert "Traceback" not in result.stdout + result.stderr
     assert not {pid for pid in _stack_pids(tmp_path / "state") if _alive(pid)}
+
+
+def _logs(stack: LocalStack, *more: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "functions.cli", "logs", *more, "--api-url", stack.url("jobs_api")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _noop_job(stack: LocalStack, items: int, batch_size: int) -> str:
+    request = {
+        "source": "noop",
+        "collection": "docs",
+        "items": [f"doc-{i}" for i in range(items)],
+        "batch_size": batch_size,
+    }
+    job_id: str = client_for(stack).submit(request)["job_id"]
+    return job_id
+
+
+def test_logs_prints_a_jobs_lines_from_the_local_stack(make_stack: StackFactory) -> None:
+    """`fanout logs JOB` against the local stack prints that job's lines, oldest first, one
+    per line with its batch id and event, and no other job's; `--batch N` keeps batch N's
+    lines and `--event` one event's."""
+    stack = make_stack()
+    job_id, other = _noop_job(stack, 4, 2), _noop_job(stack, 2, 2)
+    for job in (job_id, other):
+        wait_terminal(client_for(stack), job)
+
+    everything, batch, event = (
+        _logs(stack, job_id),
+        _logs(stack, job_id, "--batch", "1"),
+        _logs(stack, job_id, "--event", "job_finalized"),
+    )
+
+    for result in (everything, batch, event):
+        assert result.returncode == 0, result.stdout + result.stderr
+    lines = everything.stdout.splitlines()
+    assert other not in everything.stdout
+    events = [next((e for e in line.split() if e in _EVENTS), None) for line in lines]
+    assert events[0] == "submitted" and "job_finalized" in events
+    assert any(f"{job_id}_0000" in line and "batch_completed" in line for line in lines)
+    assert any(f"{job_id}_0001" in line and "batch_completed" in line for line in lines)
+    batch_lines = batch.stdout.splitlines()
+    assert batch_lines and all(f"{job_id}_0001" in line for line in batch_lines)
+    [finalized] = event.stdout.splitlines()
+    assert "job_finalized" in finalized and job_id in finalized
+
+
+_EVENTS = {
+    "submitted",
+    "planned",
+    "enqueued",
+    "batch_claimed",
+    "batch_completed",
+    "batch_failed",
+    "job_finalized",
+}
+
+
+def test_logs_follow_ends_with_the_job(make_stack: StackFactory) -> None:
+    """`fanout logs JOB --follow`, started as the job is submitted, prints its lines as they
+    are written and exits 0 by itself once the job has ended, its final event printed."""
+    stack = make_stack()
+    job_id = _noop_job(stack, 60, 2)
+
+    result = _logs(stack, job_id, "--follow", "--interval", "0.1")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert client_for(stack).job(job_id)["status"] == "completed"
+    lines = result.stdout.splitlines()
+    assert sum("batch_completed" in line for line in lines) == 30
+    assert sum("job_finalized" in line for line in lines) == 1
+
+
+def test_logs_of_an_unknown_job_is_a_clear_error(make_stack: StackFactory) -> None:
+    """An unknown job id is a one-line error and exit 2, like the other commands'."""
+    stack = make_stack()
+
+    result = _logs(stack, "20990101-000000-000000-ffffffff")
+
+    assert result.returncode == 2
+    assert "not found" in result.stdout and "Traceback" not in result.stdout + result.stderr

@@ -113,7 +113,12 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
         re.fullmatch(f"00-{trace}-[0-9a-f]{{16}}-01", headers["traceparent"])
         for headers in callbacks.headers
     )
-    assert all(re.fullmatch(r".+ pid \d+", b["ran_on"]) for b in all_batches(client, job_id))
+    batches = all_batches(client, job_id)
+    assert all(re.fullmatch(r".+ pid \d+", b["ran_on"]) for b in batches)
+    assert job["logs_url"] == accepted["logs_url"]
+    assert [b["logs_url"] for b in batches] == [
+        f"{accepted['logs_url']}?batch_id={b['batch_id']}" for b in batches
+    ]
 
 
 def test_a_malformed_traceparent_starts_a_new_trace(make_stack: StackFactory) -> None:
