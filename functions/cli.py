@@ -7,6 +7,7 @@ submit   submit a job to a running stack (optionally watch it)
 watch    show a job's progress until it ends
 jobs     list jobs
 search   search a collection (hybrid: vector + full text)
+logs     print a job's log lines (local stack or Cloud Logging), or follow them
 """
 
 from __future__ import annotations
@@ -15,17 +16,28 @@ import argparse
 import signal
 import sys
 import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from functions.client import ApiError, FanoutClient
+from functions.config import Settings
 from functions.emulators import ROOT
-from functions.errors import StartupError
+from functions.errors import FanoutError
+from functions.jobs import Job, batch_id_for
 from functions.localstack import LocalStack, StackConfig
+from functions.observability.cloud_logs import CloudLogsReader, LogsFollower
+from functions.observability.console import LogTailer, render
+from functions.observability.handler import LOCAL_LOG_FILE
+from functions.observability.lines import MAX_LOG_PAGE, LogLine
+from functions.observability.links import CONSOLE, LogsQuery
+from functions.observability.severity import parse_severity
 from functions.sample_corpus import generate
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -88,10 +100,15 @@ def print_result(job: dict[str, Any]) -> None:
 
 def print_where(job: dict[str, Any], stack: LocalStack | None, api_url: str) -> None:
     console.print("Where to look next:")
-    console.print(f"  job:      {api_url}/jobs/{job['job_id']}")
-    console.print(f"  batches:  {api_url}/jobs/{job['job_id']}/batches")
+    console.print(f"  job:       {api_url}/jobs/{job['job_id']}")
+    console.print(f"  batches:   {api_url}/jobs/{job['job_id']}/batches")
+    if job.get("logs_url"):
+        console.print(f"  logs:      {job['logs_url']}")
+    console.print(
+        f"  its lines: .venv/bin/python -m functions.cli logs {job['job_id']} --api-url {api_url}"
+    )
     if stack is not None:
-        console.print(f"  logs:     {stack.logs}/")
+        console.print(f"  log files: {stack.logs}/")
         console.print("  keep the stack up to explore: make dev")
 
 
@@ -182,17 +199,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0 if job["status"] != "cancelled" and failed == len(bad) else 1
 
 
+def print_lines(lines: list[LogLine]) -> None:
+    for line in lines:
+        console.print(render(line))
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     config = StackConfig(
         state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=30.0
     )
-    with LocalStack(config) as stack:
-        _report_leftovers(stack)
-        for target in ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub"):
-            console.print(f"  {target:<14} {stack.url(target)}")
-        console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
-        console.file.flush()  # the URLs must reach a pipe (`make dev | tee`) right away
-        signal.pause()
+    stack = LocalStack(config)
+    # The console view: every line the stack's processes log from now on, as it is written.
+    tailer = LogTailer(stack.logs / LOCAL_LOG_FILE, lambda line: print_lines([line])).start()
+    try:
+        with stack:
+            _report_leftovers(stack)
+            for target in ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub"):
+                console.print(f"  {target:<14} {stack.url(target)}")
+            console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
+            console.file.flush()  # the URLs must reach a pipe (`make dev | tee`) right away
+            signal.pause()
+    finally:
+        tailer.stop()
     return 0
 
 
@@ -247,6 +275,135 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+# API hosts of the local stack: their jobs' lines are in its log file, served by the API.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Seconds between polls of a followed job. Cloud Logging's list method has a quota of 60
+# requests a minute per project, shared with everyone reading its logs.
+FOLLOW_LOCAL = 0.5
+FOLLOW_CLOUD = 3.0
+
+
+class LineSource(Protocol):
+    def poll(self) -> list[LogLine]:
+        """The lines not returned by an earlier call, oldest first."""
+        ...
+
+
+class LocalLines:
+    """A job's lines from the jobs API (`GET /jobs/{id}/logs`): pages until the end, then
+    continues from the API's resume cursor at the next poll."""
+
+    def __init__(
+        self,
+        client: FanoutClient,
+        job_id: str,
+        *,
+        batch_id: str | None = None,
+        severity: str | None = None,
+        event: str | None = None,
+    ) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.batch_id, self.severity, self.event = batch_id, severity, event
+        self._cursor: str | None = None
+
+    def poll(self) -> list[LogLine]:
+        lines: list[LogLine] = []
+        cursor = self._cursor
+        while True:
+            page = self.client.logs(
+                self.job_id,
+                batch_id=self.batch_id,
+                severity=self.severity,
+                event=self.event,
+                cursor=cursor,
+                limit=MAX_LOG_PAGE,
+            )
+            lines.extend(LogLine.from_dict(line) for line in page["lines"])
+            if page["next_cursor"] is None:
+                resume = page.get("resume_cursor")
+                self._cursor = resume if resume is not None else cursor
+                return lines
+            cursor = page["next_cursor"]
+
+
+def logs_are_local(api_url: str, job: Mapping[str, Any]) -> bool:
+    """A local stack's API (by its host), or a job whose logs link is not Cloud Logging's."""
+    if urllib.parse.urlsplit(api_url).hostname in LOCAL_HOSTS:
+        return True
+    link = job.get("logs_url")
+    return bool(link) and not str(link).startswith(CONSOLE)
+
+
+def follow(client: FanoutClient, job_id: str, source: LineSource, interval: float) -> int:
+    """Print new lines until the job is terminal. The status is read before the lines, so
+    every line written before it ended is in the last poll; one more poll after an interval
+    picks up what is logged as it ends (its final event, the callback) and, in the cloud,
+    what Cloud Logging had not made visible yet."""
+    was_running = False
+    while True:
+        ended = client.job(job_id)["status"] in TERMINAL
+        print_lines(source.poll())
+        console.file.flush()
+        if ended:
+            if was_running:
+                time.sleep(interval)
+                print_lines(source.poll())
+            return 0
+        was_running = True
+        time.sleep(interval)  # polling the API (or Cloud Logging): the follow refresh rate
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    severity = parse_severity(args.severity) if args.severity else None
+    client = FanoutClient(args.api_url, args.api_url)
+    job = client.job(args.job_id)
+    job_id = str(job["job_id"])
+    batch_id = batch_id_for(job_id, args.batch) if args.batch is not None else None
+    source: LineSource
+    if logs_are_local(args.api_url, job):
+        source = LocalLines(client, job_id, batch_id=batch_id, severity=severity, event=args.event)
+        interval = FOLLOW_LOCAL
+    else:
+        settings = Settings.from_env()
+        project = args.project or settings.gcp_project
+        if not project:
+            console.print(
+                "[red]error:[/] the job's logs are in Cloud Logging: name its project with "
+                "--project or FANOUT_GCP_PROJECT"
+            )
+            return 2
+        query = LogsQuery.for_job(
+            Job.from_dict(job), project=project, service_prefix=settings.service_prefix
+        )
+        # A batch's lines carry its id: the job's time range holds them all.
+        query = replace(query, batch_id=batch_id, severity=severity, event=args.event)
+        source = LogsFollower(CloudLogsReader(project), query)
+        interval = FOLLOW_CLOUD
+    if args.interval is not None:
+        interval = args.interval
+    if args.follow:
+        return follow(client, job_id, source, interval)
+    print_lines(source.poll())
+    return 0
+
+
+def _batch_index(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"a batch index is a whole number from 0, got {value!r}")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"an interval is 0 or more seconds, got {value!r}")
+    return seconds
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="fanout", description=__doc__.splitlines()[0])
     sub = main.add_subparsers(dest="command", required=True)
@@ -285,6 +442,16 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_jobs)
     p.add_argument("--status")
     p.add_argument("--api-url", default=api_default)
+    p = sub.add_parser("logs", help="a job's log lines, oldest first")
+    p.set_defaults(handler=cmd_logs)
+    p.add_argument("job_id")
+    p.add_argument("--batch", type=_batch_index, metavar="N", help="only batch N's lines")
+    p.add_argument("--follow", action="store_true", help="print new lines until the job ends")
+    p.add_argument("--severity", help="this severity and above (INFO, WARNING, ERROR, ...)")
+    p.add_argument("--event", help="only this event (batch_failed, job_finalized, ...)")
+    p.add_argument("--api-url", default=api_default)
+    p.add_argument("--project", help="the Cloud Logging project (default FANOUT_GCP_PROJECT)")
+    p.add_argument("--interval", type=_seconds, help="seconds between polls with --follow")
     return main
 
 
@@ -294,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
         return code
-    except (ApiError, StartupError) as error:
+    except (ApiError, FanoutError) as error:
         console.print(f"[red]error:[/] {error}")
         return 2
     except KeyboardInterrupt:
