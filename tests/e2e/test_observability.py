@@ -44,7 +44,8 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
     """A job submitted with a `traceparent`, one failing item, every task delivered twice,
     then retried: every line of it, from ingest, run_batch and jobs_api, has the fields
     Cloud Logging reads, the job's labels and the caller's trace. The failed item is named
-    in a failed-event line, the callback carries the trace, and no line has the secret."""
+    in a failed-event line, the callback carries the trace, and no line has the worker
+    secret or the callback URL's token."""
     stack = make_stack(process_env={"dispatcher": {"FANOUT_DUPLICATE_DELIVERY": "true"}})
     client = client_for(stack)
     fail_file = stack.state_dir / "bad-items.txt"
@@ -59,7 +60,7 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
             "items": [f"doc-{i}" for i in range(10)],
             "batch_size": 2,
             "options": {"fail_items_file": str(fail_file)},
-            "callback_url": callbacks.url,
+            "callback_url": callbacks.url + "?token=cb-s3cret",
         },
         headers={"traceparent": traceparent(trace)},
     )
@@ -107,7 +108,10 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
     assert failed["failed_items"] == {"doc-3": f"item 'doc-3' is listed in {fail_file}"}
     assert failed["severity"] == "ERROR" and failed[LABELS]["batch_id"] == f"{job_id}_0001"
 
-    assert stack.secret not in (stack.logs / "fanout.jsonl").read_text()
+    written = (stack.logs / "fanout.jsonl").read_text()
+    assert stack.secret not in written and "cb-s3cret" not in written
+    (sent, _) = _events(lines, job_id, "callback_sent")
+    assert sent["callback"] == callbacks.url  # where it went, without its query
     assert len(callbacks.headers) == 2
     assert all(
         re.fullmatch(f"00-{trace}-[0-9a-f]{{16}}-01", headers["traceparent"])
