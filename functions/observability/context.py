@@ -21,6 +21,8 @@ class LogContext:
     source: str | None = None
     attempt: int | None = None
     trace_id: str | None = None
+    # The request's own trace and span: the span is shown only on lines of that trace.
+    request_trace_id: str | None = None
     span_id: str | None = None
 
     def labels(self) -> dict[str, str]:
@@ -32,7 +34,7 @@ class LogContext:
         }
 
 
-_NOT_LABELS = frozenset({"trace_id", "span_id"})
+_NOT_LABELS = frozenset({"trace_id", "request_trace_id", "span_id"})
 _EMPTY = LogContext()
 _current: ContextVar[LogContext | None] = ContextVar("fanout_log_context", default=None)
 

@@ -60,15 +60,29 @@ class FanoutLogHandler(StructuredLogHandler):
         self._gcp_formatter = type(self._gcp_formatter)(_TIMED_FORMAT)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Fill in the fields the library's format reads, as its `CloudLoggingFilter` would,
+        but from the `LogContext` rather than from the Flask request. That filter parses
+        the request (URL, user agent, trace headers) again for every line: two thirds of a
+        line's cost, and with it logging took 16% of end-to-end throughput (bench.e2e).
+        The entry point binds the request's trace once; the service binds the job's."""
         context = current()
-        record.labels = {**context.labels(), **getattr(record, "labels", {})}
-        if context.trace_id:
-            record.trace = trace_resource(self.project, context.trace_id)
-            # The request's span belongs to the request's trace, which may not be the job's.
-            record.span_id = context.span_id or ""
+        labels = {"python_logger": record.name, **context.labels()}
+        labels.update(getattr(record, "labels", {}))
+        trace = context.trace_id
+        record._trace_str = trace_resource(self.project, trace) if trace else ""
+        # A span belongs to the request's trace, which need not be the job's (the sweeper).
+        own_span = trace is not None and trace == context.request_trace_id
+        record._span_id_str = (context.span_id or "") if own_span else ""
+        record._trace_sampled_str = "false"
+        # Cloud Run logs every request with its httpRequest; lines need not repeat it.
+        record._http_request_str = "{}"
+        record._source_location_str = json.dumps(
+            {"line": record.lineno, "file": record.pathname, "function": record.funcName}
+        )
+        record._labels_str = json.dumps(labels, ensure_ascii=False)
         created = datetime.fromtimestamp(record.created, UTC)
         record._time_str = created.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return bool(super().filter(record))
+        return True
 
     def emit_instrumentation_info(self) -> None:
         """Skipped: the library's one-off line naming its version would be written twice

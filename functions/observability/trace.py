@@ -20,10 +20,11 @@ CLOUD_TRACE_CONTEXT = "X-Cloud-Trace-Context"
 # The project named in trace resources when none is configured (the local stack).
 LOCAL_PROJECT = "local"
 _TRACEPARENT = re.compile(
-    r"^(?!ff)[0-9a-f]{2}-(?!0{32})(?P<trace>[0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$"
+    r"^(?!ff)[0-9a-f]{2}-(?!0{32})(?P<trace>[0-9a-f]{32})-(?!0{16})(?P<span>[0-9a-f]{16})"
+    r"-[0-9a-f]{2}(-.*)?$"
 )
-# TRACE_ID[/SPAN_ID][;o=OPTIONS]
-_CLOUD_TRACE = re.compile(r"^(?!0{32})(?P<trace>[0-9a-fA-F]{32})(/\d*)?(;o=\d)?$")
+# TRACE_ID[/SPAN_ID][;o=OPTIONS], the span id in decimal
+_CLOUD_TRACE = re.compile(r"^(?!0{32})(?P<trace>[0-9a-fA-F]{32})(/(?P<span>\d*))?(;o=\d)?$")
 _TRACE_ID = re.compile(r"^(?!0{32})[0-9a-f]{32}$")
 
 
@@ -46,15 +47,23 @@ class Headers(Protocol):
     def get(self, key: str, /) -> str | None: ...
 
 
-def trace_id_from(headers: Headers) -> str | None:
-    """The trace id of an incoming request, or None if it carries no valid one."""
+def incoming_trace(headers: Headers) -> tuple[str, str | None] | None:
+    """The trace id and span id of an incoming request, or None if it carries no valid
+    trace."""
     parent = (headers.get(TRACEPARENT) or "").strip().lower()
     if match := _TRACEPARENT.match(parent):
-        return match["trace"]
+        return match["trace"], match["span"]
     cloud = (headers.get(CLOUD_TRACE_CONTEXT) or "").strip()
     if match := _CLOUD_TRACE.match(cloud):
-        return match["trace"].lower()
+        span = int(match["span"] or 0)
+        return match["trace"].lower(), f"{span:016x}" if 0 < span < 2**64 else None
     return None
+
+
+def trace_id_from(headers: Headers) -> str | None:
+    """The trace id of an incoming request, or None if it carries no valid one."""
+    incoming = incoming_trace(headers)
+    return incoming[0] if incoming else None
 
 
 def traceparent(trace_id: str, span_id: str | None = None) -> str:

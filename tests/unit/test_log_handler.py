@@ -11,9 +11,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 
 from functions.observability.context import bound
+from functions.observability.entry import logged_as
 from functions.observability.events import Event, emit
 from functions.observability.handler import AppendOnlyLines, FanoutLogHandler
 
@@ -100,3 +102,25 @@ def test_processes_appending_at_once_never_interleave_lines(tmp_path: Path) -> N
     lines = _lines(path)
     assert len(lines) == 900
     assert all(line["message"].split()[2] == line["message"][0] * 3000 for line in lines)
+
+
+def test_a_requests_lines_carry_its_trace_until_a_jobs_trace_replaces_it(log_file: Path) -> None:
+    """Lines outside any job carry the incoming request's trace and span; lines about a job
+    carry the job's trace, and no span of another trace (the sweeper's case)."""
+    job_trace = "0af7651916cd43dd8448eb211c80319c"
+
+    @logged_as("cleanup_jobs")
+    def entry_point() -> None:
+        logging.getLogger("fanout.test").info("sweeping")
+        with bound(job_id="J", trace_id=job_trace):
+            logging.getLogger("fanout.test").info("about job J")
+
+    headers = {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
+    with flask.Flask(__name__).test_request_context("/", headers=headers):
+        entry_point()
+    sweeping, about_job = _lines(log_file)
+    assert sweeping["logging.googleapis.com/trace"] == f"projects/proj-1/traces/{TRACE}"
+    assert sweeping["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
+    assert sweeping["logging.googleapis.com/labels"]["function"] == "cleanup_jobs"
+    assert about_job["logging.googleapis.com/trace"] == f"projects/proj-1/traces/{job_trace}"
+    assert about_job["logging.googleapis.com/spanId"] == ""
