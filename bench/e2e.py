@@ -11,7 +11,7 @@
     shipped: every lifecycle event, several lines per batch) and at WARNING, alternated
     over `--log-rounds` rounds, best of each; cost = 1 - INFO / WARNING throughput.
 
-Usage: python -m bench.e2e [--batches 1000] [--fanout 10000] [--log-rounds 2]
+Usage: python -m bench.e2e [--batches 1000] [--fanout 10000] [--log-rounds 3]
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--batches", type=int, default=1_000)
     parser.add_argument("--fanout", type=int, default=10_000)
-    parser.add_argument("--log-rounds", type=int, default=2)
+    parser.add_argument("--log-rounds", type=int, default=3)
     args = parser.parse_args()
     concurrency = DispatchSettings().max_concurrent
     with tempfile.TemporaryDirectory() as tmp:
