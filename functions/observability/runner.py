@@ -24,7 +24,13 @@ def _instance_id() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=8)
+def _local_location(pid: int) -> str:
+    """Per pid: a forked worker is a place of its own."""
+    return f"{socket.gethostname()} pid {pid}"
+
+
 def worker_location(runtime: RuntimeSettings) -> str:
     if runtime.in_cloud:
         return f"{runtime.revision}/instance {_instance_id() or 'unknown'}"
-    return f"{socket.gethostname()} pid {os.getpid()}"
+    return _local_location(os.getpid())
