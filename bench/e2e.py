@@ -12,7 +12,7 @@
     over `--log-rounds` rounds, best of each; cost = 1 - INFO / WARNING throughput (the
     target: under 10%), and the same from run_batch's CPU per batch, which is steadier.
 
-Usage: python -m bench.e2e [--batches 1000] [--fanout 10000] [--log-rounds 3]
+Usage: python -m bench.e2e [--batches 1000] [--fanout 10000] [--log-rounds 5]
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--batches", type=int, default=1_000)
     parser.add_argument("--fanout", type=int, default=10_000)
-    parser.add_argument("--log-rounds", type=int, default=3)
+    parser.add_argument("--log-rounds", type=int, default=5)
     args = parser.parse_args()
     concurrency = DispatchSettings().max_concurrent
     with tempfile.TemporaryDirectory() as tmp:
