@@ -83,8 +83,9 @@ def test_two_concurrent_jobs_each_get_exactly_their_lines(stack: LocalStack) -> 
         "source": "noop",
         "collection": "docs",
         "items": [f"doc-{i}" for i in range(16)],
-        "batch_size": 1,
-        "options": {"delay_ms": 20},
+        "batch_size": 2,
+        # Slower than the progress interval (0.2 s): each batch announces its claim.
+        "options": {"delay_ms": 250},
     }
     jobs = [client.submit(request)["job_id"] for _ in range(2)]
     for job_id in jobs:

@@ -59,7 +59,9 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
             "collection": "docs",
             "items": [f"doc-{i}" for i in range(10)],
             "batch_size": 2,
-            "options": {"fail_items_file": str(fail_file)},
+            # Items slower than the stack's progress interval (0.2 s): batches announce
+            # themselves while they run (batch_claimed).
+            "options": {"fail_items_file": str(fail_file), "delay_ms": 250},
             "callback_url": callbacks.url + "?token=cb-s3cret",
         },
         headers={"traceparent": traceparent(trace)},
@@ -86,10 +88,12 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
     assert {line[LABELS]["function"] for line in mine} == {"ingest", "run_batch", "jobs_api"}
     assert {line[TRACE] for line in mine} == {f"projects/local/traces/{trace}"}
     for line in mine:
-        if line[LABELS]["function"] == "run_batch":
-            labels = line[LABELS]
+        labels = line[LABELS]
+        if line.get("event", "").startswith("batch_"):
             assert labels["batch_id"].startswith(job_id) and labels["source"] == "noop", line
             assert int(labels["attempt"]) >= 1, line
+        elif line.get("event", "").startswith(("job_", "callback_")):
+            assert "batch_id" not in labels and "attempt" not in labels, line
 
     events = {line["event"] for line in mine if "event" in line}
     assert {
@@ -104,6 +108,8 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
         "job_retried",
         "callback_sent",
     } <= events
+    for ended in _events(lines, job_id, "batch_completed"):
+        assert re.fullmatch(r".+ pid \d+", ended["ran_on"]), ended
     (failed,) = _events(lines, job_id, "batch_failed")
     assert failed["failed_items"] == {"doc-3": f"item 'doc-3' is listed in {fail_file}"}
     assert failed["severity"] == "ERROR" and failed[LABELS]["batch_id"] == f"{job_id}_0001"
@@ -126,7 +132,8 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
 
 
 def test_a_malformed_traceparent_starts_a_new_trace(make_stack: StackFactory) -> None:
-    """A bad tracing header never fails a submission: the job gets a trace of its own."""
+    """A bad tracing header never fails a submission: the job gets a trace of its own. (And
+    a batch that ends within a progress interval logs one line: its outcome.)"""
     stack = make_stack()
     _, accepted = call(
         "POST",
@@ -134,5 +141,11 @@ def test_a_malformed_traceparent_starts_a_new_trace(make_stack: StackFactory) ->
         {"source": "noop", "collection": "docs", "items": ["a"]},
         headers={"traceparent": "00-not-a-trace-01"},
     )
+    job_id = accepted["job_id"]
     assert re.fullmatch("[0-9a-f]{32}", accepted["trace_id"])
-    assert client_for(stack).job(accepted["job_id"])["trace_id"] == accepted["trace_id"]
+    assert client_for(stack).job(job_id)["trace_id"] == accepted["trace_id"]
+    wait_for(lambda: _events(_log_lines(stack), job_id, "job_finalized"), what="the job's end")
+    batch_lines = [
+        line for line in _log_lines(stack) if line[LABELS].get("batch_id") == f"{job_id}_0000"
+    ]
+    assert [line["event"] for line in batch_lines] == ["batch_completed"]
