@@ -55,6 +55,7 @@ dev: setup
 bench: setup
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.ingest
 
 clean:
