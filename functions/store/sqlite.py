@@ -49,7 +49,14 @@ from functions.store.shards import MATERIALIZED, counter_shards
 
 _STAT_COLUMNS = tuple(f"stat_{name}" for name in STAT_FIELDS)
 # Columns added after the first release, which older files lack.
-_LATER_TEXT_COLUMNS = {"jobs": {"trace_id": "TEXT"}, "batches": {"ran_on": "TEXT"}}
+_LATER_TEXT_COLUMNS = {
+    "jobs": {
+        "trace_id": "TEXT",
+    },
+    "batches": {
+        "ran_on": "TEXT",
+    },
+}
 
 
 def _count_sql(stat_fields: Sequence[str]) -> str:
