@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 STORE ?= sqlite
 PORT_BASE ?= 8081
 
-.PHONY: run dev test lint typecheck bench setup clean
+.PHONY: run dev test lint typecheck bench soak setup clean
 
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed
 
@@ -57,6 +57,12 @@ bench: setup
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.ingest
+
+# Minutes of load on the local stack with its worker killed every minute (not part of
+# `make bench`): exact counts, restarts, peak memory. make soak SOAK_MINUTES=2 for less.
+SOAK_MINUTES ?= 5
+soak: setup
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) $(TASKS_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache

@@ -13,6 +13,7 @@ logs     print a job's log lines (local stack or Cloud Logging), or follow them
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -160,7 +161,26 @@ def _report_leftovers(stack: LocalStack) -> None:
         )
 
 
+class _SupervisionLines(logging.Handler):
+    """Shows the supervisor's restarts on the console. Its crash-loop error is not shown
+    here: it ends the command, which prints it as its error."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.ERROR:
+            style = "yellow" if record.levelno >= logging.WARNING else "green"
+            console.print(self.format(record), style=style, markup=False, highlight=False)
+
+
+def _show_supervision() -> None:
+    supervisor = logging.getLogger("fanout.supervisor")
+    if not any(isinstance(h, _SupervisionLines) for h in supervisor.handlers):
+        supervisor.addHandler(_SupervisionLines())
+    supervisor.setLevel(logging.INFO)
+    supervisor.propagate = False  # shown once, here, not again by logging's last resort
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _show_supervision()
     config = StackConfig(
         state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=10.0
     )
@@ -174,29 +194,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"Starting the local stack ({args.store} store) ...")
     with LocalStack(config) as stack:
         _report_leftovers(stack)
-        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
-        request = {
-            "source": "documents",
-            "collection": args.collection,
-            "location": str(corpus),
-            "batch_size": args.batch_size,
-        }
-        accepted = client.submit(request)
-        console.print(
-            f"Submitted job {accepted['job_id']} ({accepted['total_batches']} batches)\n"
-            f"  status: {accepted['status_url']}"
-        )
-        job = watch(client, accepted["job_id"])
-        print_result(job)
-        failed = print_failed_items(client, job["job_id"])
-        print_hits(client.search(args.collection, args.query))
-        print_where(job, stack, stack.url("jobs_api"))
-        console.print(
-            f"  search it:  .venv/bin/python -m functions.cli search {args.collection} "
-            '"your question" --api-url ' + stack.url("jobs_api")
-        )
-        # The corpus fails `len(bad)` files on purpose; any other failure is a real one.
-        return 0 if job["status"] != "cancelled" and failed == len(bad) else 1
+        try:
+            client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+            request = {
+                "source": "documents",
+                "collection": args.collection,
+                "location": str(corpus),
+                "batch_size": args.batch_size,
+            }
+            accepted = client.submit(request)
+            console.print(
+                f"Submitted job {accepted['job_id']} ({accepted['total_batches']} batches)\n"
+                f"  status: {accepted['status_url']}"
+            )
+            job = watch(client, accepted["job_id"])
+            print_result(job)
+            failed = print_failed_items(client, job["job_id"])
+            print_hits(client.search(args.collection, args.query))
+            print_where(job, stack, stack.url("jobs_api"))
+            console.print(
+                f"  search it:  .venv/bin/python -m functions.cli search {args.collection} "
+                '"your question" --api-url ' + stack.url("jobs_api")
+            )
+            # The corpus fails `len(bad)` files on purpose; any other failure is a real one.
+            return 0 if job["status"] != "cancelled" and failed == len(bad) else 1
+        except OSError:
+            stack.check()  # the stack stopped itself (a crash loop): that is the error
+            raise
 
 
 def print_lines(lines: list[LogLine]) -> None:
@@ -205,6 +229,7 @@ def print_lines(lines: list[LogLine]) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    _show_supervision()
     config = StackConfig(
         state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=30.0
     )
@@ -218,7 +243,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 console.print(f"  {target:<14} {stack.url(target)}")
             console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
             console.file.flush()  # the URLs must reach a pipe (`make dev | tee`) right away
-            signal.pause()
+            stack.wait()  # until Ctrl-C, or a crash loop stops the stack (raised here)
     finally:
         tailer.stop()
     return 0

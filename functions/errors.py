@@ -6,6 +6,8 @@ so that `main.py` / `api.py` need one mapping and no knowledge of where the erro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class FanoutError(Exception):
     """Base of every error Fanout raises on purpose."""
@@ -171,6 +173,22 @@ class MethodNotAllowedError(FanoutError):
 class StartupError(FanoutError):
     """Raised when a local process (an emulator, or a member of the local stack) does not
     start: its port is taken, it exits early, or it is not up in time."""
+
+
+class ProcessCrashLoop(FanoutError):
+    """Raised by the local stack when one of its processes keeps dying after restarts
+    (`deaths` times within `window` seconds). The stack has stopped when it is raised."""
+
+    def __init__(self, name: str, deaths: int, window: float, status: str, log_file: Path):
+        super().__init__(
+            f"{name} died {deaths} times within {window:g} s (last: exited with {status}); "
+            f"stopped the local stack. See {log_file}"
+        )
+        self.name, self.deaths, self.window = name, deaths, window
+        self.status, self.log_file = status, log_file
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, float, str, Path]]:
+        return type(self), (self.name, self.deaths, self.window, self.status, self.log_file)
 
 
 class EmbeddingError(FanoutError):

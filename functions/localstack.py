@@ -5,10 +5,14 @@ Each child runs in its own process group, and `stop()` ends the groups, so Ctrl-
 failing test) leaves no stray process. The groups are also recorded in
 `state_dir/stack.pids`, so a stack whose CLI was killed with SIGKILL is ended by the next
 one started on the same state directory. State lives in `state_dir` (default `.local/`).
+
+A child that dies while the stack is up is started again, as Cloud Run would start a new
+instance, and one that keeps dying stops the stack (functions/supervisor.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +23,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -33,8 +37,9 @@ from functions.emulators import (
     start_google_firestore,
     start_npm_firestore,
 )
-from functions.errors import StartupError
+from functions.errors import FanoutError, StartupError
 from functions.pidfile import PidFile
+from functions.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger("fanout.localstack")
 
@@ -64,6 +69,10 @@ class StackConfig:
     process_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Call cleanup_jobs this often, as Cloud Scheduler does in the cloud; None: never.
     sweep_interval: float | None = None
+    # Restart a process that dies, as Cloud Run would; off for tests that kill one on
+    # purpose and restart it themselves.
+    supervise: bool = True
+    restart_policy: Callable[[], RestartPolicy] = RestartPolicy
 
 
 class LocalStack:
@@ -79,6 +88,10 @@ class LocalStack:
         self._env: dict[str, str] = {}
         self.pids = PidFile(self.state_dir / "stack.pids")
         self.leftovers_ended = 0
+        self.supervisor: Supervisor | None = None
+        self.failure: FanoutError | None = None  # why the stack stopped by itself
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -120,10 +133,21 @@ class LocalStack:
                 target=self._schedule, daemon=True, name="local-scheduler"
             )
             self._scheduler.start()
+        if self.config.supervise:
+            self.supervisor = Supervisor(
+                self.processes,
+                restart=self.start_process,
+                ready=self._ready,
+                log_file=lambda name: self.logs / f"{name}.log",
+                on_failure=self._fail,
+                policy=self.config.restart_policy,
+            )
+            self.supervisor.start()
         return self
 
     def _base_env(self) -> dict[str, str]:
         env = {
+            "FANOUT_CALLBACK_SECRET": secrets.token_urlsafe(32),  # unless the environment has one
             **os.environ,  # PATH and friends for the children
             "FANOUT_STORE": self.config.store,
             "FANOUT_QUEUE": "local",
@@ -165,8 +189,9 @@ class LocalStack:
             str(self.port(name)),
         ]
 
-    def start_process(self, name: str) -> None:
-        """Start (or restart) one process of the stack."""
+    def start_process(self, name: str) -> subprocess.Popen[bytes]:
+        """Start (or restart) one process of the stack; with `supervise`, leave restarts
+        to the supervisor."""
         env = {**self._env, **self.config.process_env.get(name, {})}
         with (self.logs / f"{name}.log").open("ab") as out:
             self.processes[name] = subprocess.Popen(
@@ -178,19 +203,37 @@ class LocalStack:
                 start_new_session=True,
             )
         self.pids.record(self.processes[name].pid)
+        return self.processes[name]
 
     def _wait_ready(self, name: str) -> None:
         process = self.processes[name]
-        deadline = time.monotonic() + READY_SECONDS
-        while time.monotonic() < deadline:
+        if not self._ready(name, threading.Event(), kill_late=False):
             if process.poll() is not None:
                 raise StartupError(
                     f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
                 )
+            raise StartupError(f"{name} not listening after {READY_SECONDS}s")
+
+    def _ready(self, name: str, stop: threading.Event, *, kill_late: bool = True) -> bool:
+        """Wait until a function listens (the dispatcher, which has no port, is up once
+        started); False if it exits first, `stop` is set, or READY_SECONDS pass (then,
+        with `kill_late`, its group is killed, so the supervisor counts it as dead)."""
+        process = self.processes[name]
+        if name not in FUNCTIONS:
+            return process.poll() is None
+        deadline = time.monotonic() + READY_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
             if port_open(f"{self.config.host}:{self.port(name)}"):
-                return
-            time.sleep(0.05)  # polling a port that is not up yet
-        raise StartupError(f"{name} not listening after {READY_SECONDS}s")
+                return True
+            if stop.wait(0.05):  # polling a port that is not up yet
+                return False
+        if kill_late:
+            log.warning("%s not listening after %ds; killing it", name, READY_SECONDS)
+            with contextlib.suppress(OSError):  # it may have exited meanwhile
+                os.killpg(process.pid, signal.SIGKILL)
+        return False
 
     def wait_ready(self, name: str) -> None:
         """Block until a (re)started function accepts connections."""
@@ -203,8 +246,30 @@ class LocalStack:
             os.killpg(process.pid, sig)
             process.wait(timeout=30)
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Block while the stack runs (or `timeout` seconds); raise why it stopped by itself
+        (a `ProcessCrashLoop`)."""
+        self._stopped.wait(timeout)
+        self.check()
+
+    def check(self) -> None:
+        """Raise why the stack stopped by itself, if it did."""
+        if self.failure is not None:
+            raise self.failure
+
+    def _fail(self, error: FanoutError) -> None:
+        self.failure = error
+        self.stop()
+
     def stop(self) -> None:
         self._scheduler_stop.set()
+        if self.supervisor is not None:
+            self.supervisor.stop()  # first: no restart from here on
+        with self._stop_lock:  # the supervisor (on a crash loop) and the owner may both stop
+            self._end_processes()
+        self._stopped.set()
+
+    def _end_processes(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)

@@ -42,6 +42,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
         store: Literal["sqlite", "firestore"] = "sqlite",
         env: Mapping[str, str] | None = None,
         process_env: Mapping[str, Mapping[str, str]] | None = None,
+        supervise: bool = True,  # False: a process the test kills stays down
     ) -> LocalStack:
         config = StackConfig(
             state_dir=tmp_path / f"stack{len(stacks)}",
@@ -49,6 +50,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
             store=store,
             env={**FAST_ENV, **(env or {})},
             process_env=process_env or {},
+            supervise=supervise,
         )
         stack = LocalStack(config)
         stacks.append(stack)

@@ -138,8 +138,8 @@ def test_duplicate_deliveries_count_once(
 
 
 def test_worker_crash_mid_batch_recovers_with_exact_counts(make_stack: StackFactory) -> None:
-    """SIGKILL the worker while batches run; once it is back, retries (after the dead
-    attempt's lease expires) complete the job with exact counts."""
+    """SIGKILL the worker while batches run; once the stack has restarted it, retries
+    (after the dead attempt's lease expires) complete the job with exact counts."""
     stack = make_stack()
     client = client_for(stack)
     accepted = client.submit(
@@ -153,9 +153,7 @@ def test_worker_crash_mid_batch_recovers_with_exact_counts(make_stack: StackFact
     )
     job_id = accepted["job_id"]
     wait_for(lambda: client.job(job_id)["batches"]["running"] > 0, what="a running batch")
-    stack.kill("run_batch")
-    stack.start_process("run_batch")
-    stack.wait_ready("run_batch")
+    stack.kill("run_batch")  # the stack's supervisor starts it again
     job = wait_terminal(client, job_id)
     assert job["status"] == "completed"
     assert (job["completed_batches"], job["stats"]["processed"]) == (20, 40)
@@ -163,8 +161,8 @@ def test_worker_crash_mid_batch_recovers_with_exact_counts(make_stack: StackFact
 
 
 def test_dispatcher_crash_loses_nothing(make_stack: StackFactory) -> None:
-    """SIGKILL the dispatcher mid-job and restart it: in-flight tasks are re-delivered and
-    the job completes with exact counts."""
+    """SIGKILL the dispatcher mid-job (the stack restarts it): in-flight tasks are
+    re-delivered and the job completes with exact counts."""
     stack = make_stack()
     client = client_for(stack)
     accepted = client.submit(
@@ -178,8 +176,7 @@ def test_dispatcher_crash_loses_nothing(make_stack: StackFactory) -> None:
     )
     job_id = accepted["job_id"]
     wait_for(lambda: client.job(job_id)["batches"]["running"] > 0, what="a running batch")
-    stack.kill("dispatcher")
-    stack.start_process("dispatcher")
+    stack.kill("dispatcher")  # the stack's supervisor starts it again
     job = wait_terminal(client, job_id)
     assert job["status"] == "completed"
     assert (job["completed_batches"], job["stats"]["processed"]) == (20, 40)
