@@ -12,8 +12,9 @@ locals {
     "iam.googleapis.com",
     "logging.googleapis.com",
     "pubsub.googleapis.com",
-    "run.googleapis.com",     # 2nd-gen functions run as Cloud Run services
-    "storage.googleapis.com", # the function source, sources to ingest, LanceDB collections
+    "run.googleapis.com",           # 2nd-gen functions run as Cloud Run services
+    "secretmanager.googleapis.com", # the callback signing secret (callbacks.tf)
+    "storage.googleapis.com",       # the function source, sources to ingest, LanceDB collections
   ])
 }
 

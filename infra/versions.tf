@@ -16,6 +16,11 @@ terraform {
       source  = "hashicorp/archive"
       version = "~> 2.5"
     }
+    # Generates the callback signing secret (callbacks.tf).
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 }
 
