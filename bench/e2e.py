@@ -11,8 +11,15 @@
     shipped: every lifecycle event, several lines per batch) and at WARNING, alternated
     over `--log-rounds` rounds, best of each; cost = 1 - INFO / WARNING throughput (the
     target: under 10%), and the same from run_batch's CPU per batch, which is steadier.
+(e) recovery from dropped tasks: a 1,000-batch noop job submitted while run_batch is down,
+    so the dispatcher drops every task after its last attempt; once the queue's retry window
+    has passed, run_batch comes back and the sweeper runs every `--sweep-interval` seconds
+    (a scheduler, first tick one interval after the worker is back: the worst phase). The
+    seconds from the worker being back to the job completing, against the target of one
+    sweep interval plus the plain run time of the same 1,000 batches on the same stack.
 
 Usage: python -m bench.e2e [--batches 1000] [--fanout 10000] [--log-rounds 5]
+                           [--sweep-interval 2]
 """
 
 from __future__ import annotations
@@ -32,13 +39,23 @@ from pathlib import Path
 from typing import Any
 
 from functions.client import FanoutClient
-from functions.config import DispatchSettings
+from functions.config import DispatchSettings, Settings, retry_window
 from functions.emulators import ROOT, free_port, free_port_block
 from functions.localstack import WORKER_THREADS, LocalStack, StackConfig
 from functions.queue.dispatcher import post
+from functions.queue.local import LocalTaskQueue, TaskState
 from functions.store.sqlite import SqliteJobStore
 
 TERMINAL = {"completed", "failed", "cancelled"}
+# The recovery stack: 3 attempts of at most 1 s with short backoffs, 1 s of grace, so the
+# queue's retry window (plus the grace) is 4.15 s instead of the cloud's 50 minutes.
+RECOVERY_ENV = {
+    "FANOUT_MAX_ATTEMPTS": "3",
+    "FANOUT_MIN_BACKOFF_SECONDS": "0.05",
+    "FANOUT_MAX_BACKOFF_SECONDS": "0.5",
+    "FANOUT_DISPATCH_DEADLINE_SECONDS": "1",
+    "FANOUT_ENQUEUE_GRACE_SECONDS": "1",
+}
 # Counts every write of a parent row (the trigger fires once per INSERT or UPDATE).
 PARENT_WRITES_TRIGGER = """
 CREATE TABLE IF NOT EXISTS bench_parent_writes (job_id TEXT, at REAL);
@@ -200,11 +217,67 @@ def logging_cost(batches: int, rounds: int, tmp: Path) -> dict[str, Any]:
     }
 
 
+def recovery(batches: int, interval: float, tmp: Path) -> dict[str, Any]:
+    settings = Settings.from_env(RECOVERY_ENV)
+    wait = (retry_window(settings.dispatch) + settings.enqueue_grace).total_seconds()
+    config = StackConfig(
+        state_dir=tmp / "recovery",
+        port_base=free_port_block(5),
+        env=RECOVERY_ENV,
+        supervise=False,  # the worker stays down until the bench starts it
+    )
+    with LocalStack(config) as stack:
+        count_parent_writes(stack)
+        plain = throughput(stack, batches)["e2e_seconds"]
+        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+        queue = LocalTaskQueue(stack.sqlite_path, settings.dispatch)
+        stack.kill("run_batch")
+        accepted = client.submit(
+            {
+                "source": "noop",
+                "collection": "bench",
+                "items": [f"doc-{i}" for i in range(batches)],
+                "batch_size": 1,
+            }
+        )
+        enqueued = time.monotonic()  # ingest marked the batches enqueued before replying
+        while queue.counts()[TaskState.FAILED] < batches:
+            time.sleep(0.1)  # the dispatcher drops each task after its last attempt
+        dropped = time.monotonic() - enqueued
+        time.sleep(max(0.0, enqueued + wait - time.monotonic()))  # the window passes
+        stack.start_process("run_batch")
+        stack.wait_ready("run_batch")
+        back = datetime.now(UTC)
+        sweeps: list[dict[str, int]] = []
+        sweep_seconds = 0.0
+        while sum(s["redispatched"] for s in sweeps) < batches and len(sweeps) < 30:
+            time.sleep(interval)  # the scheduler's next tick
+            started = time.perf_counter()
+            sweeps.append(stack.sweep())
+            sweep_seconds = max(sweep_seconds, time.perf_counter() - started)
+        job = wait_terminal(client, accepted["job_id"])
+        queue.close()
+    assert job["status"] == "completed" and job["completed_batches"] == batches, job
+    seconds = (datetime.fromisoformat(job["finished_at"]) - back).total_seconds()
+    return {
+        "recovery_batches": batches,
+        "recovery_tasks_dropped_after_s": round(dropped, 3),
+        "recovery_retry_window_s": round(wait, 3),
+        "recovery_sweep_interval_s": interval,
+        "recovery_sweeps": len(sweeps),
+        "recovery_sweep_seconds": round(sweep_seconds, 3),
+        "recovery_seconds": round(seconds, 3),
+        "recovery_plain_run_seconds": plain,
+        "recovery_vs_target": round(seconds / (interval + plain), 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--batches", type=int, default=1_000)
     parser.add_argument("--fanout", type=int, default=10_000)
     parser.add_argument("--log-rounds", type=int, default=5)
+    parser.add_argument("--sweep-interval", type=float, default=2.0)
     args = parser.parse_args()
     concurrency = DispatchSettings().max_concurrent
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,6 +294,7 @@ def main() -> None:
             latency = fanout_latency(stack, args.fanout)
             figures |= {"fanout_batches": args.fanout, "fanout_ingest_seconds": round(latency, 3)}
         figures |= logging_cost(args.batches, args.log_rounds, Path(tmp))
+        figures |= recovery(args.batches, args.sweep_interval, Path(tmp))
     print(json.dumps(figures), flush=True)
 
 

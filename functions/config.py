@@ -22,6 +22,8 @@ DEFAULT_SQLITE_PATH = Path(".local/fanout.sqlite3")
 DEFAULT_FIRESTORE_DATABASE = "(default)"
 DEFAULT_LANCEDB_URI = ".local/lancedb"
 MiB = 1024 * 1024
+# An HMAC key shorter than this is refused (the cloud's is 48 random characters).
+MIN_SECRET_CHARS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,18 @@ class DispatchSettings:
     queue_name: str = "fanout-batches"
     # Chaos knob for tests and demos: the local dispatcher delivers every task twice.
     duplicate_delivery: bool = False
+
+
+def retry_window(dispatch: DispatchSettings) -> timedelta:
+    """The longest the queue can keep one task alive after its first dispatch: every
+    attempt running to its deadline, plus the backoff before each retry, doubling from
+    `min_backoff` and capped at `max_backoff` (Cloud Tasks' `max_doublings` = 16 doubles
+    0.1 s past the 60 s cap; functions/queue/local.py retries the same way). A task whose
+    batch is still pending after this has been dropped: no attempt reached the worker."""
+    low, high = dispatch.min_backoff.total_seconds(), dispatch.max_backoff.total_seconds()
+    # In float seconds, with the exponent bounded: a timedelta overflows long before.
+    waits = sum(min(high, low * 2.0 ** min(n - 1, 1000)) for n in range(1, dispatch.max_attempts))
+    return dispatch.max_attempts * dispatch.deadline + timedelta(seconds=waits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +123,24 @@ class Settings:
     # A running batch writes progress (and checks for cancellation) at most this often.
     progress_interval: timedelta = timedelta(seconds=1)
     # Batches recorded this long ago and still not enqueued are enqueued by the sweeper.
+    # The same grace is added to the queue's retry window (`retry_window`) before the
+    # sweeper takes a pending batch's task for dropped: the queue's pick-up delay and
+    # clock skew.
     enqueue_grace: timedelta = timedelta(seconds=60)
+    # The sweeper enqueues a batch whose task was dropped again, under a new task name, this
+    # many times; when the last of those is dropped too, it fails the batch.
+    max_dispatch_rounds: int = 3
     # A job still pending (never planned) this long after its creation is failed by the
     # sweeper: the instance that was planning it died.
     planning_timeout: timedelta = timedelta(minutes=15)
     # Fault injection (functions/queue/chaos.py): refuse tasks past this many per submit.
     chaos_enqueue_limit: int | None = None
+    # Every callback is signed with this (functions/signing.py); required in the cloud, and
+    # without it no callback is sent.
+    callback_secret: str | None = None
+    # A callback still failing after its sender's retries is sent again by the sweeper, at
+    # most this many times (each a lease after the previous attempt started).
+    callback_max_sweeps: int = 5
     ingestion: IngestionSettings = IngestionSettings()
     # Logs: stdout (Cloud Logging) unless a directory is given (the local stack).
     log_dir: Path | None = None
@@ -122,6 +148,16 @@ class Settings:
     # Deployed functions are named PREFIX + entry point (infra/); logs links filter on them.
     service_prefix: str = "fanout-"
     runtime: RuntimeSettings = RuntimeSettings()
+
+    def __post_init__(self) -> None:
+        if self.callback_secret is not None and len(self.callback_secret) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"{PREFIX}CALLBACK_SECRET must be at least {MIN_SECRET_CHARS} characters"
+            )
+        if self.runtime.in_cloud and self.callback_secret is None:
+            raise ConfigError(
+                f"{PREFIX}CALLBACK_SECRET must be set in the cloud: callbacks are signed"
+            )
 
     @property
     def local(self) -> bool:
@@ -158,6 +194,7 @@ class Settings:
                 seconds=_positive_float(env, "PROGRESS_INTERVAL_SECONDS", 1.0)
             ),
             enqueue_grace=timedelta(seconds=_positive_float(env, "ENQUEUE_GRACE_SECONDS", 60)),
+            max_dispatch_rounds=_positive_int(env, "MAX_DISPATCH_ROUNDS", 3),
             planning_timeout=timedelta(
                 seconds=_positive_float(env, "PLANNING_TIMEOUT_SECONDS", 900)
             ),
@@ -166,6 +203,8 @@ class Settings:
                 if _read(env, "CHAOS_ENQUEUE_LIMIT")
                 else None
             ),
+            callback_secret=_read(env, "CALLBACK_SECRET"),
+            callback_max_sweeps=_positive_int(env, "CALLBACK_MAX_SWEEPS", 5),
             ingestion=IngestionSettings(
                 lancedb_uri=_read(env, "LANCEDB_URI") or DEFAULT_LANCEDB_URI,
                 embedder=_choice(env, "EMBEDDER", ("local", "vertex", "none"), "local"),  # type: ignore[arg-type]

@@ -196,7 +196,12 @@ class Job:
     message: str | None = None
     error: str | None = None
     callback_url: str | None = None
+    # How delivering the callback went ("delivered: HTTP 200", "failed: ..."), how many
+    # delivery attempts started since the job last finalized, and the last one's error
+    # (None once delivered).
     callback_status: str | None = None
+    callback_attempts: int = 0
+    callback_error: str | None = None
     retries: int = 0
     # The W3C trace every line of this job is logged under (functions/observability/).
     trace_id: str | None = None
@@ -293,6 +298,9 @@ class Batch:
     finished_at: datetime | None = None
     # Where its latest attempt ran: revision and instance, or host and pid locally.
     ran_on: str | None = None
+    # How often the sweeper enqueued it again after the queue dropped its task (every
+    # attempt failed to reach the worker); part of the task name, reset by a retry.
+    dispatch_rounds: int = 0
 
     @property
     def is_terminal(self) -> bool:

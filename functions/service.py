@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from functions.callbacks import CallbackSender
-from functions.config import Settings
+from functions.config import Settings, retry_window
 from functions.errors import (
     Busy,
     InvalidArgument,
@@ -55,6 +55,15 @@ WORKER_SECRET_HEADER = "X-Fanout-Worker-Secret"
 MAX_FAILED_ITEMS_SHOWN = 20
 # A failed batch keeps the end of its first unexpected error's traceback, this many chars.
 MAX_TRACEBACK_CHARS = 4000
+# A sweep redelivers at most this many callbacks, and starts none after this many seconds
+# (against a receiver that does not answer, one takes the sender's timeouts and retries,
+# about 35 s); the rest wait for the next sweep, oldest first.
+CALLBACKS_PER_SWEEP = 100
+CALLBACK_SWEEP_SECONDS = 120.0
+# One sweep handles up to this many batches whose task was dropped, a page at a time (an
+# outage drops every task of a job at once; the rest wait for the next sweep).
+DROPPED_PAGE = 500
+DROPPED_PER_SWEEP = 5_000
 
 
 def _traceback_tail(error: BaseException) -> str:
@@ -88,8 +97,14 @@ class SweepReport:
     requeued: int = 0
     failed: int = 0
     enqueued: int = 0
+    # Batches whose task the queue dropped, enqueued again under a new name.
+    redispatched: int = 0
+    # Batches of cancelled jobs whose task was dropped, ended cancelled.
+    cancelled: int = 0
     finalized: int = 0
     abandoned: int = 0
+    # Callbacks sent again (after failing, or after their sender stopped).
+    callbacks: int = 0
     deleted: int = 0
 
 
@@ -106,7 +121,9 @@ class FanoutService:
         self.store = store
         self.queue = queue
         self.settings = settings
-        self.callbacks = callbacks or CallbackSender(allow_local_http=settings.local)
+        self.callbacks = callbacks or CallbackSender(
+            allow_local_http=settings.local, secret=settings.callback_secret
+        )
         self.clock = clock
 
     # -- submit ---------------------------------------------------------------------------
@@ -183,16 +200,18 @@ class FanoutService:
         return job
 
     def task_for(self, job: Job, batch: Batch) -> Task:
-        """The task that delivers `batch`. Its name changes with each retry round and each
-        re-enqueue after a lost attempt (Cloud Tasks keeps a used name for about an hour),
-        and stays the same otherwise, so repeated enqueues deduplicate."""
+        """The task that delivers `batch`. Its name changes with each retry round, each
+        re-enqueue after a lost attempt and each re-dispatch of a dropped task (Cloud Tasks
+        keeps a used name for about an hour), and stays the same otherwise, so repeated
+        enqueues deduplicate."""
         headers = {"Content-Type": "application/json"}
         if self.settings.worker_secret:
             headers[WORKER_SECRET_HEADER] = self.settings.worker_secret
         if job.trace_id:  # a fresh span of the job's trace: its lines group under it
             headers[TRACEPARENT] = traceparent(job.trace_id)
         return Task(
-            name=f"{batch.batch_id}-g{job.retries}-a{batch.attempts}",
+            name=f"{batch.batch_id}-g{job.retries}-a{batch.attempts}"
+            + (f"-r{batch.dispatch_rounds}" if batch.dispatch_rounds else ""),
             url=self.settings.worker_url,
             body=json.dumps({"batch_id": batch.batch_id}).encode(),
             headers=headers,
@@ -439,18 +458,37 @@ class FanoutService:
         return get_processor(job.source, self.settings)
 
     def _send_callback(self, job: Job) -> None:
+        """The first delivery of a just-finalized job's callback. Claimed first: a sweep
+        that found this finalization stalled for a lease has taken it over."""
         if not job.callback_url:
             return
-        status = self.callbacks.send(job)
-        self.store.set_callback_status(job.job_id, status)
-        delivered = status.startswith("delivered")
-        emit(
-            Event.CALLBACK_SENT if delivered else Event.CALLBACK_FAILED,
-            f"callback to {redacted_url(job.callback_url)}: {status}",
-            level=logging.INFO if delivered else logging.WARNING,
-            callback=redacted_url(job.callback_url),
-            outcome=status,
+        claimed = self.store.claim_callback(job, now=self.clock())
+        if claimed is not None:
+            self._deliver_callback(claimed)
+
+    def _deliver_callback(self, job: Job) -> bool:
+        """Send the callback attempt `job` has claimed, record how it went and log it. A
+        retryable failure stays owed, for the sweeper, until `callback_max_sweeps` sweeps
+        have tried. True if it was delivered."""
+        assert job.callback_url is not None
+        delivery = self.callbacks.send(job)
+        owed = delivery.retryable and job.callback_attempts <= self.settings.callback_max_sweeps
+        status = delivery.status
+        if delivery.retryable and not owed:
+            status += f" (gave up after {job.callback_attempts} attempts)"
+        self.store.record_callback(
+            job, status=status, error=None if delivery.delivered else status, owed=owed
         )
+        where = redacted_url(job.callback_url)
+        emit(
+            Event.CALLBACK_SENT if delivery.delivered else Event.CALLBACK_FAILED,
+            f"callback to {where}: {status}" + ("; the sweeper sends it again" if owed else ""),
+            level=logging.INFO if delivery.delivered else logging.WARNING,
+            callback=where,
+            outcome=status,
+            callback_attempt=job.callback_attempts,
+        )
+        return delivery.delivered
 
     # -- operator actions -----------------------------------------------------------------
 
@@ -483,8 +521,10 @@ class FanoutService:
 
     def sweep(self) -> SweepReport:
         """Rule 4: nothing stays stuck. Re-enqueue batches whose lease expired (or fail
-        them once attempts are exhausted), enqueue batches that never were, finalize
-        running jobs whose batches are all terminal, and fail jobs never planned."""
+        them once attempts are exhausted), enqueue batches that never were, re-dispatch
+        batches whose task the queue dropped (or fail them once their rounds are used up),
+        finalize running jobs whose batches are all terminal, and fail jobs never
+        planned."""
         now = self.clock()
         requeued = failed = 0
         for job, batch in self.store.find_expired_leases(now):
@@ -507,15 +547,152 @@ class FanoutService:
         for job, batch in self.store.find_unenqueued(now - self.settings.enqueue_grace):
             with bound(**_job_context(job), batch_id=batch.batch_id):
                 enqueued += self._enqueue(job, [batch])
+        redispatched, gave_up, cancelled = self._sweep_dropped(now)
         report = SweepReport(
             requeued=requeued,
-            failed=failed,
+            failed=failed + gave_up,
             enqueued=enqueued,
+            redispatched=redispatched,
+            cancelled=cancelled,
             finalized=self._finalize_complete_jobs(now),
             abandoned=self._fail_unplanned_jobs(now),
+            callbacks=self._redeliver_callbacks(now),
         )
         emit(Event.SWEPT, "swept: " + _counts(report), **dataclasses.asdict(report))
         return report
+
+    def _sweep_dropped(self, now: datetime) -> tuple[int, int, int]:
+        """Batches still pending a whole retry window (plus the enqueue grace) after their
+        task was enqueued: the queue dropped that task, every attempt having failed to
+        reach the worker (one that reaches it claims the batch). Each is enqueued again
+        under a new task name, `max_dispatch_rounds` times; then it fails, and the job
+        with it, for a retry once the worker is back. A cancelled job's such batches end
+        cancelled. Returns (re-dispatched, failed, cancelled)."""
+        cutoff = now - retry_window(self.settings.dispatch) - self.settings.enqueue_grace
+        counts = [0, 0, 0]  # re-dispatched, failed, cancelled
+        for _ in range(DROPPED_PER_SWEEP // DROPPED_PAGE):
+            found = self.store.find_dropped(cutoff, limit=DROPPED_PAGE)
+            again: list[tuple[Job, Batch]] = []
+            page = [0, 0, 0]
+            for job, batch in found:
+                if job.status is JobStatus.CANCELLED:
+                    with bound(**_job_context(job), batch_id=batch.batch_id, attempt=None):
+                        ended = self._finish(job, batch, BatchOutcome(JobStatus.CANCELLED))
+                    page[2] += ended.reason is None
+                elif batch.dispatch_rounds >= self.settings.max_dispatch_rounds:
+                    page[1] += self._fail_dropped(job, batch)
+                else:
+                    again.append((job, batch))
+            page[0] = self._redispatch(again)
+            counts = [a + b for a, b in zip(counts, page, strict=True)]
+            # Handled batches leave the query's answer; a page that changed nothing (each
+            # batch claimed or moved on by another sweep meanwhile) ends the sweep's share.
+            if len(found) < DROPPED_PAGE or not any(page):
+                break
+        return counts[0], counts[1], counts[2]
+
+    def _redispatch(self, found: Sequence[tuple[Job, Batch]]) -> int:
+        """Record the next round of each dropped batch, then enqueue the ones this sweep
+        recorded, each under its new round's name. The record is a conditional write: of
+        concurrent sweeps, one records each round and only that one enqueues it; a batch
+        that a late delivery claimed since it was found is left alone. A task the queue
+        refuses has used its round: the sweeper tries again after the retry window.
+        Returns how many tasks were enqueued again."""
+        tasks: dict[str, tuple[Task, Job, Batch]] = {}
+        for job, batch in found:
+            bumped = self.store.mark_redispatched(job, batch, now=self.clock())
+            if bumped is not None:  # None: another sweep took this round, or a delivery
+                task = self.task_for(job, bumped)
+                tasks[task.name] = (task, job, bumped)
+        if not tasks:
+            return 0
+        result = self.queue.enqueue([task for task, _, _ in tasks.values()])
+        attempts = self.settings.dispatch.max_attempts
+        rounds = self.settings.max_dispatch_rounds
+        for name in result.enqueued:
+            _, job, batch = tasks[name]
+            with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
+                emit(
+                    Event.BATCH_RETRIED,
+                    f"task dropped after {attempts} attempts (worker unreachable?);"
+                    f" re-dispatch round {batch.dispatch_rounds} of {rounds}",
+                    level=logging.WARNING,
+                    error="task dropped",
+                    round=batch.dispatch_rounds,
+                    max_rounds=rounds,
+                    task=name,
+                )
+        for name, refusal in result.failed.items():
+            _, job, batch = tasks[name]
+            with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
+                emit(
+                    Event.BATCH_RETRIED,
+                    f"re-dispatch round {batch.dispatch_rounds} of {rounds} refused by the"
+                    f" queue ({refusal}); the sweeper tries again after the retry window",
+                    level=logging.WARNING,
+                    error=refusal,
+                    round=batch.dispatch_rounds,
+                    max_rounds=rounds,
+                    task=name,
+                )
+        return len(result.enqueued)
+
+    def _fail_dropped(self, job: Job, batch: Batch) -> int:
+        """Fail a batch whose every round was dropped, unless a late delivery claimed it or
+        another sweep moved it on since it was found. Returns 1 if this call failed it."""
+        current = self.store.get_batch(batch.batch_id)
+        if (
+            current.status is not JobStatus.PENDING
+            or current.dispatch_rounds != batch.dispatch_rounds
+            or current.enqueued_at != batch.enqueued_at
+        ):
+            return 0
+        tasks = batch.dispatch_rounds + 1
+        attempts = self.settings.dispatch.max_attempts
+        error = (
+            f"the worker could not be reached: the queue dropped {tasks} tasks of {attempts}"
+            f" attempts each ({tasks * attempts} attempts in all); retry the job once it is back"
+        )
+        outcome = BatchOutcome(
+            JobStatus.FAILED,
+            batch.stats,
+            error,
+            {"dispatch_rounds": batch.dispatch_rounds, "attempts_per_task": attempts},
+        )
+        with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
+            return int(self._finish(job, batch, outcome).reason is None)
+
+    def _redeliver_callbacks(self, now: datetime) -> int:
+        """Send again the callbacks still owed a lease after their latest attempt started
+        (or their job finalized, when its finalizer stopped before sending): a failed one,
+        or one whose sender stopped. Each claims its attempt first, so of concurrent sweeps
+        one sends. Returns how many were sent."""
+        sent = 0
+        deadline = time.monotonic() + CALLBACK_SWEEP_SECONDS
+        started_before = now - self.settings.lease
+        for job in self.store.find_undelivered_callbacks(started_before, limit=CALLBACKS_PER_SWEEP):
+            if time.monotonic() > deadline:
+                break
+            with bound(**_job_context(job)):
+                if job.callback_attempts > self.settings.callback_max_sweeps:
+                    # Its last allowed attempt never recorded an outcome: its sender stopped.
+                    status = f"failed: gave up after {job.callback_attempts} attempts"
+                    self.store.record_callback(job, status=status, error=status, owed=False)
+                    emit(
+                        Event.CALLBACK_FAILED,
+                        f"callback to {redacted_url(job.callback_url or '')}: {status}",
+                        level=logging.WARNING,
+                        callback=redacted_url(job.callback_url or ""),
+                        outcome=status,
+                        callback_attempt=job.callback_attempts,
+                    )
+                    continue
+                claimed = self.store.claim_callback(job, now=self.clock())
+                if claimed is None:
+                    continue  # another sweep took it, or it was delivered meanwhile
+                self._deliver_callback(claimed)
+                sent += 1
+        return sent
 
     def _jobs_with_status(self, status: str) -> Iterator[Job]:
         cursor: str | None = None

@@ -210,6 +210,26 @@ resource "google_firestore_index" "jobs_status_source_client_id_job_id_desc" {
   }
 }
 
+# Finished jobs whose callback is still owed, oldest attempt first (the sweeper's
+# redelivery, FirestoreJobStore.find_undelivered_callbacks): status in [completed,
+# failed], callback_pending_since < cutoff, ordered by callback_pending_since.
+resource "google_firestore_index" "jobs_status_callback_pending_since" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "callback_pending_since"
+    order      = "ASCENDING"
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Composite indexes on batches (subcollection jobs/{job_id}/batches, queried
 # per parent job, so COLLECTION scope). A collection-group query across all
@@ -270,6 +290,29 @@ resource "google_firestore_index" "batches_status_enqueued_batch_index" {
 
   fields {
     field_path = "batch_index"
+    order      = "ASCENDING"
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Collection-group indexes on batches (all jobs' batches at once: the sweeper's
+# queries that must not read every running job).
+# ---------------------------------------------------------------------------
+# Pending batches whose task was enqueued before a cutoff, oldest first: their task
+# was dropped after its last attempt (sweep, FirestoreJobStore.find_dropped).
+resource "google_firestore_index" "batches_group_status_enqueued_at" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "batches"
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "enqueued_at"
     order      = "ASCENDING"
   }
 }

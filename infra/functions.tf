@@ -139,6 +139,10 @@ locals {
     FANOUT_DISPATCH_DEADLINE_SECONDS = tostring(var.dispatch_deadline_seconds)
     # The sweeper fails a batch after this many attempts: the queue's own limit.
     FANOUT_MAX_ATTEMPTS = tostring(google_cloud_tasks_queue.batches.retry_config[0].max_attempts)
+    # With these and the deadline, the sweeper knows how long the queue may keep a task
+    # alive before it takes the task for dropped (its retry window). Durations are "0.1s".
+    FANOUT_MIN_BACKOFF_SECONDS = trimsuffix(google_cloud_tasks_queue.batches.retry_config[0].min_backoff, "s")
+    FANOUT_MAX_BACKOFF_SECONDS = trimsuffix(google_cloud_tasks_queue.batches.retry_config[0].max_backoff, "s")
     # An empty value leaves the code's default (see var.allowed_roots).
     FANOUT_ALLOWED_ROOTS = join(":", var.allowed_roots)
 
@@ -210,9 +214,21 @@ resource "google_cloudfunctions2_function" "run_batch" {
     max_instance_request_concurrency = var.run_batch_concurrency
     service_account_email            = google_service_account.functions.email
     environment_variables            = local.function_env
+
+    # The callback signing secret (callbacks.tf), from Secret Manager.
+    secret_environment_variables {
+      key        = "FANOUT_CALLBACK_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.callback.secret_id
+      version    = google_secret_manager_secret_version.callback.version
+    }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    # The account must be able to read the secret before a function that uses it deploys.
+    google_secret_manager_secret_iam_member.functions_callback_secret,
+  ]
 }
 
 resource "google_cloudfunctions2_function" "jobs_api" {
@@ -240,9 +256,21 @@ resource "google_cloudfunctions2_function" "jobs_api" {
     available_memory      = var.jobs_api_memory
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env)
+
+    # The callback signing secret (callbacks.tf), from Secret Manager.
+    secret_environment_variables {
+      key        = "FANOUT_CALLBACK_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.callback.secret_id
+      version    = google_secret_manager_secret_version.callback.version
+    }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    # The account must be able to read the secret before a function that uses it deploys.
+    google_secret_manager_secret_iam_member.functions_callback_secret,
+  ]
 }
 
 resource "google_cloudfunctions2_function" "ingest" {
@@ -266,9 +294,21 @@ resource "google_cloudfunctions2_function" "ingest" {
     timeout_seconds       = 60
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env, local.ingest_env)
+
+    # The callback signing secret (callbacks.tf), from Secret Manager.
+    secret_environment_variables {
+      key        = "FANOUT_CALLBACK_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.callback.secret_id
+      version    = google_secret_manager_secret_version.callback.version
+    }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    # The account must be able to read the secret before a function that uses it deploys.
+    google_secret_manager_secret_iam_member.functions_callback_secret,
+  ]
 }
 
 resource "google_cloudfunctions2_function" "ingest_pubsub" {
@@ -292,6 +332,14 @@ resource "google_cloudfunctions2_function" "ingest_pubsub" {
     timeout_seconds       = 60
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env)
+
+    # The callback signing secret (callbacks.tf), from Secret Manager.
+    secret_environment_variables {
+      key        = "FANOUT_CALLBACK_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.callback.secret_id
+      version    = google_secret_manager_secret_version.callback.version
+    }
   }
 
   event_trigger {
@@ -304,7 +352,11 @@ resource "google_cloudfunctions2_function" "ingest_pubsub" {
     service_account_email = google_service_account.pubsub_invoker.email
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    # The account must be able to read the secret before a function that uses it deploys.
+    google_secret_manager_secret_iam_member.functions_callback_secret,
+  ]
 }
 
 resource "google_cloudfunctions2_function" "cleanup_jobs" {
@@ -332,9 +384,21 @@ resource "google_cloudfunctions2_function" "cleanup_jobs" {
     available_memory      = var.cleanup_jobs_memory
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env)
+
+    # The callback signing secret (callbacks.tf), from Secret Manager.
+    secret_environment_variables {
+      key        = "FANOUT_CALLBACK_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.callback.secret_id
+      version    = google_secret_manager_secret_version.callback.version
+    }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    # The account must be able to read the secret before a function that uses it deploys.
+    google_secret_manager_secret_iam_member.functions_callback_secret,
+  ]
 }
 
 # ---------------------------------------------------------------------------

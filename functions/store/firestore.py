@@ -7,12 +7,14 @@ Layout (DESIGN.md, "Data model"):
     jobs/{job_id}/counters/{k}                 counter shards: every count lands here
     jobs/{job_id}/done/{name}                  "happens once" markers (see below)
     jobs/{job_id}/leases/{batch_id}_g{r}_a{n}  one marker per claim attempt
+    jobs/{job_id}/leases/{batch_id}_g{r}_r{n}  one marker per re-dispatch of a dropped task
     idempotency/{sha256(client_id, request_id)} -> job_id
 
 Why counting is exactly once, on real Firestore and on emulators without transactions:
 every step that must happen once is ONE batched commit whose FIRST write is a `create()` of
 a marker named after the step: `done/{index}` counts batch `index`, `done/final` finalizes
-(or cancels) the job, `done/planned` plans it, `done/retry_{n}` re-opens it, and
+(or cancels) the job, `done/planned` plans it, `done/retry_{n}` re-opens it,
+`done/callback_r{retries}_a{n}` takes attempt n of its callback, and
 `leases/{batch}_g{retries}_a{attempt}` claims an attempt. A second attempt at the same step
 fails that `create()` with AlreadyExists, and none of its commit applies: real Firestore
 commits a batch atomically, and an emulator that applies writes in order stops at the first
@@ -541,12 +543,6 @@ class FirestoreJobStore:
 
         return bool(release(self.db.transaction()))
 
-    def set_callback_status(self, job_id: str, status: str) -> None:
-        try:
-            self._job_ref(job_id).update({"callback_status": status})
-        except gexc.NotFound:
-            raise JobNotFound(job_id) from None
-
     def finish_batch(
         self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
     ) -> FinishResult:
@@ -609,6 +605,13 @@ class FirestoreJobStore:
             "failed_batches": job.failed_batches,
             "stats": job.stats.to_dict(),
         }
+        if job.callback_url:  # each finalization owes its callback: attempts start over
+            changes |= {
+                "callback_attempts": 0,
+                "callback_status": None,
+                "callback_error": None,
+                "callback_pending_since": now,
+            }
         wb = self.db.batch()
         wb.create(self._done_ref(job.job_id, "final"), {"status": fields.status.value, "at": now})
         wb.update(self._job_ref(job.job_id), changes)
@@ -683,6 +686,7 @@ class FirestoreJobStore:
             "heartbeat_at": None,
             "enqueued_at": None,
             "enqueued": False,
+            "dispatch_rounds": 0,
             "stats": JobStats().to_dict(),
             "progress": 0.0,
             "error": None,
@@ -751,6 +755,77 @@ class FirestoreJobStore:
                 break
         return deleted
 
+    # -- callbacks ------------------------------------------------------------------------
+
+    def claim_callback(self, job: Job, *, now: datetime | None = None) -> Job | None:
+        # The marker `done/callback_r{retry round}_a{attempt}` lets one of concurrent claims
+        # of the same attempt win, on every emulator; the update_time precondition also
+        # refuses a claim that read the job before a delivery was recorded (real Firestore
+        # and Google's emulator; the npm emulator ignores it).
+        now = now or utcnow()
+        ref = self._job_ref(job.job_id)
+        snap = ref.get()
+        if not snap.exists:
+            return None
+        current = _job(snap)
+        if (
+            (snap.to_dict() or {}).get("callback_pending_since") is None
+            or current.status not in (JobStatus.COMPLETED, JobStatus.FAILED)
+            or current.retries != job.retries
+            or current.callback_attempts != job.callback_attempts
+        ):
+            return None
+        attempt = job.callback_attempts + 1
+        wb = self.db.batch()
+        wb.create(self._done_ref(job.job_id, f"callback_r{job.retries}_a{attempt}"), {"at": now})
+        wb.update(
+            ref,
+            {"callback_attempts": attempt, "callback_pending_since": now},
+            option=self.db.write_option(last_update_time=snap.update_time),
+        )
+        try:
+            wb.commit()
+        except (gexc.AlreadyExists, gexc.FailedPrecondition):
+            return None
+        return replace(current, callback_attempts=attempt)
+
+    def record_callback(self, job: Job, *, status: str, error: str | None, owed: bool) -> None:
+        ref = self._job_ref(job.job_id)
+
+        @firestore.transactional
+        def record(tx: Any) -> None:
+            snap = ref.get(transaction=tx)
+            stored = (snap.to_dict() or {}) if snap.exists else {}
+            if not stored or stored.get("retries", 0) != job.retries:
+                return
+            latest = stored.get("callback_attempts", 0) == job.callback_attempts
+            if error is not None and not (latest and stored.get("callback_pending_since")):
+                return  # a failure of an attempt that is no longer the latest
+            changes: dict[str, Any] = {"callback_status": status, "callback_error": error}
+            if not owed:
+                changes["callback_pending_since"] = None
+            tx.update(ref, changes)
+
+        record(self.db.transaction())
+
+    def find_undelivered_callbacks(
+        self, started_before: datetime, *, limit: int = 100
+    ) -> list[Job]:
+        # Index: jobs (status, callback_pending_since), infra/firestore.tf. A delivered
+        # callback's null never matches a range on timestamps.
+        query = (
+            self.db.collection("jobs")
+            .where(
+                filter=FieldFilter(
+                    "status", "in", [JobStatus.COMPLETED.value, JobStatus.FAILED.value]
+                )
+            )
+            .where(filter=FieldFilter("callback_pending_since", "<", started_before))
+            .order_by("callback_pending_since")
+            .limit(limit)
+        )
+        return [_job(snap) for snap in query.stream()]
+
     # -- the sweeper's queries ------------------------------------------------------------
 
     def _running_jobs(self) -> Iterable[Job]:
@@ -791,6 +866,66 @@ class FirestoreJobStore:
             if len(found) >= limit:
                 break
         return found
+
+    def find_dropped(
+        self, enqueued_before: datetime, *, limit: int = 500
+    ) -> list[tuple[Job, Batch]]:
+        # One collection-group query over every job's batches (its COLLECTION_GROUP index
+        # is in infra/firestore.tf), then one read of the distinct jobs: at most 2 x limit
+        # documents, however many jobs run. Never-enqueued batches hold a null enqueued_at,
+        # which a range filter on timestamps leaves out.
+        query = (
+            self.db.collection_group("batches")
+            .where(filter=FieldFilter("status", "==", JobStatus.PENDING.value))
+            .where(filter=FieldFilter("enqueued_at", "<", enqueued_before))
+            .order_by("enqueued_at")
+            .limit(limit)
+        )
+        batches = [_batch(s) for s in query.stream()]
+        refs = [self._job_ref(job_id) for job_id in dict.fromkeys(b.job_id for b in batches)]
+        jobs = {s.id: _job(s) for s in (self.db.get_all(refs) if refs else ()) if s.exists}
+        wanted = (JobStatus.RUNNING, JobStatus.CANCELLED)
+        return [
+            (jobs[b.job_id], b)
+            for b in batches
+            if b.job_id in jobs and jobs[b.job_id].status in wanted
+        ]
+
+    def mark_redispatched(
+        self, job: Job, batch: Batch, *, now: datetime | None = None
+    ) -> Batch | None:
+        now = now or utcnow()
+        ref = self._batch_ref(batch.job_id, batch.index)
+        (snap,) = self.db.get_all([ref])
+        if not snap.exists:
+            raise BatchNotFound(batch.batch_id)
+        current = _batch(snap)
+        if (
+            current.status is not JobStatus.PENDING
+            or current.dispatch_rounds != batch.dispatch_rounds
+            or current.enqueued_at != batch.enqueued_at
+        ):
+            return None
+        rounds = batch.dispatch_rounds + 1
+        # Once per round: the marker decides between concurrent sweeps (on every emulator);
+        # the precondition refuses the write if a delivery claimed the batch since the read.
+        wb = self.db.batch()
+        wb.create(
+            self._job_ref(batch.job_id)
+            .collection("leases")
+            .document(f"{batch.batch_id}_g{job.retries}_r{rounds}"),
+            {"at": now},
+        )
+        wb.update(
+            ref,
+            {"dispatch_rounds": rounds, "enqueued_at": now, "enqueued": True},
+            option=self.db.write_option(last_update_time=snap.update_time),
+        )
+        try:
+            wb.commit()
+        except (gexc.AlreadyExists, gexc.FailedPrecondition):
+            return None
+        return replace(current, dispatch_rounds=rounds, enqueued_at=now)
 
 
 def _count(query: Any) -> int:

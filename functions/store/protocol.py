@@ -167,8 +167,30 @@ class JobStore(Protocol):
         queue's retry can claim it at once. False if that attempt no longer holds it."""
         ...
 
-    def set_callback_status(self, job_id: str, status: str) -> None:
-        """Record how delivering the job's callback went."""
+    def claim_callback(self, job: Job, *, now: datetime | None = None) -> Job | None:
+        """Start the next delivery attempt of a finalized job's callback: `callback_attempts`
+        + 1, the attempt's start (`now`) recorded. Only if the stored job is still as `job`
+        shows it (same retry round, same attempts) and its callback is still owed (one
+        conditional write): of concurrent claims exactly one wins, and the others (and a
+        claim that read the job before a delivery was recorded) get None and send nothing.
+        Returns the job as claimed. Finalizing a job with a callback_url makes it owed, with
+        attempts 0, status and error cleared."""
+        ...
+
+    def record_callback(self, job: Job, *, status: str, error: str | None, owed: bool) -> None:
+        """Record how the attempt `job` claimed went: its status and error (None once
+        delivered), and whether the callback is still owed (False once delivered, refused,
+        rejected or given up). A failure is recorded only while that attempt is still the
+        job's latest; a delivery always is, and ends the deliveries."""
+        ...
+
+    def find_undelivered_callbacks(
+        self, started_before: datetime, *, limit: int = 100
+    ) -> list[Job]:
+        """Completed and failed jobs whose callback is still owed and whose latest attempt
+        (or finalization, before any) started before `started_before`, oldest first, at
+        most `limit`: the sweeper passes now minus a lease, so an attempt still in flight is
+        left alone. Reads stay bounded by `limit` (an index on the owed callbacks)."""
         ...
 
     def finish_batch(
@@ -188,8 +210,9 @@ class JobStore(Protocol):
         ...
 
     def retry_failed(self, job_id: str, *, now: datetime | None = None) -> list[Batch]:
-        """Re-open a failed job's failed batches (pending, attempts 0, not enqueued) and set
-        the job running again. Returns the re-opened batches, for the caller to enqueue."""
+        """Re-open a failed job's failed batches (pending, attempts 0, dispatch_rounds 0, not
+        enqueued) and set the job running again. Returns the re-opened batches, for the
+        caller to enqueue."""
         ...
 
     def mark_enqueued(
@@ -214,6 +237,30 @@ class JobStore(Protocol):
     def find_unenqueued(self, older_than: datetime, *, limit: int = 500) -> list[tuple[Job, Batch]]:
         """Pending batches never marked enqueued, of running jobs started before
         `older_than` (so a fan-out still in progress is left alone)."""
+        ...
+
+    def find_dropped(
+        self, enqueued_before: datetime, *, limit: int = 500
+    ) -> list[tuple[Job, Batch]]:
+        """Pending batches marked enqueued before `enqueued_before`, oldest enqueue first,
+        at most `limit`: the sweeper passes now minus the queue's whole retry window, so
+        their task ran out of attempts without any reaching the worker (a delivery that
+        reaches it claims the batch). Only batches of running jobs, and of cancelled ones:
+        a cancelled job's batch whose task was dropped stays pending until the sweeper ends
+        it, and left out it would hold its place at the front of this query for ever.
+        Reads stay bounded by `limit` (an index on the pending batches' enqueue time), not
+        by how many jobs run."""
+        ...
+
+    def mark_redispatched(
+        self, job: Job, batch: Batch, *, now: datetime | None = None
+    ) -> Batch | None:
+        """Record that the sweeper enqueued a dropped batch again: `dispatch_rounds` + 1 and
+        `enqueued_at` = `now`, only if the batch is still pending with the `dispatch_rounds`
+        and `enqueued_at` that `batch` holds (one conditional write). Of several sweeps that
+        found the same batch, exactly one wins; the others (and any sweep that read it
+        before a delivery claimed it) get None and change nothing. Returns the batch as
+        written."""
         ...
 
     def close(self) -> None: ...

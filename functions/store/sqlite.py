@@ -52,9 +52,13 @@ _STAT_COLUMNS = tuple(f"stat_{name}" for name in STAT_FIELDS)
 _LATER_TEXT_COLUMNS = {
     "jobs": {
         "trace_id": "TEXT",
+        "callback_attempts": "INTEGER NOT NULL DEFAULT 0",
+        "callback_error": "TEXT",
+        "callback_pending_since": "INTEGER",
     },
     "batches": {
         "ran_on": "TEXT",
+        "dispatch_rounds": "INTEGER NOT NULL DEFAULT 0",
     },
 }
 
@@ -104,6 +108,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     callback_status TEXT,
     retries INTEGER NOT NULL DEFAULT 0,
     trace_id TEXT,
+    callback_attempts INTEGER NOT NULL DEFAULT 0,
+    callback_error TEXT,
+    -- Set while the callback is owed: when its latest attempt (or the finalization) started.
+    callback_pending_since INTEGER,
     UNIQUE (client_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, job_id);
@@ -127,6 +135,7 @@ CREATE TABLE IF NOT EXISTS batches (
     started_at INTEGER,
     finished_at INTEGER,
     ran_on TEXT,
+    dispatch_rounds INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, batch_index)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS job_counters (
@@ -154,10 +163,20 @@ END;
 -- Partial: only running batches hold leases, so planning (all pending) never touches it.
 CREATE INDEX IF NOT EXISTS batches_lease ON batches (lease_expires_at)
     WHERE status = 'running';
+-- Partial too: pending batches whose task was enqueued (the dropped-task sweep). Planning
+-- inserts batches not enqueued yet, so it never touches it either.
+CREATE INDEX IF NOT EXISTS batches_enqueued ON batches (enqueued_at)
+    WHERE status = 'pending' AND enqueued_at IS NOT NULL;
 """
 
 
 _SCHEMA = schema()
+# Indexes on later columns, made once `_add_new_columns` has added them to an older file.
+# Partial: only jobs whose callback is owed (the sweeper's redelivery query).
+_LATER_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_callback_pending ON jobs (callback_pending_since)
+    WHERE callback_pending_since IS NOT NULL;
+"""
 
 
 def _us(value: datetime | None) -> int | None:
@@ -210,6 +229,7 @@ class SqliteJobStore:
                 conn.execute("DROP TRIGGER IF EXISTS uncount_batch")
         if added:
             self.db.executescript(_SCHEMA)
+        self.db.executescript(_LATER_INDEXES)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -240,6 +260,8 @@ class SqliteJobStore:
             error=row["error"],
             callback_url=row["callback_url"],
             callback_status=row["callback_status"],
+            callback_attempts=row["callback_attempts"],
+            callback_error=row["callback_error"],
             retries=row["retries"],
             trace_id=row["trace_id"],
         )
@@ -265,6 +287,7 @@ class SqliteJobStore:
             started_at=_dt(row["started_at"]),
             finished_at=_dt(row["finished_at"]),
             ran_on=row["ran_on"],
+            dispatch_rounds=row["dispatch_rounds"],
         )
 
     def _read_job(self, conn: sqlite3.Connection, job_id: str, *, counters: bool = True) -> Job:
@@ -533,11 +556,6 @@ class SqliteJobStore:
             )
             return cursor.rowcount == 1
 
-    def set_callback_status(self, job_id: str, status: str) -> None:
-        with self.db.transaction() as conn:
-            self._read_job(conn, job_id)
-            conn.execute("UPDATE jobs SET callback_status = ? WHERE job_id = ?", (status, job_id))
-
     def finish_batch(
         self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
     ) -> FinishResult:
@@ -628,6 +646,12 @@ class SqliteJobStore:
                 job.job_id,
             ),
         )
+        # Each finalization owes its callback (a retried job's again): attempts start over.
+        conn.execute(
+            "UPDATE jobs SET callback_attempts = 0, callback_status = NULL, callback_error = NULL,"
+            " callback_pending_since = ? WHERE job_id = ? AND callback_url IS NOT NULL",
+            (_us(now), job.job_id),
+        )
 
     # -- operator actions -----------------------------------------------------------------
 
@@ -657,7 +681,8 @@ class SqliteJobStore:
                 raise InvalidArgument(f"job {job_id!r} has no failed batches to retry")
             conn.execute(
                 "UPDATE batches SET status = 'pending', attempts = 0, lease_expires_at = NULL,"
-                " heartbeat_at = NULL, enqueued_at = NULL, stats = '{}', progress = 0,"
+                " heartbeat_at = NULL, enqueued_at = NULL, dispatch_rounds = 0,"
+                " stats = '{}', progress = 0,"
                 " error = NULL, error_details = NULL, started_at = NULL, finished_at = NULL"
                 " WHERE job_id = ? AND status = 'failed'",
                 (job_id,),
@@ -715,6 +740,48 @@ class SqliteJobStore:
             if len(ids) < chunk_size:
                 return deleted
 
+    # -- callbacks ------------------------------------------------------------------------
+
+    def claim_callback(self, job: Job, *, now: datetime | None = None) -> Job | None:
+        rows = self.db.write(
+            "UPDATE jobs SET callback_attempts = callback_attempts + 1,"
+            " callback_pending_since = ? WHERE job_id = ? AND retries = ?"
+            " AND callback_attempts = ? AND callback_pending_since IS NOT NULL"
+            " AND status IN ('completed', 'failed') RETURNING *",
+            (_us(now or utcnow()), check_job_id(job.job_id), job.retries, job.callback_attempts),
+        )
+        return self._job(rows[0]) if rows else None
+
+    def record_callback(self, job: Job, *, status: str, error: str | None, owed: bool) -> None:
+        self.db.write(
+            "UPDATE jobs SET callback_status = ?, callback_error = ?,"
+            " callback_pending_since = CASE WHEN ? THEN callback_pending_since END"
+            " WHERE job_id = ? AND retries = ? AND (? OR (callback_attempts = ?"
+            " AND callback_pending_since IS NOT NULL))",
+            (
+                status,
+                error,
+                owed,
+                check_job_id(job.job_id),
+                job.retries,
+                error is None,
+                job.callback_attempts,
+            ),
+        )
+
+    def find_undelivered_callbacks(
+        self, started_before: datetime, *, limit: int = 100
+    ) -> list[Job]:
+        # The partial index jobs_callback_pending holds owed callbacks only; the planner
+        # would rather walk every finished job by status.
+        rows = self.db.conn().execute(
+            "SELECT * FROM jobs INDEXED BY jobs_callback_pending"
+            " WHERE callback_pending_since < ? AND status IN ('completed', 'failed')"
+            " ORDER BY callback_pending_since LIMIT ?",
+            (_us(started_before), limit),
+        )
+        return [self._job(row) for row in rows]
+
     # -- the sweeper's queries ------------------------------------------------------------
 
     def find_expired_leases(self, now: datetime, *, limit: int = 500) -> list[tuple[Job, Batch]]:
@@ -726,6 +793,41 @@ class SqliteJobStore:
             (_us(older_than),),
             limit,
         )
+
+    def find_dropped(
+        self, enqueued_before: datetime, *, limit: int = 500
+    ) -> list[tuple[Job, Batch]]:
+        # Walks the partial index batches_enqueued from its oldest entry (the planner would
+        # rather scan every batch of every running job): about `limit` entries are read.
+        with self.db.transaction("DEFERRED") as conn:
+            rows = conn.execute(
+                "SELECT b.* FROM batches b INDEXED BY batches_enqueued"
+                " JOIN jobs j ON j.job_id = b.job_id"
+                " WHERE b.status = 'pending' AND b.enqueued_at < ?"
+                " AND j.status IN ('running', 'cancelled')"
+                " ORDER BY b.enqueued_at, b.job_id, b.batch_index LIMIT ?",
+                (_us(enqueued_before), limit),
+            ).fetchall()
+            batches = [self._batch(r) for r in rows]
+            jobs = {b.job_id: self._read_job(conn, b.job_id) for b in batches}
+        return [(jobs[b.job_id], b) for b in batches]
+
+    def mark_redispatched(
+        self, job: Job, batch: Batch, *, now: datetime | None = None
+    ) -> Batch | None:
+        rows = self.db.write(
+            "UPDATE batches SET dispatch_rounds = dispatch_rounds + 1, enqueued_at = ?"
+            " WHERE job_id = ? AND batch_index = ? AND status = 'pending'"
+            " AND dispatch_rounds = ? AND enqueued_at IS ? RETURNING *",
+            (
+                _us(now or utcnow()),
+                batch.job_id,
+                batch.index,
+                batch.dispatch_rounds,
+                _us(batch.enqueued_at),
+            ),
+        )
+        return self._batch(rows[0]) if rows else None
 
     def _stale(self, condition: str, args: tuple[Any, ...], limit: int) -> list[tuple[Job, Batch]]:
         with self.db.transaction("DEFERRED") as conn:

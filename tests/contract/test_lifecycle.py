@@ -205,15 +205,6 @@ def test_released_lease_lets_the_retry_claim_at_once(store: JobStore) -> None:
     assert not store.claim_batch(f"{job.job_id}_0000", lease=LEASE).granted
 
 
-def test_callback_status_is_recorded(store: JobStore) -> None:
-    """The callback's delivery status is stored on the job; unknown jobs are not found."""
-    job = planned_job(store, 1)
-    store.set_callback_status(job.job_id, "delivered: HTTP 200")
-    assert store.get_job(job.job_id).callback_status == "delivered: HTTP 200"
-    with pytest.raises(JobNotFound):
-        store.set_callback_status("20260101-000000-000000-deadbeef", "x")
-
-
 def test_a_claim_records_where_its_attempt_runs(store: JobStore) -> None:
     """Each attempt records where it ran; a later attempt replaces the earlier place, and
     the batch keeps it after it ends (it shows in the API)."""

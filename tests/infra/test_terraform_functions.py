@@ -212,6 +212,27 @@ def test_sweeper_gives_up_when_the_queue_does(config: Config) -> None:
         )
 
 
+def test_sweeper_knows_the_queues_retry_window(config: Config) -> None:
+    """The sweeper takes a pending batch's task for dropped once the queue's retry window
+    has passed; the backoffs of that window are the queue's own, not copies, and the
+    code's defaults match them (the local dispatcher uses those)."""
+    retry = "google_cloud_tasks_queue.batches.retry_config[0]"
+    for name in FUNCTIONS:
+        env = environment(config, resources(config, FUNCTION)[name])
+        for bound in ("min", "max"):
+            assert env[f"FANOUT_{bound.upper()}_BACKOFF_SECONDS"] == (
+                f'${{trimsuffix({retry}.{bound}_backoff, "s")}}'
+            )
+    (queue_retry,) = resources(config, "google_cloud_tasks_queue")["batches"]["retry_config"]
+    defaults = DispatchSettings()
+    assert float(queue_retry["min_backoff"].removesuffix("s")) == (
+        defaults.min_backoff.total_seconds()
+    )
+    assert float(queue_retry["max_backoff"].removesuffix("s")) == (
+        defaults.max_backoff.total_seconds()
+    )
+
+
 @pytest.mark.parametrize("name", ENQUEUERS)
 def test_enqueuing_functions_send_tasks_to_run_batch(config: Config, name: str) -> None:
     """Functions that enqueue send tasks to run_batch's URL, with it as the OIDC audience."""

@@ -44,6 +44,14 @@ BATCHES_INDEXES: list[tuple[IndexField, ...]] = [
     (("status", "ASCENDING"), ("lease_expires_at", "ASCENDING")),
     (("status", "ASCENDING"), ("enqueued", "ASCENDING"), ("batch_index", "ASCENDING")),
 ]
+# Queries over every job's batches at once (collection group).
+BATCHES_GROUP_INDEXES: list[tuple[IndexField, ...]] = [
+    (("status", "ASCENDING"), ("enqueued_at", "ASCENDING")),
+]
+# The sweeper's owed callbacks: finished jobs by when their latest attempt started.
+CALLBACK_INDEXES: list[tuple[IndexField, ...]] = [
+    (("status", "ASCENDING"), ("callback_pending_since", "ASCENDING")),
+]
 INDEX_EXEMPT_FIELDS = [("jobs", "request"), ("batches", "items"), ("batches", "error_details")]
 
 
@@ -71,9 +79,12 @@ def _declared_indexes(config: Config) -> list[IndexKey]:
 
 
 def _expected_indexes() -> list[IndexKey]:
-    return [("jobs", "COLLECTION", fields) for fields in JOBS_INDEXES] + [
-        ("batches", "COLLECTION", fields) for fields in BATCHES_INDEXES
-    ]
+    return (
+        [("jobs", "COLLECTION", fields) for fields in JOBS_INDEXES]
+        + [("batches", "COLLECTION", fields) for fields in BATCHES_INDEXES]
+        + [("batches", "COLLECTION_GROUP", fields) for fields in BATCHES_GROUP_INDEXES]
+        + [("jobs", "COLLECTION", fields) for fields in CALLBACK_INDEXES]
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,6 +94,7 @@ def _expected_indexes() -> list[IndexKey]:
         "variables.tf",
         "main.tf",
         "firestore.tf",
+        "callbacks.tf",
         "functions.tf",
         "ingestion.tf",
         "queue.tf",
@@ -185,8 +197,30 @@ def test_batches_query_has_composite_index(config: Config, fields: tuple[IndexFi
     assert _declared_indexes(config).count(("batches", "COLLECTION", fields)) == 1
 
 
+@pytest.mark.parametrize("fields", BATCHES_GROUP_INDEXES, ids=lambda f: "+".join(p for p, _ in f))
+def test_batches_collection_group_query_has_its_index(
+    config: Config, fields: tuple[IndexField, ...]
+) -> None:
+    """The dropped-task sweep queries every job's pending batches by enqueued_at at once: a
+    collection-group query, which needs a COLLECTION_GROUP index (a COLLECTION one does
+    not serve it)."""
+    assert _declared_indexes(config).count(("batches", "COLLECTION_GROUP", fields)) == 1
+
+
+def test_the_dropped_task_query_is_the_one_indexed() -> None:
+    """The query in functions/store/firestore.py filters and orders on exactly the indexed
+    fields, over the batches collection group."""
+    source = (INFRA_DIR.parent / "functions" / "store" / "firestore.py").read_text()
+    query = source[source.index("def find_dropped") : source.index("def mark_redispatched")]
+    assert 'collection_group("batches")' in query
+    assert 'FieldFilter("status", "=="' in query
+    assert 'FieldFilter("enqueued_at", "<"' in query
+    assert 'order_by("enqueued_at")' in query
+
+
 def test_no_composite_index_beyond_the_queries(config: Config) -> None:
-    """Exactly the 7 jobs and 3 batches indexes are declared: a new one is added deliberately."""
+    """Exactly the 7 jobs, 3 batches and 1 batches collection-group indexes, and the
+    callbacks' one, are declared: a new one is added deliberately."""
     assert sorted(_declared_indexes(config)) == sorted(_expected_indexes())
 
 

@@ -1,0 +1,129 @@
+"""Rule 4 for dropped tasks, on the real local stack: run_batch is down, so every attempt of
+every task is refused and the dispatcher drops each task after its last attempt (as Cloud
+Tasks does). The sweeper (cleanup_jobs, called here as the scheduler would) enqueues such
+batches again once the queue's retry window has passed, and fails them after its rounds.
+
+Sweeps are driven by the test, and the worker is stopped and started by it: the stacks
+run without the supervisor, which would restart the worker at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytest
+
+from functions.config import DispatchSettings
+from functions.localstack import LocalStack
+from functions.queue.local import LocalTaskQueue, TaskState
+from tests.e2e.conftest import (
+    StackFactory,
+    all_batches,
+    client_for,
+    wait_for,
+    wait_terminal,
+)
+
+# 3 attempts of at most 1 s, backoffs 0.05 + 0.1 s (FAST_ENV), 0.5 s grace: a task is taken
+# for dropped 3.65 s after it was enqueued.
+RECOVERY_ENV = {
+    "FANOUT_MAX_ATTEMPTS": "3",
+    "FANOUT_DISPATCH_DEADLINE_SECONDS": "1",
+}
+
+
+def _noop(batches: int) -> dict[str, Any]:
+    return {
+        "source": "noop",
+        "collection": "docs",
+        "items": [f"doc-{i}" for i in range(2 * batches)],
+        "batch_size": 2,
+    }
+
+
+def _dropped(stack: LocalStack) -> Callable[[], int]:
+    """How many tasks the local queue has given up on (state failed)."""
+    queue = LocalTaskQueue(stack.sqlite_path, DispatchSettings())
+    return lambda: queue.counts()[TaskState.FAILED]
+
+
+def _sweep_until(stack: LocalStack, field: str, total: int, what: str) -> list[dict[str, int]]:
+    """Call the sweeper (as a scheduler would, only more often) until its reports add up
+    to `total` under `field`; the reports."""
+    reports: list[dict[str, int]] = []
+
+    def swept() -> bool:
+        reports.append(stack.sweep())
+        return sum(r[field] for r in reports) >= total
+
+    wait_for(swept, timeout=60, what=what)
+    assert sum(r[field] for r in reports) == total, reports
+    return reports
+
+
+@pytest.mark.parametrize("store", ["sqlite", "firestore"])
+def test_worker_down_past_the_retry_window_then_back_completes_the_job(
+    make_stack: StackFactory, store: Literal["sqlite", "firestore"]
+) -> None:
+    """The worker is down while the job's tasks and their first re-dispatch are dropped;
+    once it is back, the next re-dispatch runs every batch, each counted once."""
+    stack = make_stack(store=store, env=RECOVERY_ENV, supervise=False)
+    client = client_for(stack)
+    dropped = _dropped(stack)
+    stack.kill("run_batch")
+    job_id = client.submit(_noop(10))["job_id"]
+    wait_for(lambda: dropped() == 10, what="the dispatcher to drop the 10 tasks")
+    assert client.job(job_id)["status"] == "running"
+
+    # Down longer than the retry window: round 1 is dropped too.
+    _sweep_until(stack, "redispatched", 10, "round 1 of the re-dispatch")
+    wait_for(lambda: dropped() == 20, what="round 1's tasks to be dropped")
+
+    stack.start_process("run_batch")
+    stack.wait_ready("run_batch")
+    _sweep_until(stack, "redispatched", 10, "round 2 of the re-dispatch")
+    job = wait_terminal(client, job_id)
+    assert job["status"] == "completed", job
+    assert (job["completed_batches"], job["failed_batches"]) == (10, 0)
+    assert (job["stats"]["processed"], job["stats"]["failed"]) == (20, 0)
+    batches = all_batches(client, job_id)
+    assert {(b["status"], b["attempts"], b["dispatch_rounds"]) for b in batches} == {
+        ("completed", 1, 2)
+    }
+    assert stack.sweep()["redispatched"] == 0
+
+
+def test_worker_down_through_every_round_fails_the_job_and_retry_completes_it(
+    make_stack: StackFactory,
+) -> None:
+    """With the worker down for good, the batches fail once their one re-dispatch round is
+    dropped too, saying the worker could not be reached; a retry after the worker is back
+    completes the job."""
+    stack = make_stack(env={**RECOVERY_ENV, "FANOUT_MAX_DISPATCH_ROUNDS": "1"}, supervise=False)
+    client = client_for(stack)
+    dropped = _dropped(stack)
+    stack.kill("run_batch")
+    job_id = client.submit(_noop(6))["job_id"]
+    wait_for(lambda: dropped() == 6, what="the dispatcher to drop the 6 tasks")
+    _sweep_until(stack, "redispatched", 6, "the one re-dispatch round")
+    wait_for(lambda: dropped() == 12, what="the re-dispatched tasks to be dropped")
+    _sweep_until(stack, "failed", 6, "the sweeper to fail the batches")
+
+    job = client.job(job_id)
+    assert job["status"] == "failed", job
+    assert (job["completed_batches"], job["failed_batches"]) == (0, 6)
+    batches = all_batches(client, job_id)
+    assert {b["status"] for b in batches} == {"failed"}
+    assert {b["error"] for b in batches} == {
+        "the worker could not be reached: the queue dropped 2 tasks of 3 attempts each"
+        " (6 attempts in all); retry the job once it is back"
+    }
+
+    stack.start_process("run_batch")
+    stack.wait_ready("run_batch")
+    assert client.retry(job_id)["status"] == "running"
+    job = wait_terminal(client, job_id)
+    assert job["status"] == "completed", job
+    assert (job["completed_batches"], job["failed_batches"]) == (6, 0)
+    assert job["stats"]["processed"] == 12
+    assert {b["dispatch_rounds"] for b in all_batches(client, job_id)} == {0}

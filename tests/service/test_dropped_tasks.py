@@ -1,0 +1,248 @@
+"""Rule 4 for dropped tasks, on the real SQLite store and local queue with a clock the test
+moves: no dispatcher runs, so every task stays undelivered, as when each attempt failed
+to reach the worker and the queue gave up on it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from functions.config import DispatchSettings, Settings, retry_window
+from functions.ingest_request import IngestRequest
+from functions.jobs import Job, JobStatus, utcnow
+from functions.queue.local import LocalTaskQueue
+from functions.queue.protocol import EnqueueResult, Task
+from functions.service import FanoutService
+from functions.store.sqlite import SqliteJobStore
+
+DISPATCH = DispatchSettings(
+    max_attempts=3,
+    min_backoff=timedelta(seconds=0.1),
+    max_backoff=timedelta(seconds=1),
+    deadline=timedelta(seconds=10),
+)
+GRACE = timedelta(seconds=5)
+# 3 deadlines of 10 s, backoffs 0.1 + 0.2, and the grace.
+WAIT = timedelta(seconds=35.3)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+class RefusingQueue:
+    """A queue that refuses every task while `down` (as Cloud Tasks can, briefly)."""
+
+    def __init__(self, inner: LocalTaskQueue) -> None:
+        self.inner = inner
+        self.down = False
+
+    def enqueue(self, tasks: Sequence[Task]) -> EnqueueResult:
+        if self.down:
+            return EnqueueResult([], {t.name: "UNAVAILABLE: queue down" for t in tasks})
+        return self.inner.enqueue(tasks)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        sqlite_path=tmp_path / "fanout.sqlite3",
+        dispatch=DISPATCH,
+        enqueue_grace=GRACE,
+        max_dispatch_rounds=2,
+    )
+
+
+@pytest.fixture
+def queue(settings: Settings) -> Iterator[RefusingQueue]:
+    queue = RefusingQueue(LocalTaskQueue(settings.sqlite_path, settings.dispatch))
+    yield queue
+    queue.close()
+
+
+@pytest.fixture
+def service(settings: Settings, queue: RefusingQueue, clock: Clock) -> Iterator[FanoutService]:
+    store = SqliteJobStore(settings.sqlite_path)
+    yield FanoutService(store, queue, settings, clock=clock)
+    store.close()
+
+
+def _submit(service: FanoutService, batches: int) -> Job:
+    items = [f"doc-{i}" for i in range(batches)]
+    job, _ = service.submit(IngestRequest(source="noop", collection="c", items=items, batch_size=1))
+    return job
+
+
+def _task_names(queue: RefusingQueue) -> set[str]:
+    rows = queue.inner.db.conn().execute("SELECT name FROM queue_tasks").fetchall()
+    return {row[0] for row in rows}
+
+
+def test_the_wait_is_the_retry_window_plus_the_grace() -> None:
+    """The figure these tests step the clock by."""
+    assert retry_window(DISPATCH) + GRACE == WAIT
+
+
+def test_dropped_batches_are_redispatched_then_failed_then_retried(
+    service: FanoutService, queue: RefusingQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the window, each round enqueues the batch under a new name; once the rounds
+    are used up it fails (the job with it), saying the worker could not be reached and how
+    often it was tried; a retry starts again from round 0 and completes the job."""
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    job = _submit(service, 3)
+    ids = [f"{job.job_id}_{i:04d}" for i in range(3)]
+    assert _task_names(queue) == {f"{b}-g0-a0" for b in ids}
+    clock.advance(WAIT - timedelta(seconds=1))
+    assert service.sweep().redispatched == 0  # the queue may still be trying
+
+    for round_ in (1, 2):
+        clock.advance(timedelta(seconds=2) if round_ == 1 else WAIT + timedelta(seconds=1))
+        report = service.sweep()
+        assert (report.redispatched, report.failed) == (3, 0)
+        assert {f"{b}-g0-a0-r{round_}" for b in ids} <= _task_names(queue)
+        for batch_id in ids:
+            batch = service.store.get_batch(batch_id)
+            assert (batch.status, batch.dispatch_rounds) == (JobStatus.PENDING, round_)
+            assert batch.enqueued_at == clock.now
+        assert service.sweep().redispatched == 0  # its new task has a whole window again
+    retried = [r for r in caplog.records if "re-dispatch round" in r.getMessage()]
+    assert [r.getMessage() for r in retried[-1:]] == [
+        "task dropped after 3 attempts (worker unreachable?); re-dispatch round 2 of 2"
+    ]
+    assert len(retried) == 6 and retried[0].levelno == logging.WARNING
+    assert {r.json_fields["event"] for r in retried} == {"batch_retried"}  # type: ignore[attr-defined]
+
+    clock.advance(WAIT + timedelta(seconds=1))
+    report = service.sweep()
+    assert (report.redispatched, report.failed) == (0, 3)
+    failed = service.store.get_job(job.job_id)
+    assert failed.status is JobStatus.FAILED and failed.failed_batches == 3
+    batch = service.store.get_batch(ids[0])
+    assert batch.error == (
+        "the worker could not be reached: the queue dropped 3 tasks of 3 attempts each"
+        " (9 attempts in all); retry the job once it is back"
+    )
+    assert batch.error_details is not None and "logs_url" in batch.error_details
+    assert sum(r.getMessage().startswith("batch failed") for r in caplog.records) == 3
+
+    service.retry(job.job_id)
+    assert {f"{b}-g1-a0" for b in ids} <= _task_names(queue)
+    assert all(service.store.get_batch(b).dispatch_rounds == 0 for b in ids)
+    for batch_id in ids:  # the worker is back: the retry's tasks arrive
+        assert service.run_batch(batch_id).ran
+    done = service.store.get_job(job.job_id)
+    assert done.status is JobStatus.COMPLETED
+    assert (done.completed_batches, done.failed_batches) == (3, 0)
+
+
+def test_a_batch_that_was_delivered_is_not_redispatched(
+    service: FanoutService, clock: Clock
+) -> None:
+    """Only pending batches are dropped: one that a delivery claimed (running, completed)
+    is the leases' business, not this one's."""
+    job = _submit(service, 2)
+    claim = service.store.claim_batch(f"{job.job_id}_0000", lease=timedelta(hours=1))
+    assert claim.granted
+    clock.advance(WAIT + timedelta(seconds=1))
+    assert service.sweep().redispatched == 1
+    assert service.store.get_batch(f"{job.job_id}_0000").dispatch_rounds == 0
+
+
+def test_a_refused_redispatch_uses_its_round_and_is_tried_after_the_window(
+    service: FanoutService, queue: RefusingQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The round is recorded before the task is enqueued (so that of concurrent sweeps only
+    one enqueues). When the queue refuses the task, that round is used: the batch waits
+    for the window again, and the next round's task carries the next name."""
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    job = _submit(service, 2)
+    clock.advance(WAIT + timedelta(seconds=1))
+    queue.down = True
+    assert service.sweep().redispatched == 0
+    assert service.store.get_batch(f"{job.job_id}_0000").dispatch_rounds == 1
+    refused = [r.getMessage() for r in caplog.records if "refused by the queue" in r.getMessage()]
+    assert refused[:1] == [
+        "re-dispatch round 1 of 2 refused by the queue (UNAVAILABLE: queue down);"
+        " the sweeper tries again after the retry window"
+    ]
+    queue.down = False
+    assert service.sweep().redispatched == 0
+    clock.advance(WAIT + timedelta(seconds=1))
+    assert service.sweep().redispatched == 2
+    names = _task_names(queue)
+    assert f"{job.job_id}_0001-g0-a0-r2" in names and f"{job.job_id}_0001-g0-a0-r1" not in names
+
+
+def test_a_cancelled_jobs_dropped_batches_end_cancelled(
+    service: FanoutService, clock: Clock
+) -> None:
+    """A cancelled job's batch whose task was dropped is ended cancelled, not re-dispatched
+    (no delivery would ever come to end it)."""
+    job = _submit(service, 2)
+    service.cancel(job.job_id)
+    clock.advance(WAIT + timedelta(seconds=1))
+    report = service.sweep()
+    assert (report.cancelled, report.redispatched, report.failed) == (2, 0, 0)
+    assert service.store.get_batch(f"{job.job_id}_0001").status is JobStatus.CANCELLED
+    assert service.store.get_job(job.job_id).status is JobStatus.CANCELLED
+    assert service.sweep().cancelled == 0
+
+
+def test_concurrent_sweeps_redispatch_each_batch_once(
+    settings: Settings, service: FanoutService, clock: Clock
+) -> None:
+    """Four sweepers (their own connections) at once: each batch goes one round up, once,
+    and the queue holds one task per batch and round."""
+    job = _submit(service, 40)
+    clock.advance(WAIT + timedelta(seconds=1))
+    sweepers = [
+        FanoutService(
+            SqliteJobStore(settings.sqlite_path),
+            LocalTaskQueue(settings.sqlite_path, settings.dispatch),
+            settings,
+            clock=clock,
+        )
+        for _ in range(4)
+    ]
+    start = threading.Barrier(len(sweepers))
+    counts: list[int] = []
+
+    def sweep(sweeper: FanoutService) -> None:
+        start.wait()
+        counts.append(sweeper.sweep().redispatched)
+
+    threads = [threading.Thread(target=sweep, args=(s,)) for s in sweepers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(counts) == 40
+    page = service.store.list_batches(job.job_id, limit=50)
+    assert {b.dispatch_rounds for b in page.items} == {1}
+    queue = sweepers[0].queue
+    assert isinstance(queue, LocalTaskQueue)
+    assert sum(queue.counts().values()) == 80  # the first tasks and one per batch's round
+    for sweeper in sweepers:
+        sweeper.store.close()
+        sweeper.queue.close()
