@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,35 +16,24 @@ import pytest
 from functions.callbacks import CallbackSender
 from functions.config import Settings
 from functions.ingest_request import IngestRequest
-from functions.jobs import BatchOutcome, Job, JobStatus, utcnow
+from functions.jobs import BatchOutcome, Job, JobStatus
 from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService, SweepReport
 from functions.signing import verify
+from functions.store.protocol import FinishResult
 from functions.store.sqlite import SqliteJobStore
 from tests.support.callbacks import SECRET, Receiver, loopback_alias_available, receivers
+from tests.support.clock import ManualClock
 
 LEASE = timedelta(minutes=10)
 AFTER_LEASE = LEASE + timedelta(seconds=1)
-
-
-class Clock:
-    """The service's clock, moved by the test (never slept on)."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 class Stack:
     """A service on one SQLite file; `another()` is a second instance on the same file (a
     second cleanup_jobs instance)."""
 
-    def __init__(self, tmp_path: Path, settings: Settings, clock: Clock) -> None:
+    def __init__(self, tmp_path: Path, settings: Settings, clock: ManualClock) -> None:
         self.settings = settings
         self.clock = clock
         self.opened: list[FanoutService] = []
@@ -77,6 +66,20 @@ class Stack:
         assert run.finalized
         return self.job(job.job_id)
 
+    def finalized_without_callback(self, url: str) -> FinishResult:
+        """A one-batch job calling back `url`, finalized by the store's finish alone: a
+        worker that stopped before the service's step after it (the callback)."""
+        job, _ = self.service.submit(
+            IngestRequest(
+                source="noop", collection="c", items=["a"], batch_size=1, callback_url=url
+            )
+        )
+        store = self.service.store
+        claim = store.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=self.clock())
+        return store.finish_batch(
+            claim.job, claim.batch, BatchOutcome(JobStatus.COMPLETED), now=self.clock()
+        )
+
     def job(self, job_id: str) -> Job:
         return self.service.store.get_job(job_id)
 
@@ -101,7 +104,7 @@ def make_stack(tmp_path: Path) -> Iterator[MakeStack]:
         base = Settings(
             sqlite_path=tmp_path / "fanout.sqlite3", lease=LEASE, callback_secret=SECRET
         )
-        made.append(Stack(tmp_path, replace(base, **settings), Clock()))  # type: ignore[arg-type]
+        made.append(Stack(tmp_path, replace(base, **settings), ManualClock()))  # type: ignore[arg-type]
         return made[-1]
 
     yield make
@@ -200,16 +203,8 @@ def test_a_finalizer_that_stopped_before_sending_is_covered_by_the_sweeper(
     finish, without the service's step after it): a lease later, the sweeper sends it."""
     stack = make_stack()
     hook = receiver()
-    job, _ = stack.service.submit(
-        IngestRequest(
-            source="noop", collection="c", items=["a"], batch_size=1, callback_url=hook.url()
-        )
-    )
-    store = stack.service.store
-    claim = store.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=stack.clock())
-    finished = store.finish_batch(
-        claim.job, claim.batch, BatchOutcome(JobStatus.COMPLETED), now=stack.clock()
-    )
+    finished = stack.finalized_without_callback(hook.url())
+    job = finished.job
     assert finished.finalized
     assert stack.service.sweep().callbacks == 0
     assert hook.received == []
@@ -255,16 +250,9 @@ def test_an_attempt_whose_sender_stopped_is_given_up_once_the_sweeps_are_spent(
     stopped): a lease later the sweeper records that it gave up, and sends nothing."""
     stack = make_stack(callback_max_sweeps=1)
     hook = receiver()
-    job, _ = stack.service.submit(
-        IngestRequest(
-            source="noop", collection="c", items=["a"], batch_size=1, callback_url=hook.url()
-        )
-    )
     store = stack.service.store
-    claim = store.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=stack.clock())
-    finished = store.finish_batch(
-        claim.job, claim.batch, BatchOutcome(JobStatus.COMPLETED), now=stack.clock()
-    )
+    finished = stack.finalized_without_callback(hook.url())
+    job = finished.job
     first = store.claim_callback(finished.job, now=stack.clock())
     assert first is not None
     second = store.claim_callback(first, now=stack.clock())

@@ -7,18 +7,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from functions.config import DispatchSettings, Settings, retry_window
 from functions.ingest_request import IngestRequest
-from functions.jobs import Job, JobStatus, utcnow
+from functions.jobs import Job, JobStatus
 from functions.queue.local import LocalTaskQueue
 from functions.queue.protocol import EnqueueResult, Task
 from functions.service import FanoutService
 from functions.store.sqlite import SqliteJobStore
+from tests.support.clock import ManualClock
 
 DISPATCH = DispatchSettings(
     max_attempts=3,
@@ -29,17 +30,6 @@ DISPATCH = DispatchSettings(
 GRACE = timedelta(seconds=5)
 # 3 deadlines of 10 s, backoffs 0.1 + 0.2, and the grace.
 WAIT = timedelta(seconds=35.3)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 class RefusingQueue:
@@ -59,8 +49,8 @@ class RefusingQueue:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
@@ -81,7 +71,9 @@ def queue(settings: Settings) -> Iterator[RefusingQueue]:
 
 
 @pytest.fixture
-def service(settings: Settings, queue: RefusingQueue, clock: Clock) -> Iterator[FanoutService]:
+def service(
+    settings: Settings, queue: RefusingQueue, clock: ManualClock
+) -> Iterator[FanoutService]:
     store = SqliteJobStore(settings.sqlite_path)
     yield FanoutService(store, queue, settings, clock=clock)
     store.close()
@@ -104,7 +96,10 @@ def test_the_wait_is_the_retry_window_plus_the_grace() -> None:
 
 
 def test_dropped_batches_are_redispatched_then_failed_then_retried(
-    service: FanoutService, queue: RefusingQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+    service: FanoutService,
+    queue: RefusingQueue,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Past the window, each round enqueues the batch under a new name; once the rounds
     are used up it fails (the job with it), saying the worker could not be reached and how
@@ -157,7 +152,7 @@ def test_dropped_batches_are_redispatched_then_failed_then_retried(
 
 
 def test_a_batch_that_was_delivered_is_not_redispatched(
-    service: FanoutService, clock: Clock
+    service: FanoutService, clock: ManualClock
 ) -> None:
     """Only pending batches are dropped: one that a delivery claimed (running, completed)
     is the leases' business, not this one's."""
@@ -170,7 +165,10 @@ def test_a_batch_that_was_delivered_is_not_redispatched(
 
 
 def test_a_refused_redispatch_uses_its_round_and_is_tried_after_the_window(
-    service: FanoutService, queue: RefusingQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+    service: FanoutService,
+    queue: RefusingQueue,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The round is recorded before the task is enqueued (so that of concurrent sweeps only
     one enqueues). When the queue refuses the task, that round is used: the batch waits
@@ -195,7 +193,7 @@ def test_a_refused_redispatch_uses_its_round_and_is_tried_after_the_window(
 
 
 def test_a_cancelled_jobs_dropped_batches_end_cancelled(
-    service: FanoutService, clock: Clock
+    service: FanoutService, clock: ManualClock
 ) -> None:
     """A cancelled job's batch whose task was dropped is ended cancelled, not re-dispatched
     (no delivery would ever come to end it)."""
@@ -210,7 +208,7 @@ def test_a_cancelled_jobs_dropped_batches_end_cancelled(
 
 
 def test_concurrent_sweeps_redispatch_each_batch_once(
-    settings: Settings, service: FanoutService, clock: Clock
+    settings: Settings, service: FanoutService, clock: ManualClock
 ) -> None:
     """Four sweepers (their own connections) at once: each batch goes one round up, once,
     and the queue holds one task per batch and round."""
