@@ -609,28 +609,19 @@ class FanoutService:
         result = self.queue.enqueue([task for task, _, _ in tasks.values()])
         attempts = self.settings.dispatch.max_attempts
         rounds = self.settings.max_dispatch_rounds
-        for name in result.enqueued:
+        outcomes = [(name, None) for name in result.enqueued] + list(result.failed.items())
+        for name, refusal in outcomes:
             _, job, batch = tasks[name]
+            this_round = f"re-dispatch round {batch.dispatch_rounds} of {rounds}"
             with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
                 emit(
                     Event.BATCH_RETRIED,
-                    f"task dropped after {attempts} attempts (worker unreachable?);"
-                    f" re-dispatch round {batch.dispatch_rounds} of {rounds}",
+                    f"task dropped after {attempts} attempts (worker unreachable?); {this_round}"
+                    if refusal is None
+                    else f"{this_round} refused by the queue ({refusal}); the sweeper tries"
+                    " again after the retry window",
                     level=logging.WARNING,
-                    error="task dropped",
-                    round=batch.dispatch_rounds,
-                    max_rounds=rounds,
-                    task=name,
-                )
-        for name, refusal in result.failed.items():
-            _, job, batch = tasks[name]
-            with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
-                emit(
-                    Event.BATCH_RETRIED,
-                    f"re-dispatch round {batch.dispatch_rounds} of {rounds} refused by the"
-                    f" queue ({refusal}); the sweeper tries again after the retry window",
-                    level=logging.WARNING,
-                    error=refusal,
+                    error=refusal or "task dropped",
                     round=batch.dispatch_rounds,
                     max_rounds=rounds,
                     task=name,
