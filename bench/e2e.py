@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.procs import cpu_seconds, group_pids
 from functions.client import FanoutClient
 from functions.config import DispatchSettings, Settings, retry_window
 from functions.emulators import ROOT, free_port, free_port_block
@@ -172,14 +173,9 @@ def fanout_latency(stack: LocalStack, batches: int) -> float:
     return elapsed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (functions-framework's worker)."""
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    total = 0.0
-    for each in [pid, *map(int, children.stdout.split())]:
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+def group_cpu_seconds(leader: int) -> float:
+    """User + system CPU of a process and its group (functions-framework's worker)."""
+    return sum(cpu_seconds(pid) for pid in group_pids(leader))
 
 
 def logging_cost(batches: int, rounds: int, tmp: Path) -> dict[str, Any]:
@@ -197,9 +193,9 @@ def logging_cost(batches: int, rounds: int, tmp: Path) -> dict[str, Any]:
             with LocalStack(config) as stack:
                 count_parent_writes(stack)
                 worker = stack.processes["run_batch"].pid
-                before = cpu_seconds(worker)
+                before = group_cpu_seconds(worker)
                 rate = throughput(stack, batches)["e2e_batches_per_s"]
-                used = (cpu_seconds(worker) - before) / batches * 1000
+                used = (group_cpu_seconds(worker) - before) / batches * 1000
                 best[level] = max(best[level], rate)
                 cpu_ms[level] = min(cpu_ms[level], used)
                 log = stack.logs / "fanout.jsonl"

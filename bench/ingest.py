@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.procs import group_pids, peak_rss_kib
 from functions.client import FanoutClient
 from functions.config import IngestionSettings, Settings
 from functions.emulators import free_port_block
@@ -87,15 +88,8 @@ def direct(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
 
 def _peak_rss_mb(stack: LocalStack, name: str) -> float:
     """The highest VmHWM (peak resident set) among the processes of `name`'s group."""
-    import psutil
-
-    leader = psutil.Process(stack.processes[name].pid)
-    peaks = []
-    for process in [leader, *leader.children(recursive=True)]:
-        status = Path(f"/proc/{process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
-        peaks.append(int(line.split()[1]) / 1024)
-    return round(max(peaks), 1)
+    peaks = [peak_rss_kib(pid) for pid in group_pids(stack.processes[name].pid)]
+    return round(max(peaks) / 1024, 1)
 
 
 def through_stack(corpus: Path, state: Path, embedder: str) -> dict[str, float]:

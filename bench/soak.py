@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.procs import group_pids, peak_rss_kib
 from functions.client import FanoutClient
 from functions.emulators import free_port_block
 from functions.localstack import FUNCTIONS, LocalStack, StackConfig
@@ -48,20 +49,7 @@ POLL_SECONDS = 2.0  # between looks at the jobs: rarely, not to take CPU from th
 
 def group_peak_kib(leader: int) -> int:
     """VmHWM of every process in `leader`'s process group, summed (KiB)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[2]) != leader:
-                continue
-            status = (entry / "status").read_text()
-        except (OSError, IndexError, ValueError):
-            continue  # exited meanwhile
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                total += int(line.split()[1])
-    return total
+    return sum(peak_rss_kib(pid) for pid in group_pids(leader))
 
 
 class Soak:

@@ -1,0 +1,42 @@
+"""What the benches read from /proc about a stack's processes. Each process of the local
+stack leads its own process group (functions-framework forks its worker into it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces): field 3 is first."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def group_pids(leader: int) -> list[int]:
+    """The processes of `leader`'s group that are alive now, the leader first."""
+    pids = [leader]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == leader:
+            continue
+        try:
+            if int(_stat_fields(int(entry.name))[2]) == leader:
+                pids.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+    return pids
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM, the peak resident set of `pid`, in KiB; 0 if it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU `pid` has used."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
