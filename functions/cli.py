@@ -40,6 +40,7 @@ from functions.observability.lines import MAX_LOG_PAGE, LogLine
 from functions.observability.links import CONSOLE, LogsQuery
 from functions.observability.severity import parse_severity
 from functions.sample_corpus import generate
+from functions.urls import LOCAL_HOSTS
 
 TERMINAL = {"completed", "failed", "cancelled"}
 SAMPLE_CORPUS = ROOT / "samples" / "corpus"
@@ -300,8 +301,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-# API hosts of the local stack: their jobs' lines are in its log file, served by the API.
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Seconds between polls of a followed job. Cloud Logging's list method has a quota of 60
 # requests a minute per project, shared with everyone reading its logs.
 FOLLOW_LOCAL = 0.5

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 from functions.errors import InvalidArgument
 
 _METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.google.internal."})
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Names of this machine: plain http to them is allowed on the local stack only.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -83,7 +84,7 @@ def callback_target(
     shown = redacted_url(url)
     if parts.scheme not in ("https", "http") or not host:
         raise InvalidArgument(f"callback_url {shown!r} must be an https URL")
-    local = allow_local_http and host in _LOCAL_HOSTS
+    local = allow_local_http and host in LOCAL_HOSTS
     if parts.scheme == "http" and not local:
         raise InvalidArgument(
             f"callback_url {shown!r} must use https (plain http only to localhost, locally)"
