@@ -16,10 +16,12 @@ PORT_BASE ?= 8081
 
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The `fanout` command (pyproject.toml's console script), editable: it runs this tree.
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 $(TASKS_VENV)/.installed: tests/support/requirements-tasks-emulator.txt
@@ -27,6 +29,13 @@ $(TASKS_VENV)/.installed: tests/support/requirements-tasks-emulator.txt
 	$(TASKS_VENV)/bin/pip install --quiet --upgrade pip
 	$(TASKS_VENV)/bin/pip install --quiet -r tests/support/requirements-tasks-emulator.txt
 	touch $@
+
+# The page tests drive Debian's chromium through Playwright (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -40,7 +49,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 # The test harness starts (and always stops) the emulators it needs: see tests/support/.
-test: lint typecheck
+test: lint typecheck $(CHROMIUM)
 	$(BIN)/pytest
 
 # Start the local stack, ingest the sample corpus with a live progress bar, print the result,

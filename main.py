@@ -15,16 +15,16 @@ import flask
 import functions_framework
 from cloudevents.http.event import CloudEvent
 
-from functions.api import JobsApi
 from functions.app import get_service
 from functions.errors import FanoutError, InvalidArgument
-from functions.http import check_secret, handle_errors, json_response, read_json_object
 from functions.ingest_request import MAX_BODY_BYTES, IngestRequest
 from functions.jobs import Job
 from functions.observability.entry import logged_as
 from functions.observability.links import logs_url
 from functions.observability.trace import trace_id_from
 from functions.service import WORKER_SECRET_HEADER
+from functions.web.api import JobsApi
+from functions.web.http import check_secret, handle_errors, json_response, read_json_object
 
 log = logging.getLogger("fanout.main")
 
@@ -105,7 +105,7 @@ def run_batch(request: flask.Request) -> flask.Response:
 @logged_as("jobs_api")
 @handle_errors
 def jobs_api(request: flask.Request) -> flask.Response:
-    """The jobs REST API (functions/api.py)."""
+    """The jobs REST API (functions/web/api.py)."""
     return JobsApi(get_service()).dispatch(request)
 
 

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import cpu_seconds, group_pids
-from functions.client import FanoutClient
+from functions.cli.client import FanoutClient
 from functions.config import DispatchSettings, Settings, retry_window
-from functions.emulators import ROOT, free_port, free_port_block
-from functions.localstack import WORKER_THREADS, LocalStack, StackConfig
+from functions.local.emulators import ROOT, free_port, free_port_block
+from functions.local.stack import WORKER_THREADS, LocalStack, StackConfig
 from functions.queue.dispatcher import post
 from functions.queue.local import LocalTaskQueue, TaskState
 from functions.store.sqlite import SqliteJobStore

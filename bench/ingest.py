@@ -32,9 +32,8 @@ from typing import Any
 import numpy as np
 
 from bench.procs import group_pids, peak_rss_kib
-from functions.client import FanoutClient
+from functions.cli.client import FanoutClient
 from functions.config import IngestionSettings, Settings
-from functions.emulators import free_port_block
 from functions.errors import ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
 from functions.ingestion.documents import Chunk
@@ -42,9 +41,10 @@ from functions.ingestion.processor import DocumentsProcessor
 from functions.ingestion.sink import Collection
 from functions.ingestion.sources import open_source
 from functions.jobs import Job, JobStats
-from functions.localstack import LocalStack, StackConfig
+from functions.local.emulators import free_port_block
+from functions.local.sample_corpus import generate
+from functions.local.stack import LocalStack, StackConfig
 from functions.processors import BatchContext
-from functions.sample_corpus import generate
 
 BATCH_SIZE = 25
 TERMINAL = {"completed", "failed", "cancelled"}

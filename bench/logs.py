@@ -29,10 +29,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from functions.client import FanoutClient
-from functions.emulators import free_port_block
+from functions.cli.client import FanoutClient
 from functions.jobs import Job, batch_id_for
-from functions.localstack import LocalStack, StackConfig
+from functions.local.emulators import free_port_block
+from functions.local.stack import LocalStack, StackConfig
 from functions.observability.context import bound
 from functions.observability.events import Event, emit
 from functions.observability.handler import LOCAL_LOG_FILE, AppendOnlyLines, FanoutLogHandler

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import group_pids, peak_rss_kib
-from functions.client import FanoutClient
-from functions.emulators import free_port_block
-from functions.localstack import FUNCTIONS, LocalStack, StackConfig
+from functions.cli.client import FanoutClient
+from functions.local.emulators import free_port_block
+from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
 
 TERMINAL = {"completed", "failed", "cancelled"}
 # Leases short enough that a batch whose worker was killed is claimed again within seconds,

@@ -31,13 +31,13 @@ from typing import Any
 
 from google.cloud import firestore
 
-from functions.emulators import (
+from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches
+from functions.local.emulators import (
     Emulator,
     google_firestore_available,
     start_google_firestore,
     start_npm_firestore,
 )
-from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches
 from functions.store.firestore import FirestoreJobStore, _batch_doc
 from functions.store.protocol import JobStore
 from functions.store.sqlite import SqliteJobStore, _us

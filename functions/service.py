@@ -492,6 +492,13 @@ class FanoutService:
 
     # -- operator actions -----------------------------------------------------------------
 
+    def batch_summary(self, job: Job) -> dict[str, int]:
+        """How many of the job's batches are in each status."""
+        return {
+            s.value: self.store.list_batches(job.job_id, status=s, limit=1).total
+            for s in JobStatus
+        }
+
     def cancel(self, job_id: str) -> Job:
         job = self.store.cancel_job(job_id, now=self.clock())
         with bound(**_job_context(job)):

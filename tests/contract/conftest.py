@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
-from functions.emulators import (
+from functions.local.emulators import (
     Emulator,
     google_firestore_available,
     start_google_firestore,

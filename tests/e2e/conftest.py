@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import pytest
 
-from functions.client import FanoutClient
-from functions.emulators import free_port_block
-from functions.localstack import FUNCTIONS, LocalStack, StackConfig
+from functions.cli.client import FanoutClient
+from functions.local.emulators import free_port_block
+from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
 from tests.support.reports import failed
 
 # Fast retries and short leases, so recovery paths finish in seconds.

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from functions.client import ApiError, call
+from functions.cli.client import ApiError, call
 from functions.config import DispatchSettings
-from functions.emulators import free_port_block
-from functions.localstack import LocalStack, StackConfig
+from functions.local.emulators import free_port_block
+from functions.local.stack import LocalStack, StackConfig
 from functions.queue.local import LocalTaskQueue
 from tests.e2e.conftest import FAST_ENV, client_for
 

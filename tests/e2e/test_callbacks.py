@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
-from functions.client import FanoutClient
+from functions.cli.client import FanoutClient
 from tests.callbacks.readme import readme_receiver
 from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
 from tests.support.callbacks import SECRET, Receiver, loopback_alias_available

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from functions.client import FanoutClient
-from functions.emulators import ROOT, free_port_block
-from functions.localstack import FUNCTIONS, LocalStack
+from functions.cli.client import FanoutClient
+from functions.local.emulators import ROOT, free_port_block
+from functions.local.stack import FUNCTIONS, LocalStack
 from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
 
 
@@ -208,7 +208,15 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 def _logs(stack: LocalStack, *more: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "functions.cli", "logs", *more, "--api-url", stack.url("jobs_api")],
+        [
+            sys.executable,
+            "-m",
+            "functions.cli",
+            "logs",
+            *more,
+            "--api-url",
+            stack.url("jobs_api"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from functions.client import call
+from functions.cli.client import call
 from functions.config import DispatchSettings
 from functions.queue.local import LocalTaskQueue
 from tests.e2e.conftest import (

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from functions.client import FanoutClient
+from functions.cli.client import FanoutClient
 from functions.ingestion.sink import Collection
-from functions.localstack import LocalStack
-from functions.sample_corpus import CorpusFile, generate
+from functions.local.sample_corpus import CorpusFile, generate
+from functions.local.stack import LocalStack
 from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
 from tests.support.gcs import MakeBucket
 

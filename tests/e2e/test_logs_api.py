@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from functions.client import ApiError, FanoutClient, call
-from functions.emulators import free_port_block
-from functions.localstack import LocalStack, StackConfig
+from functions.cli.client import ApiError, FanoutClient, call
+from functions.local.emulators import free_port_block
+from functions.local.stack import LocalStack, StackConfig
 from functions.observability.handler import LOCAL_LOG_FILE
 from functions.observability.lines import LABELS, LogLine
 from tests.e2e.conftest import FAST_ENV, client_for, wait_for, wait_terminal

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from functions.client import call
-from functions.localstack import LocalStack
+from functions.cli.client import call
+from functions.local.stack import LocalStack
 from functions.observability.trace import new_trace_id, traceparent
 from tests.e2e.conftest import (
     CallbackReceiver,

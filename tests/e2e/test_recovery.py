@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pytest
 
 from functions.config import DispatchSettings
-from functions.localstack import LocalStack
+from functions.local.stack import LocalStack
 from functions.queue.local import LocalTaskQueue, TaskState
 from tests.e2e.conftest import (
     StackFactory,

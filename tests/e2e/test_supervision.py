@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from functions.emulators import free_port_block
 from functions.errors import ProcessCrashLoop
-from functions.localstack import FUNCTIONS, LocalStack
+from functions.local.emulators import free_port_block
+from functions.local.stack import FUNCTIONS, LocalStack
 from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
 from tests.e2e.test_cli import _alive, _kill_strays, _stack_pids, _start_dev, _wait_up
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from functions.config import IngestionSettings, Settings
-from functions.emulators import ROOT
 from functions.errors import CollectionNotFound, InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
 from functions.ingestion.embedders import VertexEmbedder, embedder_for_collection
@@ -17,6 +16,7 @@ from functions.ingestion.processor import DocumentsProcessor
 from functions.ingestion.search import search_collection
 from functions.ingestion.sink import Collection
 from functions.jobs import Job, JobStats
+from functions.local.emulators import ROOT
 from functions.processors import BatchContext
 
 SEEDS = ROOT / "samples" / "corpus"

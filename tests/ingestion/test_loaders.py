@@ -16,7 +16,7 @@ from pypdf import PdfReader, PdfWriter
 from functions.errors import ItemFailed, ItemSkipped
 from functions.ingestion.documents import Document, SourceItem
 from functions.ingestion.loaders import load_document, supported_suffixes
-from functions.pdf_writer import text_pdf
+from functions.local.pdf_writer import text_pdf
 
 WESTERN = "café — naïve"
 HUGE_CHARS = 5 * 1024 * 1024

@@ -13,7 +13,7 @@ import pytest
 from functions.errors import ItemFailed, ItemSkipped
 from functions.ingestion.documents import Document, SourceItem
 from functions.ingestion.loaders import load_document
-from functions.sample_corpus import (
+from functions.local.sample_corpus import (
     FORMATS,
     MANIFEST_NAME,
     SEED_DIR,

@@ -18,7 +18,6 @@ import pytest
 from google.cloud import storage  # type: ignore[attr-defined]  # untyped package
 
 from functions.config import IngestionSettings, Settings
-from functions.emulators import free_port
 from functions.errors import FanoutError, InvalidArgument, ItemFailed, TransientError
 from functions.ingestion.documents import SourceItem
 from functions.ingestion.sources import (
@@ -28,6 +27,7 @@ from functions.ingestion.sources import (
     source_for_item,
 )
 from functions.ingestion.sources.gs_uri import parse_gs_uri
+from functions.local.emulators import free_port
 from tests.support.gcs import MakeBucket
 
 MiB = 1024 * 1024

@@ -24,7 +24,7 @@ from google.cloud.logging_v2.services.logging_service_v2.pagers import ListLogEn
 from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse, LogEntry
 from pytest_mock import MockerFixture
 
-from functions import cli
+from functions.cli import main as cli
 from functions.errors import CloudLogsError
 from functions.jobs import Batch, Job, JobStatus, batch_id_for
 from functions.observability.cloud_logs import LATE_ARRIVALS, CloudLogsReader, LogsFollower

@@ -18,15 +18,15 @@ from google.cloud.logging_v2.services.logging_service_v2.pagers import ListLogEn
 from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse, LogEntry
 from pytest_mock import MockerFixture
 
-from functions.api import JobsApi, _cloud_logs
 from functions.config import Settings
-from functions.http import handle_errors
 from functions.jobs import Job
 from functions.observability.events import Event
 from functions.observability.links import LogsQuery
 from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.sqlite import SqliteJobStore
+from functions.web.api import JobsApi, _cloud_logs
+from functions.web.http import handle_errors
 from tests.observability.conftest import LogFile
 
 

@@ -1,6 +1,6 @@
 """The tests start emulators with the same code as the local stack."""
 
-from functions.emulators import (
+from functions.local.emulators import (
     ROOT,
     Emulator,
     free_port,

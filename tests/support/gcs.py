@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from google.cloud import storage  # type: ignore[attr-defined]  # untyped package
 
-from functions.emulators import start_fake_gcs
+from functions.local.emulators import start_fake_gcs
 
 # Object name -> its bytes, or (bytes, content type).
 GcsObjects = Mapping[str, bytes | tuple[bytes, str]]

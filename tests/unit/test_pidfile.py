@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.pidfile import PidFile
+from functions.local.pidfile import PidFile
 
 
 @pytest.fixture

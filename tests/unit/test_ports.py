@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from functions.emulators import free_port_block, port_open
+from functions.local.emulators import free_port_block, port_open
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from functions.errors import ProcessCrashLoop
-from functions.supervisor import RestartPolicy, exit_status
+from functions.local.supervisor import RestartPolicy, exit_status
 
 
 class Clock:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from functions.errors import StartupError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 90
 
 
@@ -134,7 +134,7 @@ def start_npm_firestore(log_dir: Path) -> Emulator:
     if not (ROOT / "node_modules" / "@firestore-emulator" / "server").is_dir():
         raise StartupError("npm Firestore emulator missing: run `make setup` (npm ci)")
     port = free_port()
-    script = str(ROOT / "functions" / "firestore-emulator.mjs")
+    script = str(ROOT / "functions" / "local" / "firestore-emulator.mjs")
     return start_emulator("firestore-npm", ["node", script, str(port)], port, log_dir, port_open)
 
 

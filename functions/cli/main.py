@@ -27,19 +27,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from functions.client import ApiError, FanoutClient
+from functions.cli.client import ApiError, FanoutClient
 from functions.config import Settings
-from functions.emulators import ROOT
 from functions.errors import FanoutError
 from functions.jobs import Job, batch_id_for
-from functions.localstack import LocalStack, StackConfig
+from functions.local.emulators import ROOT
+from functions.local.sample_corpus import generate
+from functions.local.stack import LocalStack, StackConfig
 from functions.observability.cloud_logs import CloudLogsReader, LogsFollower
 from functions.observability.console import LogTailer, render
 from functions.observability.handler import LOCAL_LOG_FILE
 from functions.observability.lines import MAX_LOG_PAGE, LogLine
 from functions.observability.links import CONSOLE, LogsQuery
 from functions.observability.severity import parse_severity
-from functions.sample_corpus import generate
 from functions.urls import LOCAL_HOSTS
 
 TERMINAL = {"completed", "failed", "cancelled"}

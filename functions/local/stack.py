@@ -7,7 +7,7 @@ failing test) leaves no stray process. The groups are also recorded in
 one started on the same state directory. State lives in `state_dir` (default `.local/`).
 
 A child that dies while the stack is up is started again, as Cloud Run would start a new
-instance, and one that keeps dying stops the stack (functions/supervisor.py).
+instance, and one that keeps dying stops the stack (functions/local/supervisor.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from functions.emulators import (
+from functions.errors import FanoutError, StartupError
+from functions.local.emulators import (
     ROOT,
     Emulator,
     google_firestore_available,
@@ -37,9 +38,8 @@ from functions.emulators import (
     start_google_firestore,
     start_npm_firestore,
 )
-from functions.errors import FanoutError, StartupError
-from functions.pidfile import PidFile
-from functions.supervisor import RestartPolicy, Supervisor
+from functions.local.pidfile import PidFile
+from functions.local.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger("fanout.localstack")
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import docx
 
-from functions.pdf_writer import NO_BREAK_SPACE, text_pdf
+from functions.local.pdf_writer import NO_BREAK_SPACE, text_pdf
 
-SEED_DIR = Path(__file__).resolve().parent.parent / "samples" / "corpus"
+SEED_DIR = Path(__file__).resolve().parents[2] / "samples" / "corpus"
 # A dotfile: the local source does not list it, so it is not ingested as JSON.
 MANIFEST_NAME = ".manifest.json"
 FORMATS = ("md", "txt", "html", "pdf", "docx", "json", "jsonl")
@@ -485,7 +485,9 @@ def _previous_paths(dest: Path) -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.sample_corpus", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.local.sample_corpus", description=__doc__
+    )
     parser.add_argument("dest", type=Path, help="folder to write the corpus into")
     parser.add_argument("--mb", type=float, default=0, help="grow the corpus to this many MB")
     parser.add_argument("--seed", type=int, default=7)

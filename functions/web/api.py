@@ -22,9 +22,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from functions.errors import InvalidArgument, LogsUnavailable, MethodNotAllowedError, RouteNotFound
-from functions.http import json_response
 from functions.ingestion.search import search_collection
-from functions.jobs import JobStatus, parse_status
+from functions.jobs import parse_status
 from functions.observability.cloud_logs import CloudLogsReader
 from functions.observability.lines import DEFAULT_LOG_PAGE, LogPage, check_log_limit
 from functions.observability.links import MARGIN_AFTER, MARGIN_BEFORE, LogsQuery, logs_url
@@ -33,6 +32,7 @@ from functions.observability.severity import parse_severity
 from functions.serialize import batch_json, job_json
 from functions.service import FanoutService
 from functions.store.protocol import DEFAULT_PAGE_SIZE, JobQuery
+from functions.web.http import json_response
 
 _ROUTES = Map(
     [
@@ -112,9 +112,7 @@ class JobsApi:
 
     def get_job(self, request: flask.Request, job_id: str) -> flask.Response:
         job = self.store.get_job(job_id)
-        summary = {
-            s.value: self.store.list_batches(job_id, status=s, limit=1).total for s in JobStatus
-        }
+        summary = self.service.batch_summary(job)
         logs = {"logs_url": logs_url(job, self.service.settings)}
         return json_response(job_json(job) | logs | {"batches": summary})
 

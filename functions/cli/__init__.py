@@ -1,0 +1,1 @@
+"""The command-line tools: the commands and the HTTP client for the jobs API."""

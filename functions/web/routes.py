@@ -1,0 +1,68 @@
+"""Routes as data: one declaration per route serves both dispatch and the OpenAPI document,
+so the document cannot list a route the code does not serve, or miss one it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+from pydantic import BaseModel
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from functions.errors import MethodNotAllowedError, RouteNotFound
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route. `path` is a werkzeug rule ("/jobs/<job_id>"); `endpoint` names the
+    handler method. The models describe the request and the 2xx answer for the document;
+    `html` marks a page (text/html) rather than a JSON endpoint."""
+
+    method: str
+    path: str
+    endpoint: str
+    summary: str
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    form: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    html: bool = False
+    errors: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+Handler = Callable[..., flask.Response]
+
+
+class Router:
+    """Matches a request against `routes` and calls the handler bound to its endpoint."""
+
+    def __init__(self, routes: Sequence[Route], handlers: dict[str, Handler]) -> None:
+        missing = {r.endpoint for r in routes} - handlers.keys()
+        if missing:
+            raise ValueError(f"routes without a handler: {sorted(missing)}")
+        self.routes = tuple(routes)
+        self._handlers = handlers
+        self._map = Map(
+            [Rule(r.path, methods=[r.method], endpoint=r.endpoint) for r in routes],
+            strict_slashes=False,
+        )
+
+    def dispatch(self, request: flask.Request) -> flask.Response:
+        adapter = self._map.bind("api", path_info=request.path)
+        try:
+            endpoint, values = adapter.match(method=request.method)
+        except NotFound:
+            raise RouteNotFound(f"no route {request.method} {request.path}") from None
+        except MethodNotAllowed as error:
+            allowed = ", ".join(error.valid_methods or [])
+            raise MethodNotAllowedError(
+                f"{request.method} not allowed on {request.path}; use {allowed}"
+            ) from None
+        values_typed: dict[str, Any] = dict(values)
+        return self._handlers[endpoint](request, **values_typed)
