@@ -42,6 +42,10 @@ data "archive_file" "source" {
     "bench",
     "cloudbuild.yaml",
     "docs",
+    # Development tooling (the local stack, emulators) and the `fanout` command: the deployed
+    # functions never import them (tests/infra/test_deployed_source.py).
+    "functions/cli",
+    "functions/local",
     "infra",
     "node_modules",
     "package-lock.json",

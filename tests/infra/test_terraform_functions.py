@@ -57,6 +57,9 @@ MUST_EXCLUDE = {
     "docs",
     # The local embedding model's requirements: the deployed functions embed with Vertex AI.
     "requirements-local.txt",
+    # Development tooling and the command line, which the deployed functions never import.
+    "functions/cli",
+    "functions/local",
 }
 IAM_RESOURCE_TYPES = (
     "google_cloud_run_service_iam_member",
