@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.api
 
 # Minutes of load on the local stack with its worker killed every minute (not part of
 # `make bench`): exact counts, restarts, peak memory. make soak SOAK_MINUTES=2 for less.

@@ -7,7 +7,6 @@ Functions Framework serves a renamed `cloud_event` function as plain HTTP.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 
@@ -16,6 +15,8 @@ import functions_framework
 from cloudevents.http.event import CloudEvent
 
 from functions.app import get_service
+from functions.cleanup_request import MAX_BODY_BYTES as CLEANUP_BODY_BYTES
+from functions.cleanup_request import CleanupRequest
 from functions.errors import FanoutError, InvalidArgument
 from functions.ingest_request import MAX_BODY_BYTES, IngestRequest
 from functions.jobs import Job
@@ -113,5 +114,11 @@ def jobs_api(request: flask.Request) -> flask.Response:
 @logged_as("cleanup_jobs")
 @handle_errors
 def cleanup_jobs(request: flask.Request) -> flask.Response:
-    """Called by Cloud Scheduler: sweep stuck work, delete jobs past the retention."""
-    return json_response(dataclasses.asdict(get_service().cleanup()))
+    """Called by Cloud Scheduler: sweep stuck work, delete jobs past the retention; answers
+    (and logs) what it did. `?dry_run=true` or {"dry_run": true}: what it would do, and
+    nothing changed."""
+    # Cloud Scheduler sends no body at all.
+    sent = request.content_length or request.headers.get("Transfer-Encoding") == "chunked"
+    body = read_json_object(request, CLEANUP_BODY_BYTES) if sent else None
+    asked = CleanupRequest.parse(request.args.to_dict(flat=False), body)
+    return json_response(get_service().cleanup(dry_run=asked.dry_run).to_dict())

@@ -12,9 +12,10 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from functions.callbacks import CallbackSender
 from functions.config import Settings, retry_window
@@ -71,11 +72,6 @@ def _traceback_tail(error: BaseException) -> str:
     return text if len(text) <= MAX_TRACEBACK_CHARS else "..." + text[-MAX_TRACEBACK_CHARS:]
 
 
-def _counts(report: SweepReport) -> str:
-    counts = [f"{value} {name}" for name, value in dataclasses.asdict(report).items() if value]
-    return ", ".join(counts) or "nothing to do"
-
-
 def _job_context(job: Job) -> dict[str, str | None]:
     """What every line about `job` carries: its id, source and trace."""
     return {"job_id": job.job_id, "source": job.source, "trace_id": job.trace_id}
@@ -94,18 +90,70 @@ class BatchRun:
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
+    """What a sweep or cleanup did, or, for a dry run, what it would do now."""
+
+    # Batches whose lease expired (their worker stopped), enqueued again.
     requeued: int = 0
+    # Batches failed: attempts used up after an expired lease, or every re-dispatch
+    # round of a dropped task dropped too.
     failed: int = 0
+    # Batches never enqueued (the queue refused them at submit), enqueued.
     enqueued: int = 0
     # Batches whose task the queue dropped, enqueued again under a new name.
     redispatched: int = 0
     # Batches of cancelled jobs whose task was dropped, ended cancelled.
     cancelled: int = 0
+    # Running jobs whose batches had all ended, finalized.
     finalized: int = 0
+    # Jobs whose planning never finished, failed.
     abandoned: int = 0
     # Callbacks sent again (after failing, or after their sender stopped).
     callbacks: int = 0
+    # Jobs finished before the retention period, deleted with their batches.
     deleted: int = 0
+    dry_run: bool = False
+    # The ids behind each count (batches for the first five, jobs for the others), the
+    # first SUMMARY_IDS of each.
+    ids: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in SWEEP_COUNTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary: every count, `dry_run`, and `ids` with every count's key."""
+        ids = {name: list(self.ids.get(name, ())) for name in SWEEP_COUNTS}
+        return {**self.counts(), "dry_run": self.dry_run, "ids": ids}
+
+    def describe(self) -> str:
+        """One line for people: "2 requeued, 1 deleted", "would do: ..." for a dry run."""
+        done = ", ".join(f"{n} {name}" for name, n in self.counts().items() if n)
+        if self.dry_run:
+            return f"dry run, would do: {done or 'nothing'}; nothing was changed"
+        return done or "nothing to do"
+
+
+SWEEP_COUNTS = tuple(
+    f.name for f in dataclasses.fields(SweepReport) if f.name not in ("dry_run", "ids")
+)
+# How many ids of each count a summary names.
+SUMMARY_IDS = 5
+
+
+class _Tally:
+    """The counts and first ids of one sweep or cleanup, as it goes."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(SWEEP_COUNTS, 0)
+        self.ids: dict[str, list[str]] = {name: [] for name in SWEEP_COUNTS}
+
+    def add(self, name: str, ident: str) -> None:
+        self.counts[name] += 1
+        if len(self.ids[name]) < SUMMARY_IDS:
+            self.ids[name].append(ident)
+
+    def report(self, *, dry_run: bool) -> SweepReport:
+        ids = {name: tuple(found) for name, found in self.ids.items()}
+        return SweepReport(**self.counts, dry_run=dry_run, ids=ids)
 
 
 class FanoutService:
@@ -493,11 +541,18 @@ class FanoutService:
     # -- operator actions -----------------------------------------------------------------
 
     def batch_summary(self, job: Job) -> dict[str, int]:
-        """How many of the job's batches are in each status."""
-        return {
-            s.value: self.store.list_batches(job.job_id, status=s, limit=1).total
-            for s in JobStatus
-        }
+        """How many of `job`'s batches (as `get_job` read it) are in each status, keyed by
+        status value, in at most two store queries whatever the job's size, and none once
+        it has finished (on Firestore each is an aggregation billed one read per 1,000
+        entries it matches: the running batches, or at most 64 counter shards). Completed
+        and failed are the job's own counters, which each batch enters exactly once, so
+        they agree with the job shown with them. Running is a count of the running
+        batches, which the queue's dispatch concurrency keeps small. Cancelled batches are
+        counted into the counter shards as they end (only cancelling a job ends batches
+        cancelled, so they are read for a cancelled job only), and pending is the rest.
+        Completed, failed and cancelled are exact; while batches move, running and pending
+        may lag by a batch, as the reads are not one snapshot. (JobStore.batch_counts)"""
+        return self.store.batch_counts(job).to_dict()
 
     def cancel(self, job_id: str) -> Job:
         job = self.store.cancel_job(job_id, now=self.clock())
@@ -530,16 +585,67 @@ class FanoutService:
         """Rule 4: nothing stays stuck. Re-enqueue batches whose lease expired (or fail
         them once attempts are exhausted), enqueue batches that never were, re-dispatch
         batches whose task the queue dropped (or fail them once their rounds are used up),
-        finalize running jobs whose batches are all terminal, and fail jobs never
-        planned."""
+        finalize running jobs whose batches are all terminal, fail jobs never planned, and
+        send owed callbacks again. Logs the report as one `swept` line."""
+        tally = _Tally()
+        self._sweep(tally, self.clock(), dry_run=False)
+        return self._swept(tally.report(dry_run=False))
+
+    def cleanup(self, *, dry_run: bool = False) -> SweepReport:
+        """The scheduled function: sweep, then delete jobs finished before the retention
+        period. A dry run only reads: it reports what a run would do now, with the ids of
+        the first few batches and jobs of each kind, and changes nothing. A real run
+        reports the same of what it did, which is what its dry run said unless something
+        moved in between: the queue refused a task, another sweep or a late delivery took
+        a batch first, or the callbacks' time budget ran out. Either way the report is
+        logged as one `swept` line, which the scheduler's logs show."""
+        tally = _Tally()
         now = self.clock()
-        requeued = failed = 0
+        self._sweep(tally, now, dry_run=dry_run)
+        cutoff = now - self.settings.retention
+        expired = self.store.find_finished_before(cutoff, limit=SUMMARY_IDS)
+        deleted = expired.total if dry_run else self.store.delete_finished_before(cutoff)
+        tally.counts["deleted"] = deleted
+        tally.ids["deleted"] = [job.job_id for job in expired.first][:deleted]
+        return self._swept(tally.report(dry_run=dry_run))
+
+    @staticmethod
+    def _swept(report: SweepReport) -> SweepReport:
+        fields: dict[str, Any] = {
+            **report.counts(),
+            "dry_run": report.dry_run,
+            "ids": {name: list(ids) for name, ids in report.ids.items() if ids},
+        }
+        emit(Event.SWEPT, "swept: " + report.describe(), **fields)
+        return report
+
+    def _sweep(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
+        self._sweep_expired_leases(tally, now, dry_run=dry_run)
+        for job, batch in self.store.find_unenqueued(now - self.settings.enqueue_grace):
+            if dry_run or self._enqueue_one(job, batch):
+                tally.add("enqueued", batch.batch_id)
+        self._sweep_dropped(tally, now, dry_run=dry_run)
+        self._finalize_complete_jobs(tally, now, dry_run=dry_run)
+        self._fail_unplanned_jobs(tally, now, dry_run=dry_run)
+        self._redeliver_callbacks(tally, now, dry_run=dry_run)
+
+    def _enqueue_one(self, job: Job, batch: Batch) -> bool:
+        with bound(**_job_context(job), batch_id=batch.batch_id):
+            return self._enqueue(job, [batch]) == 1
+
+    def _sweep_expired_leases(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
+        """Running batches whose lease expired (their worker stopped): enqueued again, or
+        failed once their attempts are used up."""
         for job, batch in self.store.find_expired_leases(now):
+            exhausted = batch.attempts >= self.settings.dispatch.max_attempts
+            if dry_run:
+                tally.add("failed" if exhausted else "requeued", batch.batch_id)
+                continue
             with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
-                if batch.attempts >= self.settings.dispatch.max_attempts:
+                if exhausted:
                     error = f"lease expired on attempt {batch.attempts}; attempts exhausted"
                     self._finish(job, batch, BatchOutcome(JobStatus.FAILED, batch.stats, error))
-                    failed += 1
+                    tally.add("failed", batch.batch_id)
                 else:
                     emit(
                         Event.BATCH_RETRIED,
@@ -549,62 +655,62 @@ class FanoutService:
                         error="lease expired",
                         ran_on=batch.ran_on,
                     )
-                    requeued += self._enqueue(job, [batch])
-        enqueued = 0
-        for job, batch in self.store.find_unenqueued(now - self.settings.enqueue_grace):
-            with bound(**_job_context(job), batch_id=batch.batch_id):
-                enqueued += self._enqueue(job, [batch])
-        redispatched, gave_up, cancelled = self._sweep_dropped(now)
-        report = SweepReport(
-            requeued=requeued,
-            failed=failed + gave_up,
-            enqueued=enqueued,
-            redispatched=redispatched,
-            cancelled=cancelled,
-            finalized=self._finalize_complete_jobs(now),
-            abandoned=self._fail_unplanned_jobs(now),
-            callbacks=self._redeliver_callbacks(now),
-        )
-        emit(Event.SWEPT, "swept: " + _counts(report), **dataclasses.asdict(report))
-        return report
+                    if self._enqueue(job, [batch]):
+                        tally.add("requeued", batch.batch_id)
 
-    def _sweep_dropped(self, now: datetime) -> tuple[int, int, int]:
+    def _dropped_action(self, job: Job, batch: Batch) -> str:
+        """What the sweep does with a batch whose task was dropped: the count it goes to."""
+        if job.status is JobStatus.CANCELLED:
+            return "cancelled"
+        if batch.dispatch_rounds >= self.settings.max_dispatch_rounds:
+            return "failed"
+        return "redispatched"
+
+    def _sweep_dropped(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
         """Batches still pending a whole retry window (plus the enqueue grace) after their
         task was enqueued: the queue dropped that task, every attempt having failed to
         reach the worker (one that reaches it claims the batch). Each is enqueued again
         under a new task name, `max_dispatch_rounds` times; then it fails, and the job
         with it, for a retry once the worker is back. A cancelled job's such batches end
-        cancelled. Returns (re-dispatched, failed, cancelled)."""
+        cancelled. A dry run reads what a sweep would take in one query."""
         cutoff = now - retry_window(self.settings.dispatch) - self.settings.enqueue_grace
-        counts = [0, 0, 0]  # re-dispatched, failed, cancelled
+        if dry_run:
+            for job, batch in self.store.find_dropped(cutoff, limit=DROPPED_PER_SWEEP):
+                tally.add(self._dropped_action(job, batch), batch.batch_id)
+            return
         for _ in range(DROPPED_PER_SWEEP // DROPPED_PAGE):
             found = self.store.find_dropped(cutoff, limit=DROPPED_PAGE)
             again: list[tuple[Job, Batch]] = []
-            page = [0, 0, 0]
+            handled = 0
             for job, batch in found:
-                if job.status is JobStatus.CANCELLED:
+                action = self._dropped_action(job, batch)
+                if action == "cancelled":
                     with bound(**_job_context(job), batch_id=batch.batch_id, attempt=None):
                         ended = self._finish(job, batch, BatchOutcome(JobStatus.CANCELLED))
-                    page[2] += ended.reason is None
-                elif batch.dispatch_rounds >= self.settings.max_dispatch_rounds:
-                    page[1] += self._fail_dropped(job, batch)
+                    done = ended.reason is None
+                elif action == "failed":
+                    done = self._fail_dropped(job, batch)
                 else:
                     again.append((job, batch))
-            page[0] = self._redispatch(again)
-            counts = [a + b for a, b in zip(counts, page, strict=True)]
+                    continue
+                if done:
+                    tally.add(action, batch.batch_id)
+                    handled += 1
+            for batch_id in self._redispatch(again):
+                tally.add("redispatched", batch_id)
+                handled += 1
             # Handled batches leave the query's answer; a page that changed nothing (each
             # batch claimed or moved on by another sweep meanwhile) ends the sweep's share.
-            if len(found) < DROPPED_PAGE or not any(page):
+            if len(found) < DROPPED_PAGE or not handled:
                 break
-        return counts[0], counts[1], counts[2]
 
-    def _redispatch(self, found: Sequence[tuple[Job, Batch]]) -> int:
+    def _redispatch(self, found: Sequence[tuple[Job, Batch]]) -> list[str]:
         """Record the next round of each dropped batch, then enqueue the ones this sweep
         recorded, each under its new round's name. The record is a conditional write: of
         concurrent sweeps, one records each round and only that one enqueues it; a batch
         that a late delivery claimed since it was found is left alone. A task the queue
         refuses has used its round: the sweeper tries again after the retry window.
-        Returns how many tasks were enqueued again."""
+        Returns the ids of the batches enqueued again, in the order they were found."""
         tasks: dict[str, tuple[Task, Job, Batch]] = {}
         for job, batch in found:
             bumped = self.store.mark_redispatched(job, batch, now=self.clock())
@@ -612,7 +718,7 @@ class FanoutService:
                 task = self.task_for(job, bumped)
                 tasks[task.name] = (task, job, bumped)
         if not tasks:
-            return 0
+            return []
         result = self.queue.enqueue([task for task, _, _ in tasks.values()])
         attempts = self.settings.dispatch.max_attempts
         rounds = self.settings.max_dispatch_rounds
@@ -633,18 +739,19 @@ class FanoutService:
                     max_rounds=rounds,
                     task=name,
                 )
-        return len(result.enqueued)
+        accepted = set(result.enqueued)
+        return [batch.batch_id for name, (_, _, batch) in tasks.items() if name in accepted]
 
-    def _fail_dropped(self, job: Job, batch: Batch) -> int:
+    def _fail_dropped(self, job: Job, batch: Batch) -> bool:
         """Fail a batch whose every round was dropped, unless a late delivery claimed it or
-        another sweep moved it on since it was found. Returns 1 if this call failed it."""
+        another sweep moved it on since it was found. True if this call failed it."""
         current = self.store.get_batch(batch.batch_id)
         if (
             current.status is not JobStatus.PENDING
             or current.dispatch_rounds != batch.dispatch_rounds
             or current.enqueued_at != batch.enqueued_at
         ):
-            return 0
+            return False
         tasks = batch.dispatch_rounds + 1
         attempts = self.settings.dispatch.max_attempts
         error = (
@@ -658,21 +765,25 @@ class FanoutService:
             {"dispatch_rounds": batch.dispatch_rounds, "attempts_per_task": attempts},
         )
         with bound(**_job_context(job), batch_id=batch.batch_id, attempt=batch.attempts):
-            return int(self._finish(job, batch, outcome).reason is None)
+            return self._finish(job, batch, outcome).reason is None
 
-    def _redeliver_callbacks(self, now: datetime) -> int:
+    def _redeliver_callbacks(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
         """Send again the callbacks still owed a lease after their latest attempt started
         (or their job finalized, when its finalizer stopped before sending): a failed one,
         or one whose sender stopped. Each claims its attempt first, so of concurrent sweeps
-        one sends. Returns how many were sent."""
-        sent = 0
+        one sends. A callback past its last allowed attempt is given up instead."""
         deadline = time.monotonic() + CALLBACK_SWEEP_SECONDS
         started_before = now - self.settings.lease
         for job in self.store.find_undelivered_callbacks(started_before, limit=CALLBACKS_PER_SWEEP):
+            gives_up = job.callback_attempts > self.settings.callback_max_sweeps
+            if dry_run:
+                if not gives_up:
+                    tally.add("callbacks", job.job_id)
+                continue
             if time.monotonic() > deadline:
                 break
             with bound(**_job_context(job)):
-                if job.callback_attempts > self.settings.callback_max_sweeps:
+                if gives_up:
                     # Its last allowed attempt never recorded an outcome: its sender stopped.
                     status = f"failed: gave up after {job.callback_attempts} attempts"
                     self.store.record_callback(job, status=status, error=status, owed=False)
@@ -689,8 +800,7 @@ class FanoutService:
                 if claimed is None:
                     continue  # another sweep took it, or it was delivered meanwhile
                 self._deliver_callback(claimed)
-                sent += 1
-        return sent
+                tally.add("callbacks", job.job_id)
 
     def _jobs_with_status(self, status: str) -> Iterator[Job]:
         cursor: str | None = None
@@ -701,13 +811,15 @@ class FanoutService:
                 return
             cursor = page.next_cursor
 
-    def _fail_unplanned_jobs(self, now: datetime) -> int:
+    def _fail_unplanned_jobs(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
         """Fail jobs whose planning never finished: the instance that submitted them died
         between recording the job and starting it (rule 4, for jobs that never ran)."""
         cutoff = now - self.settings.planning_timeout
-        failed = 0
         for job in self._jobs_with_status("pending"):
             if job.created_at >= cutoff:
+                continue
+            if dry_run:
+                tally.add("abandoned", job.job_id)
                 continue
             error = (
                 "planning did not finish (the submitting instance stopped); "
@@ -717,25 +829,20 @@ class FanoutService:
                 self.store.fail_unplanned(job.job_id, now=now, error=error)
             except InvalidTransition:
                 continue  # its planner started it meanwhile: exactly one of the two wins
-            failed += 1
+            tally.add("abandoned", job.job_id)
             with bound(**_job_context(job)):
                 emit(Event.JOB_FINALIZED, f"job failed: {error}", level=logging.ERROR, error=error)
-        return failed
 
-    def _finalize_complete_jobs(self, now: datetime) -> int:
-        finalized = 0
+    def _finalize_complete_jobs(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
+        """Finalize running jobs whose batches have all ended (their last worker stopped
+        between counting and finalizing)."""
         for job in self._jobs_with_status("running"):
-            if job.total_batches and job.done_batches >= job.total_batches:
-                result = self.store.finalize_if_complete(job.job_id, now=now)
-                self._after_finish(result)
-                finalized += result.finalized
-        return finalized
-
-    def cleanup(self) -> SweepReport:
-        """The scheduled function: sweep, then delete jobs finished before the retention
-        period."""
-        report = self.sweep()
-        deleted = self.store.delete_finished_before(self.clock() - self.settings.retention)
-        if deleted:
-            emit(Event.SWEPT, f"deleted {deleted} jobs past the retention period", deleted=deleted)
-        return dataclasses.replace(report, deleted=deleted)
+            if not (job.total_batches and job.done_batches >= job.total_batches):
+                continue
+            if dry_run:
+                tally.add("finalized", job.job_id)
+                continue
+            result = self.store.finalize_if_complete(job.job_id, now=now)
+            self._after_finish(result)
+            if result.finalized:
+                tally.add("finalized", job.job_id)

@@ -75,8 +75,10 @@ from functions.store.cursor import decode_cursor, decode_job_cursor, encode_curs
 from functions.store.finalize import expire_at_for, final_fields
 from functions.store.protocol import (
     DEFAULT_PAGE_SIZE,
+    BatchCounts,
     Claim,
     FinishResult,
+    Found,
     JobQuery,
     Page,
     check_limit,
@@ -243,6 +245,8 @@ class FirestoreJobStore:
         deltas = {
             "completed_batches": int(outcome.status is JobStatus.COMPLETED),
             "failed_batches": int(outcome.status is JobStatus.FAILED),
+            # Not summed with the others (see below): written only when it counts.
+            "cancelled_batches": int(outcome.status is JobStatus.CANCELLED),
             **outcome.stats.to_dict(),
         }
         ref = self._job_ref(job.job_id).collection("counters").document(str(shard))
@@ -397,6 +401,19 @@ class FirestoreJobStore:
         return Page(
             batches, encode_cursor("batches", batches[-1].index) if more else None, _count(base)
         )
+
+    def batch_counts(self, job: Job) -> BatchCounts:
+        # Aggregations are billed one read per 1,000 index entries they match: running
+        # batches are as few as the queue runs at once, and the shards at most MAX_SHARDS.
+        if job.status not in (JobStatus.RUNNING, JobStatus.CANCELLED):
+            return BatchCounts.of(job)  # every batch has ended, or none was planned yet
+        batches = self._job_ref(job.job_id).collection("batches")
+        running = _count(batches.where(filter=FieldFilter("status", "==", JobStatus.RUNNING.value)))
+        if job.status is not JobStatus.CANCELLED:
+            return BatchCounts.of(job, running=running)
+        query = self._job_ref(job.job_id).collection("counters").sum("cancelled_batches")
+        cancelled = sum(int(r.value or 0) for row in query.get() for r in row)
+        return BatchCounts.of(job, running=running, cancelled=cancelled)
 
     # -- the batch lifecycle --------------------------------------------------------------
 
@@ -754,6 +771,11 @@ class FirestoreJobStore:
             if len(snaps) < chunk_size:
                 break
         return deleted
+
+    def find_finished_before(self, cutoff: datetime, *, limit: int = 5) -> Found[Job]:
+        query = self.db.collection("jobs").where(filter=FieldFilter("finished_at", "<", cutoff))
+        first = query.order_by("finished_at").limit(limit).stream()
+        return Found([self._sum_shards(_job(snap)) for snap in first], _count(query))
 
     # -- callbacks ------------------------------------------------------------------------
 

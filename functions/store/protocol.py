@@ -73,6 +73,44 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class Found(Generic[T]):
+    """The first records a query matches (at most the limit asked for), and how many it
+    matches in all."""
+
+    first: list[T]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """How many of a job's batches are in each status."""
+
+    pending: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @classmethod
+    def of(cls, job: Job, *, running: int = 0, cancelled: int = 0) -> BatchCounts:
+        """The counts of `job`, given how many of its batches are running and cancelled:
+        completed and failed are the job's own counters, and pending is the rest (never
+        below zero, for reads that were not one snapshot)."""
+        ended = job.completed_batches + job.failed_batches
+        return cls(
+            pending=max(0, job.total_batches - ended - running - cancelled),
+            running=running,
+            completed=job.completed_batches,
+            failed=job.failed_batches,
+            cancelled=cancelled,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """Keyed by status value, in the order of `JobStatus`."""
+        return {status.value: getattr(self, status.value) for status in JobStatus}
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """The answer to a claim. When `granted`, `batch` holds the new lease and attempt and the
     caller owns the batch until the lease expires; otherwise `reason` says why not (a
@@ -133,6 +171,19 @@ class JobStore(Protocol):
         cursor: str | None = None,
     ) -> Page[Batch]:
         """A job's batches in index order."""
+        ...
+
+    def batch_counts(self, job: Job) -> BatchCounts:
+        """How many of `job`'s batches are in each status, in a fixed number of reads that
+        does not grow with the job's size. `job` is as `get_job` read it, and its counters
+        give completed and failed (exact: each batch counts once, rule 1), so the answer
+        agrees with the job it comes with. Running is read: a count of the job's running
+        batches, which the queue's dispatch concurrency bounds whatever the job's size.
+        Cancelled is counted into the counter shards as batches end, like completed and
+        failed, and read only for a cancelled job: only cancelling a job ends its batches
+        cancelled, and a cancelled job never runs again. Pending is the rest. A completed
+        or failed job has every batch ended, and a job not planned yet has none: neither
+        reads anything."""
         ...
 
     def claim_batch(
@@ -228,6 +279,12 @@ class JobStore(Protocol):
     def delete_finished_before(self, cutoff: datetime, *, chunk_size: int = 100) -> int:
         """Delete every job that finished before `cutoff`, `chunk_size` jobs at a time.
         Returns how many were deleted."""
+        ...
+
+    def find_finished_before(self, cutoff: datetime, *, limit: int = 5) -> Found[Job]:
+        """The jobs `delete_finished_before(cutoff)` would delete: the first `limit` to
+        have finished, and how many there are. Reads nothing else (a dry run of the
+        cleanup)."""
         ...
 
     def find_expired_leases(self, now: datetime, *, limit: int = 500) -> list[tuple[Job, Batch]]:

@@ -38,8 +38,10 @@ from functions.store.cursor import decode_cursor, decode_job_cursor, encode_curs
 from functions.store.finalize import expire_at_for, final_fields
 from functions.store.protocol import (
     DEFAULT_PAGE_SIZE,
+    BatchCounts,
     Claim,
     FinishResult,
+    Found,
     JobQuery,
     Page,
     check_limit,
@@ -63,14 +65,19 @@ _LATER_TEXT_COLUMNS = {
 }
 
 
-def _count_sql(stat_fields: Sequence[str]) -> str:
+# The batch outcomes each counter shard counts: completed and failed make the job's
+# counters; cancelled gives the batch summary of a cancelled job (`batch_counts`).
+BATCH_COUNTERS = ("completed", "failed", "cancelled")
+
+
+def _count_sql(stat_fields: Sequence[str], counters: Sequence[str]) -> str:
     """Adds ({sign}="") or removes ("-") the outcome of batch {row} on its counter shard."""
-    columns = ("completed_batches", "failed_batches", *(f"stat_{n}" for n in stat_fields))
+    columns = (*(f"{c}_batches" for c in counters), *(f"stat_{n}" for n in stat_fields))
     return (
         f"INSERT INTO job_counters (job_id, shard, {', '.join(columns)}) VALUES ("
         "{row}.job_id, {row}.batch_index % (SELECT counter_shards FROM jobs"
-        " WHERE job_id = {row}.job_id),"
-        " {sign}({row}.status = 'completed'), {sign}({row}.status = 'failed'), "
+        " WHERE job_id = {row}.job_id), "
+        + "".join(f"{{sign}}({{row}}.status = '{c}'), " for c in counters)
         + ", ".join(
             f"{{sign}}COALESCE(json_extract({{row}}.stats, '$.{name}'), 0)" for name in stat_fields
         )
@@ -80,10 +87,31 @@ def _count_sql(stat_fields: Sequence[str]) -> str:
     )
 
 
-def schema(stat_fields: Sequence[str] = STAT_FIELDS) -> str:
-    """The DDL for a store whose stats are `stat_fields` (older files have fewer)."""
+def _triggers(stat_fields: Sequence[str], counters: Sequence[str]) -> list[str]:
+    """The counting triggers, which name every counter and stat column. Counting lives in
+    the statement that ends a batch (or re-opens it for a retry), so it is atomic with
+    it: a batch moving into a terminal state adds its outcome to its shard, and a failed
+    batch re-opened by a retry takes its outcome back out."""
+    count_sql = _count_sql(stat_fields, counters)
+    return [
+        "CREATE TRIGGER IF NOT EXISTS count_batch AFTER UPDATE OF status ON batches"
+        " WHEN NEW.status IN ('completed', 'failed', 'cancelled')"
+        " AND OLD.status NOT IN ('completed', 'failed', 'cancelled')"
+        f" BEGIN {count_sql.format(sign='', row='NEW')} END",
+        "CREATE TRIGGER IF NOT EXISTS uncount_batch AFTER UPDATE OF status ON batches"
+        " WHEN OLD.status = 'failed' AND NEW.status = 'pending'"
+        f" BEGIN {count_sql.format(sign='-', row='OLD')} END",
+    ]
+
+
+def schema(
+    stat_fields: Sequence[str] = STAT_FIELDS, counters: Sequence[str] = BATCH_COUNTERS
+) -> str:
+    """The DDL for a store whose stats are `stat_fields` and whose shards count the batch
+    outcomes `counters` (older files have fewer of both)."""
     stat_columns = ", ".join(f"stat_{n} INTEGER NOT NULL DEFAULT 0" for n in stat_fields)
-    count_sql = _count_sql(stat_fields)
+    counter_columns = ", ".join(f"{c}_batches INTEGER NOT NULL DEFAULT 0" for c in counters)
+    triggers = ";\n".join(_triggers(stat_fields, counters))
     return f"""
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
@@ -141,28 +169,16 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS job_counters (
     job_id TEXT NOT NULL,
     shard INTEGER NOT NULL,
-    completed_batches INTEGER NOT NULL DEFAULT 0,
-    failed_batches INTEGER NOT NULL DEFAULT 0,
+    {counter_columns},
     {stat_columns},
     PRIMARY KEY (job_id, shard)
 ) WITHOUT ROWID;
--- Counting lives in the statement that ends a batch (or re-opens it for a retry), so it is
--- atomic with it: a batch moving into a terminal state adds its outcome to its shard, and a
--- failed batch re-opened by a retry takes its outcome back out.
-CREATE TRIGGER IF NOT EXISTS count_batch AFTER UPDATE OF status ON batches
-WHEN NEW.status IN ('completed', 'failed', 'cancelled')
-    AND OLD.status NOT IN ('completed', 'failed', 'cancelled')
-BEGIN
-    {count_sql.format(sign="", row="NEW")}
-END;
-CREATE TRIGGER IF NOT EXISTS uncount_batch AFTER UPDATE OF status ON batches
-WHEN OLD.status = 'failed' AND NEW.status = 'pending'
-BEGIN
-    {count_sql.format(sign="-", row="OLD")}
-END;
+{triggers};
 -- Partial: only running batches hold leases, so planning (all pending) never touches it.
 CREATE INDEX IF NOT EXISTS batches_lease ON batches (lease_expires_at)
     WHERE status = 'running';
+-- One job's running batches (its batch summary): as few as the queue runs at once.
+CREATE INDEX IF NOT EXISTS batches_running ON batches (job_id) WHERE status = 'running';
 -- Partial too: pending batches whose task was enqueued (the dropped-task sweep). Planning
 -- inserts batches not enqueued yet, so it never touches it either.
 CREATE INDEX IF NOT EXISTS batches_enqueued ON batches (enqueued_at)
@@ -208,27 +224,43 @@ class SqliteJobStore:
 
     def _add_new_columns(self) -> None:
         """Bring a file made by an older Fanout up to today's schema: add the columns it
-        lacks and, when new stat columns came, rebuild the counting triggers, which name
-        every stat column."""
-        stat_column = "INTEGER NOT NULL DEFAULT 0"
+        lacks and, when new counter columns came, rebuild the counting triggers, which name
+        every counter column, and count the batches that ended cancelled before (one
+        transaction: no batch ends uncounted in between)."""
+        counter_column = "INTEGER NOT NULL DEFAULT 0"
+        counters = {
+            **dict.fromkeys(_STAT_COLUMNS, counter_column),
+            "cancelled_batches": counter_column,
+        }
         wanted = {
-            "jobs": {**dict.fromkeys(_STAT_COLUMNS, stat_column), **_LATER_TEXT_COLUMNS["jobs"]},
-            "job_counters": dict.fromkeys(_STAT_COLUMNS, stat_column),
+            "jobs": {
+                **dict.fromkeys(_STAT_COLUMNS, counter_column),
+                **_LATER_TEXT_COLUMNS["jobs"],
+            },
+            "job_counters": counters,
             "batches": _LATER_TEXT_COLUMNS["batches"],
         }
         with self.db.transaction() as conn:
-            added = False
+            added: set[str] = set()
             for table, columns in wanted.items():
                 have = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
                 for column, kind in columns.items():
                     if column not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                        added = added or column in _STAT_COLUMNS
-            if added:
+                        added.add(column)
+            if added & counters.keys():
                 conn.execute("DROP TRIGGER IF EXISTS count_batch")
                 conn.execute("DROP TRIGGER IF EXISTS uncount_batch")
-        if added:
-            self.db.executescript(_SCHEMA)
+                for trigger in _triggers(STAT_FIELDS, BATCH_COUNTERS):
+                    conn.execute(trigger)
+            if "cancelled_batches" in added:
+                # Onto shard 0: a reader sums the shards.
+                conn.execute(
+                    "INSERT INTO job_counters (job_id, shard, cancelled_batches)"
+                    " SELECT job_id, 0, COUNT(*) FROM batches WHERE status = 'cancelled'"
+                    " GROUP BY job_id ON CONFLICT (job_id, shard)"
+                    " DO UPDATE SET cancelled_batches = excluded.cancelled_batches"
+                )
         self.db.executescript(_LATER_INDEXES)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -459,6 +491,32 @@ class SqliteJobStore:
         batches = [self._batch(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(batches, encode_cursor("batches", batches[-1].index) if more else None, total)
+
+    def batch_counts(self, job: Job) -> BatchCounts:
+        if job.status not in (JobStatus.RUNNING, JobStatus.CANCELLED):
+            return BatchCounts.of(job)  # every batch has ended, or none was planned yet
+        # The partial index batches_running holds running batches only: the count reads
+        # this job's few entries, never its pending or ended batches.
+        running = (
+            self.db.conn()
+            .execute(
+                "SELECT COUNT(*) FROM batches INDEXED BY batches_running"
+                " WHERE job_id = ? AND status = 'running'",
+                (job.job_id,),
+            )
+            .fetchone()[0]
+        )
+        if job.status is not JobStatus.CANCELLED:
+            return BatchCounts.of(job, running=running)
+        cancelled = (
+            self.db.conn()
+            .execute(
+                "SELECT COALESCE(SUM(cancelled_batches), 0) FROM job_counters WHERE job_id = ?",
+                (job.job_id,),
+            )
+            .fetchone()[0]
+        )
+        return BatchCounts.of(job, running=running, cancelled=cancelled)
 
     # -- the batch lifecycle --------------------------------------------------------------
 
@@ -739,6 +797,17 @@ class SqliteJobStore:
             deleted += len(ids)
             if len(ids) < chunk_size:
                 return deleted
+
+    def find_finished_before(self, cutoff: datetime, *, limit: int = 5) -> Found[Job]:
+        with self.db.transaction("DEFERRED") as conn:
+            total = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE finished_at < ?", (_us(cutoff),)
+            ).fetchone()[0]
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE finished_at < ? ORDER BY finished_at, job_id LIMIT ?",
+                (_us(cutoff), limit),
+            ).fetchall()
+            return Found([self._with_counters(conn, self._job(r)) for r in rows], total)
 
     # -- callbacks ------------------------------------------------------------------------
 
