@@ -1,10 +1,12 @@
 # Firestore configuration that the Fanout code relies on: TTL, single-field
 # index exemptions, and the composite indexes its queries need.
 #
-# Data model (see shared DESIGN.md):
+# Data model (see docs/design.md):
 #   jobs/{job_id}                              parent job
 #   jobs/{job_id}/batches/{job_id}_{NNNN}      one sub-job per batch
 #   jobs/{job_id}/counters/{k}                 counter shards
+#   jobs/{job_id}/leases/..., jobs/{job_id}/done/...  once-markers (claims, counting, finalize)
+#   idempotency/{sha256}                       client_id + request_id -> job_id
 #
 # Keep this file in step with the queries in functions/store/firestore.py:
 # a query without its index fails on real Firestore with FAILED_PRECONDITION.

@@ -20,7 +20,7 @@ than the operator asked; either way the process would run with a setting nobody 
 
 Tasks are created one CreateTask call each, concurrently on a bounded thread pool.
 (google-cloud-tasks 2.26 also exposes BatchCreateTasks, a long-running operation of at most
-100 tasks; DESIGN.md does not count on it and the test emulator does not implement it.)
+100 tasks; the design does not count on it and the test emulator does not implement it.)
 Each create is named, which makes it idempotent, so transient errors
 (Unavailable, DeadlineExceeded, ResourceExhausted, InternalServerError) are retried with
 exponential backoff; if a retried create had in fact landed, the retry answers AlreadyExists,

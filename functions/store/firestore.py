@@ -1,6 +1,6 @@
 """`FirestoreJobStore`: production state in Firestore.
 
-Layout (DESIGN.md, "Data model"):
+Layout (docs/design.md, "The data model"):
 
     jobs/{job_id}                              the parent
     jobs/{job_id}/batches/{job_id}_{NNNN}      one sub-job per batch

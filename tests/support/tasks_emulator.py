@@ -4,7 +4,7 @@ run against, with one queue already created.
 It needs protobuf < 5, so it runs from its own virtual environment, `.venv-tasks-emulator`,
 which `make setup` builds from `tests/support/requirements-tasks-emulator.txt`.
 
-What it is good for (DESIGN.md): proving the client code. It keeps tasks in memory,
+What it is good for (docs/design.md): proving the client code. It keeps tasks in memory,
 dispatches HTTP tasks one at a time per queue with the `X-CloudTasks-*` headers, and honours
 `schedule_time`. It does not deduplicate task names, validate requests (URL, name, size),
 attach OIDC tokens, apply `dispatch_deadline`, back off between retries, or implement
