@@ -233,6 +233,21 @@ class Settings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CliSettings:
+    """Where the `fanout` command sends its requests (functions/cli/target.py): a deployed
+    API's URLs, or None for the local stack's. FANOUT_API_URL is the jobs API's public base
+    URL, the same setting the functions read."""
+
+    api_url: str | None = None
+    ingest_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CliSettings:
+        env = os.environ if environ is None else environ
+        return cls(api_url=_read(env, "API_URL"), ingest_url=_read(env, "INGEST_URL"))
+
+
 def _read(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(PREFIX + name, "").strip()
     return value or None

@@ -1,4 +1,5 @@
-"""A small client for Fanout's HTTP API (ingest and jobs_api), used by the CLI."""
+"""A small client for Fanout's HTTP API (ingest and jobs_api), used by the CLI, the
+benchmarks and the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# The extra headers one request to a URL carries (a deployed API's ID token).
+HeadersFor = Callable[[str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,30 @@ class ApiError(Exception):
     body: Mapping[str, Any]
 
     def __str__(self) -> str:
-        return f"HTTP {self.status}: {self.body.get('message', self.body)}"
+        message = f"HTTP {self.status}: {self.body.get('message', self.body)}"
+        problems = self.body.get("problems")
+        if isinstance(problems, list) and problems:
+            # A validation error names each field: one line still, for the CLI.
+            message += " (" + "; ".join(_problem(p) for p in problems) + ")"
+        return message
+
+
+def _problem(problem: Any) -> str:
+    if isinstance(problem, Mapping):
+        return f"{problem.get('field')}: {problem.get('problem')}"
+    return str(problem)
+
+
+class ApiUnreachable(ConnectionError):
+    """No answer from a Fanout URL: nothing listens there (no stack running), or the
+    network failed. A `ConnectionError`, so callers catching `OSError` still see it."""
+
+    def __init__(self, url: str, reason: object) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.refused = isinstance(reason, ConnectionRefusedError)
+        self.reason = reason
+        super().__init__(f"cannot reach {self.origin}: {reason}")
 
 
 def call(
@@ -49,6 +76,8 @@ def call(
             decoded = json.loads(payload) if payload else {}
         except ValueError:
             decoded = {"message": payload.decode(errors="replace")}
+        if not isinstance(decoded, Mapping):
+            decoded = {"message": str(decoded)}
         raise ApiError(error.code, decoded) from None
 
 
@@ -61,30 +90,52 @@ def _decode(payload: bytes) -> Any:
         return payload.decode(errors="replace")
 
 
+def _quote(segment: str) -> str:
+    """One path segment: a job id with a '/' or '..' in it stays inside its route."""
+    return urllib.parse.quote(segment, safe="")
+
+
+def _query(params: Mapping[str, str | None]) -> str:
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    return f"?{query}" if query else ""
+
+
 class FanoutClient:
-    def __init__(self, ingest_url: str, api_url: str) -> None:
+    """Typed calls to ingest (`submit`) and jobs_api (the rest). `headers_for`, when given,
+    adds headers per request URL (the CLI's ID tokens for a deployed API)."""
+
+    def __init__(
+        self, ingest_url: str, api_url: str, *, headers_for: HeadersFor | None = None
+    ) -> None:
         self.ingest_url = ingest_url.rstrip("/")
         self.api_url = api_url.rstrip("/")
+        self.headers_for = headers_for
+
+    def _call(self, method: str, url: str, body: Any = None) -> Any:
+        headers = self.headers_for(url) if self.headers_for is not None else None
+        try:
+            _, answer = call(method, url, body, headers=headers)
+        except urllib.error.URLError as error:  # not an HTTPError: `call` raised ApiError
+            raise ApiUnreachable(url, error.reason) from None
+        except (TimeoutError, ConnectionError) as error:
+            raise ApiUnreachable(url, error) from None
+        return answer
 
     def submit(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        _, body = call("POST", self.ingest_url + "/", request)
-        return dict(body)
+        return dict(self._call("POST", self.ingest_url + "/", request))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        _, body = call("GET", f"{self.api_url}/jobs/{job_id}")
-        return dict(body)
+        return dict(self._call("GET", f"{self.api_url}/jobs/{_quote(job_id)}"))
 
     def jobs(self, **params: str) -> dict[str, Any]:
-        query = urllib.parse.urlencode(params)
-        _, body = call("GET", f"{self.api_url}/jobs" + (f"?{query}" if query else ""))
-        return dict(body)
+        """One page of jobs, newest first: `status` (comma list), `source`, `client_id`,
+        `limit`, `cursor`."""
+        return dict(self._call("GET", f"{self.api_url}/jobs" + _query(params)))
 
     def batches(self, job_id: str, **params: str) -> dict[str, Any]:
-        query = urllib.parse.urlencode(params)
-        _, body = call(
-            "GET", f"{self.api_url}/jobs/{job_id}/batches" + (f"?{query}" if query else "")
-        )
-        return dict(body)
+        """One page of a job's batches: `status`, `limit`, `cursor`."""
+        url = f"{self.api_url}/jobs/{_quote(job_id)}/batches" + _query(params)
+        return dict(self._call("GET", url))
 
     def logs(
         self,
@@ -105,24 +156,21 @@ class FanoutClient:
             "cursor": cursor,
             "limit": None if limit is None else str(limit),
         }
-        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        name = urllib.parse.quote(job_id, safe="")
-        _, body = call("GET", f"{self.api_url}/jobs/{name}/logs" + (f"?{query}" if query else ""))
-        return dict(body)
+        return dict(
+            self._call("GET", f"{self.api_url}/jobs/{_quote(job_id)}/logs" + _query(params))
+        )
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        _, body = call("POST", f"{self.api_url}/jobs/{job_id}/cancel")
-        return dict(body)
+        return dict(self._call("POST", f"{self.api_url}/jobs/{_quote(job_id)}/cancel"))
 
     def retry(self, job_id: str) -> dict[str, Any]:
-        _, body = call("POST", f"{self.api_url}/jobs/{job_id}/retry")
-        return dict(body)
+        return dict(self._call("POST", f"{self.api_url}/jobs/{_quote(job_id)}/retry"))
 
     def search(self, collection: str, query: str, k: int = 5) -> dict[str, Any]:
-        params = urllib.parse.urlencode({"q": query, "k": str(k)})
-        name = urllib.parse.quote(collection, safe="")
-        _, body = call("GET", f"{self.api_url}/collections/{name}/search?{params}")
-        return dict(body)
+        params = _query({"q": query, "k": str(k)})
+        return dict(
+            self._call("GET", f"{self.api_url}/collections/{_quote(collection)}/search{params}")
+        )
 
     def delete(self, job_id: str) -> None:
-        call("DELETE", f"{self.api_url}/jobs/{job_id}")
+        self._call("DELETE", f"{self.api_url}/jobs/{_quote(job_id)}")

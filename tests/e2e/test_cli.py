@@ -200,7 +200,7 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         result = _run(tmp_path / "state", port_base)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"port {port_base + FUNCTIONS['jobs_api']} (jobs_api) is already in use" in (
-        result.stdout
+        result.stderr
     )
     assert "Traceback" not in result.stdout + result.stderr
     assert not {pid for pid in _stack_pids(tmp_path / "state") if _alive(pid)}
@@ -292,10 +292,12 @@ def test_logs_follow_ends_with_the_job(make_stack: StackFactory) -> None:
 
 
 def test_logs_of_an_unknown_job_is_a_clear_error(make_stack: StackFactory) -> None:
-    """An unknown job id is a one-line error and exit 2, like the other commands'."""
+    """An unknown job id is a one-line error on stderr and exit 1, like the other
+    commands' API errors."""
     stack = make_stack()
 
     result = _logs(stack, "20990101-000000-000000-ffffffff")
 
-    assert result.returncode == 2
-    assert "not found" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: HTTP 404") and "not found" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr

@@ -347,7 +347,10 @@ class DeployedApi:
 
 
 @pytest.fixture
-def deployed() -> Iterator[DeployedApi]:
+def deployed(mocker: MockerFixture) -> Iterator[DeployedApi]:
+    """A deployed API is called with a Google ID token (functions/cli/auth.py); nothing here
+    can mint one, so a stand-in does."""
+    mocker.patch("google.oauth2.id_token.fetch_id_token", return_value="id-token")
     api = DeployedApi(_job())
     yield api
     api.close()
@@ -466,7 +469,7 @@ def test_a_deployed_job_without_a_project_is_a_clear_error(
     from and exits 2, without reading Cloud Logging."""
     code = cli.main(["logs", JOB_ID, "--api-url", deployed.url])
 
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2
     assert "--project or FANOUT_GCP_PROJECT" in out and "Traceback" not in out
     assert _requests(logging_api) == []
@@ -475,14 +478,15 @@ def test_a_deployed_job_without_a_project_is_a_clear_error(
 def test_a_bad_severity_or_unknown_job_is_a_clear_error(
     deployed: DeployedApi, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An unknown severity names the allowed ones, an unknown job says it is not found;
-    both exit 2 like the other commands' API errors, without a traceback."""
+    """An unknown severity names the allowed ones (a usage error: exit 2), an unknown job
+    says it is not found (an API error: exit 1, like the other commands'), without a
+    traceback."""
     bad_severity = cli.main(["logs", JOB_ID, "--api-url", deployed.url, "--severity", "loud"])
-    severity_out = capsys.readouterr().out
+    severity_out = capsys.readouterr().err
     unknown = cli.main(["logs", "20990101-000000-000000-ffffffff", "--api-url", deployed.url])
-    unknown_out = capsys.readouterr().out
+    unknown_out = capsys.readouterr().err
 
     assert bad_severity == 2 and "unknown severity 'loud'" in severity_out
     assert "WARNING" in severity_out
-    assert unknown == 2 and "HTTP 404" in unknown_out and "not found" in unknown_out
+    assert unknown == 1 and "HTTP 404" in unknown_out and "not found" in unknown_out
     assert "Traceback" not in severity_out + unknown_out

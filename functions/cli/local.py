@@ -1,0 +1,168 @@
+"""The local stack's commands: `run` (what `make run` does) and `dev` (what `make dev` does).
+
+run  start the stack, generate and ingest the sample corpus with live progress, print the
+     result, the files that failed on purpose and a search over the new collection, stop
+     everything; exit 0 when only the planted files failed
+dev  start the stack and keep it up, printing its URLs and every line its processes log,
+     until Ctrl-C (or `kill`, or a closed terminal)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+
+from functions.cli.client import FanoutClient
+from functions.cli.output import console
+from functions.cli.search import hits_table
+from functions.cli.views import failed_items, job_table, links
+from functions.cli.watch import display_for, watch_jobs
+from functions.local.emulators import ROOT
+from functions.local.stack import LocalStack, StackConfig
+from functions.observability.console import LogTailer, render
+from functions.observability.lines import LogLine
+
+if TYPE_CHECKING:
+    from functions.cli.parsing import Commands
+
+DEMO_QUERY = "how do I stop a job that is already running?"
+DEV_TARGETS = ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub")
+
+
+def _report_leftovers(stack: LocalStack) -> None:
+    if stack.leftovers_ended:
+        console.print(
+            f"[yellow]Ended {stack.leftovers_ended} processes left running by an earlier "
+            f"stack in {stack.state_dir}[/]"
+        )
+
+
+class _SupervisionLines(logging.Handler):
+    """Shows the supervisor's restarts on the console. Its crash-loop error is not shown
+    here: it ends the command, which prints it as its error."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.ERROR:
+            style = "yellow" if record.levelno >= logging.WARNING else "green"
+            console.print(self.format(record), style=style, markup=False, highlight=False)
+
+
+def _show_supervision() -> None:
+    supervisor = logging.getLogger("fanout.supervisor")
+    if not any(isinstance(h, _SupervisionLines) for h in supervisor.handlers):
+        supervisor.addHandler(_SupervisionLines())
+    supervisor.setLevel(logging.INFO)
+    supervisor.propagate = False  # shown once, here, not again by logging's last resort
+
+
+def _print_where(job: dict[str, Any], stack: LocalStack, collection: str) -> None:
+    api_url, job_id = stack.url("jobs_api"), job["job_id"]
+    console.print("Where to look next:")
+    console.print(
+        links(
+            [
+                ("job", f"{api_url}/jobs/{job_id}"),
+                ("batches", f"{api_url}/jobs/{job_id}/batches"),
+                ("page", f"{api_url}/ui/jobs/{job_id}"),
+                ("logs", job.get("logs_url")),
+                ("its lines", f"fanout logs {job_id} --api-url {api_url}"),
+                ("search it", f'fanout search {collection} "your question" --api-url {api_url}'),
+                ("log files", f"{stack.logs}/"),
+            ]
+        )
+    )
+    console.print("  keep the stack up to explore: make dev")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # Imported here: it brings python-docx along, which no other command needs.
+    from functions.local.sample_corpus import generate
+
+    _show_supervision()
+    config = StackConfig(
+        state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=10.0
+    )
+    corpus = args.state_dir.resolve() / "sample-corpus"
+    files = generate(corpus)
+    bad = [f.path for f in files if f.phrase is None and f.format != "unknown"]
+    console.print(
+        f"Sample corpus: {len(files)} files in {corpus} "
+        f"(on purpose: {', '.join(bad)} fail, and one file of an unknown type is skipped)"
+    )
+    console.print(f"Starting the local stack ({args.store} store) ...")
+    with LocalStack(config) as stack:
+        _report_leftovers(stack)
+        try:
+            client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+            request = {
+                "source": "documents",
+                "collection": args.collection,
+                "location": str(corpus),
+                "batch_size": args.batch_size,
+            }
+            accepted = client.submit(request)
+            console.print(
+                f"Submitted job {accepted['job_id']} ({accepted['total_batches']} batches)\n"
+                f"  status: {accepted['status_url']}"
+            )
+            [job] = watch_jobs(client, [accepted["job_id"]], display_for(console, quiet=False))
+            console.print(job_table(job))
+            failures = client.batches(job["job_id"], status="failed", limit="200")["batches"]
+            shown, failed = failed_items(failures)
+            console.print(shown)
+            console.print(hits_table(client.search(args.collection, args.query)))
+            _print_where(job, stack, args.collection)
+            # The corpus fails `len(bad)` files on purpose; any other failure is a real one.
+            return 0 if job["status"] != "cancelled" and failed == len(bad) else 1
+        except OSError:
+            stack.check()  # the stack stopped itself (a crash loop): that is the error
+            raise
+
+
+def print_lines(lines: list[LogLine]) -> None:
+    for line in lines:
+        console.print(render(line))
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    # Imported here: the log handler brings the Cloud Logging library along.
+    from functions.observability.handler import LOCAL_LOG_FILE
+
+    _show_supervision()
+    config = StackConfig(
+        state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=30.0
+    )
+    stack = LocalStack(config)
+    # The console view: every line the stack's processes log from now on, as it is written.
+    tailer = LogTailer(stack.logs / LOCAL_LOG_FILE, lambda line: print_lines([line])).start()
+    try:
+        with stack:
+            _report_leftovers(stack)
+            for target in DEV_TARGETS:
+                console.print(Text(f"  {target:<14} {stack.url(target)}"))
+            console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
+            console.file.flush()  # the URLs must reach a pipe (`make dev | tee`) right away
+            stack.wait()  # until Ctrl-C, or a crash loop stops the stack (raised here)
+    finally:
+        tailer.stop()
+    return 0
+
+
+def register(commands: Commands) -> None:
+    for name, handler, summary in (
+        ("run", cmd_run, "start the local stack, ingest the sample corpus, stop (make run)"),
+        ("dev", cmd_dev, "start the local stack and keep it up until Ctrl-C (make dev)"),
+    ):
+        p = commands.add_parser(name, help=summary)
+        p.set_defaults(handler=handler)
+        p.add_argument("--store", choices=("sqlite", "firestore"), default="sqlite")
+        p.add_argument("--port-base", type=int, default=8081)
+        p.add_argument("--state-dir", type=Path, default=ROOT / ".local")
+        if name == "run":
+            p.add_argument("--batch-size", type=int, default=10)
+            p.add_argument("--collection", default="samples")
+            p.add_argument("--query", default=DEMO_QUERY, help="the search printed at the end")

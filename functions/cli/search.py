@@ -1,0 +1,55 @@
+"""`fanout search COLLECTION QUERY`: the chunks of a collection that best match a query
+(hybrid: vector and full text), as a table or --json."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from functions.cli.output import console, print_json
+from functions.cli.parsing import positive_int
+from functions.cli.target import Target
+
+if TYPE_CHECKING:
+    from functions.cli.parsing import Commands
+
+TEXT_SHOWN = 160  # characters of each hit's text in the table
+
+
+def hits_table(result: Mapping[str, Any]) -> Table:
+    table = Table("score", "source", "heading / page", "text", title=f"search: {result['query']}")
+    for hit in result["hits"]:
+        where = hit["heading_path"] or ""
+        if hit["page"] is not None:
+            where = f"{where} (page {hit['page']})".strip()
+        text = " ".join(hit["text"].split())
+        table.add_row(
+            f"{hit['score']:.4f}",
+            hit["uri"] if hit["uri"].startswith("gs://") else Path(hit["uri"]).name,
+            where,
+            text[:TEXT_SHOWN] + ("..." if len(text) > TEXT_SHOWN else ""),
+        )
+    return table
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    result = Target.from_args(args).client.search(args.collection, args.query, args.k)
+    if args.json:
+        print_json(result)
+    else:
+        console.print(hits_table(result))
+    return 0
+
+
+def register(commands: Commands, parents: Sequence[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "search", parents=list(parents), help="search a collection (vector + full text)"
+    )
+    p.set_defaults(handler=cmd_search)
+    p.add_argument("collection")
+    p.add_argument("query", help='words, or "a phrase" in quotes')
+    p.add_argument("-k", type=positive_int, default=5, help="how many chunks (default 5)")

@@ -1,0 +1,106 @@
+"""`fanout watch JOB...` on a live local stack: progress bars on a terminal, lines into a
+pipe, an exit code that says how the jobs ended, a closed pipe and Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.cli.conftest import FANOUT, Fanout
+
+TERMINAL = {"completed", "failed", "cancelled"}
+# On a terminal rich draws bars; TTY_COMPATIBLE makes it take a pipe for one (rich's switch).
+AS_TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}
+
+
+def test_watch_of_two_jobs_where_one_fails_exits_1(fanout: Fanout, tmp_path: Path) -> None:
+    """Two jobs watched together until both end, one failing: exit 1. Into a pipe a line per
+    change of either job (batches done and failed, items per second, ETA), then how each
+    ended and where to see why the failed one failed; on a terminal a live bar per job.
+    With --json, the final jobs."""
+    fail = tmp_path / "fail.txt"
+    fail.write_text("doc-2\n")
+    good = fanout.noop_job(12, batch_size=1, delay_ms=150)
+    bad = fanout.noop_job(6, batch_size=2, delay_ms=150, fail_file=fail)
+
+    lines = fanout.start("watch", good, bad, "--interval", "0.1")
+    bars = fanout.start("watch", good, bad, "--interval", "0.1", env=AS_TERMINAL)
+    lines_out, lines_err = lines.communicate(timeout=120)
+    bars_out, bars_err = bars.communicate(timeout=120)
+    final = fanout.run("watch", bad, good, "--json")
+
+    assert lines.returncode == 1, lines_err
+    progress = [line for line in lines_out.splitlines() if "ETA" in line]
+    assert {line.split()[0] for line in progress} == {good, bad}
+    assert all("batches," in line and "failed," in line and "items/s" in line for line in progress)
+    assert f"{good} completed 12/12 batches, 0 failed," in lines_out
+    assert f"{good} completed: 12/12 batches, 0 failed; 12 items in" in lines_out
+    assert f"{bad} failed: 3/3 batches, 1 failed; 6 items in" in lines_out
+    assert f"its failed batches: fanout show {bad}" in lines_out
+    assert lines_err == ""
+    assert bars.returncode == 1, bars_err
+    assert "\x1b[" in bars_out and "━" in bars_out  # drawn in place, with bars
+    assert "12/12 batches, 0 failed" in bars_out and "ETA done" in bars_out
+    assert final.code == 1
+    assert [(j["job_id"], j["status"]) for j in final.json()["jobs"]] == [
+        (bad, "failed"),
+        (good, "completed"),
+    ]
+
+
+def test_watch_of_a_cancelled_job_exits_2(fanout: Fanout) -> None:
+    job_id = fanout.noop_job(30, batch_size=1, delay_ms=500)
+    fanout.client.cancel(job_id)
+
+    result = fanout.run("watch", job_id, "--json")
+
+    assert result.code == 2
+    assert [job["status"] for job in result.json()["jobs"]] == ["cancelled"]
+
+
+def test_a_closed_pipe_ends_the_watch_quietly(fanout: Fanout) -> None:
+    """`fanout watch J | head -1`: head prints the first progress line and exits; the
+    watch ends at its next line, while the job still runs, with no traceback or complaint
+    (exit 141, as for SIGPIPE, which `set -o pipefail` reports)."""
+    job_id = fanout.noop_job(64, batch_size=1, delay_ms=2000)
+    try:
+        pipeline = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", f"{FANOUT} watch {job_id} --interval 0.1 | head -1"],
+            env=fanout.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        still = fanout.client.job(job_id)["status"]
+    finally:
+        fanout.client.cancel(job_id)
+
+    assert pipeline.returncode == 141, pipeline.stderr
+    assert pipeline.stdout.startswith(job_id) and "batches" in pipeline.stdout
+    assert len(pipeline.stdout.splitlines()) == 1
+    assert pipeline.stderr == ""
+    assert still not in TERMINAL
+
+
+def test_ctrl_c_stops_the_watch_not_the_job(fanout: Fanout) -> None:
+    """Ctrl-C while watching prints one line saying the job goes on and exits 130, without
+    a traceback; the job is still running."""
+    job_id = fanout.noop_job(64, batch_size=1, delay_ms=2000)
+    watcher = fanout.start("watch", job_id, "--interval", "0.1")
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().startswith(job_id)  # it is watching
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=30)
+        status = fanout.client.job(job_id)["status"]
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+        fanout.client.cancel(job_id)
+
+    assert watcher.returncode == 130
+    assert err == "stopped watching; the jobs go on (fanout cancel JOB stops one)\n"
+    assert "Traceback" not in out
+    assert status not in TERMINAL
