@@ -19,46 +19,22 @@ from functions.cleanup_request import MAX_BODY_BYTES as CLEANUP_BODY_BYTES
 from functions.cleanup_request import CleanupRequest
 from functions.errors import FanoutError, InvalidArgument
 from functions.ingest_request import MAX_BODY_BYTES, IngestRequest
-from functions.jobs import Job
 from functions.observability.entry import logged_as
-from functions.observability.links import logs_url
 from functions.observability.trace import trace_id_from
 from functions.service import WORKER_SECRET_HEADER
-from functions.web.api import JobsApi
+from functions.web.app import ingest_router, router_for, web_router
 from functions.web.http import check_secret, handle_errors, json_response, read_json_object
 
 log = logging.getLogger("fanout.main")
-
-
-def _accepted(job: Job, created: bool) -> flask.Response:
-    service = get_service()
-    return json_response(
-        {
-            "job_id": job.job_id,
-            "status": job.status.value,
-            "total_batches": job.total_batches,
-            "status_url": f"{service.settings.api_url}/jobs/{job.job_id}",
-            "logs_url": logs_url(job, service.settings),
-            "trace_id": job.trace_id,
-            "created": created,
-        },
-        202,
-    )
 
 
 @functions_framework.http
 @logged_as("ingest")
 @handle_errors
 def ingest(request: flask.Request) -> flask.Response:
-    """POST an IngestRequest; 202 with the job id and where to watch it. The job joins the
-    caller's trace (`traceparent` or `X-Cloud-Trace-Context`), or starts its own."""
-    if request.method != "POST":
-        raise InvalidArgument("POST an ingest request")
-    body = read_json_object(request, MAX_BODY_BYTES)
-    job, created = get_service().submit(
-        IngestRequest.model_validate(body), trace_id=trace_id_from(request.headers)
-    )
-    return _accepted(job, created)
+    """POST / an IngestRequest; 202 with the job id and where to watch it
+    (functions/web/ingest.py)."""
+    return router_for(get_service(), ingest_router).dispatch(request)
 
 
 @functions_framework.cloud_event
@@ -106,8 +82,8 @@ def run_batch(request: flask.Request) -> flask.Response:
 @logged_as("jobs_api")
 @handle_errors
 def jobs_api(request: flask.Request) -> flask.Response:
-    """The jobs REST API (functions/web/api.py)."""
-    return JobsApi(get_service()).dispatch(request)
+    """The jobs REST API, its OpenAPI document and reference, the pages (functions/web/)."""
+    return router_for(get_service(), web_router).dispatch(request)
 
 
 @functions_framework.http

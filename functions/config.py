@@ -120,6 +120,8 @@ class Settings:
     allowed_roots: tuple[Path, ...] = (Path("samples"),)
     # Public base URL of the jobs API, for the status_url in ingest replies.
     api_url: str = "http://127.0.0.1:8083"
+    # Public URL of the ingest function, where /openapi.json says to POST requests.
+    ingest_url: str = "http://127.0.0.1:8081"
     # A running batch writes progress (and checks for cancellation) at most this often.
     progress_interval: timedelta = timedelta(seconds=1)
     # Batches recorded this long ago and still not enqueued are enqueued by the sweeper.
@@ -190,6 +192,7 @@ class Settings:
                 Path(p) for p in (_read(env, "ALLOWED_ROOTS") or "samples").split(os.pathsep) if p
             ),
             api_url=(_read(env, "API_URL") or "http://127.0.0.1:8083").rstrip("/"),
+            ingest_url=(_read(env, "INGEST_URL") or "http://127.0.0.1:8081").rstrip("/"),
             progress_interval=timedelta(
                 seconds=_positive_float(env, "PROGRESS_INTERVAL_SECONDS", 1.0)
             ),

@@ -205,3 +205,11 @@ class EmbeddingError(FanoutError):
 
     def __reduce__(self) -> tuple[type, tuple[str, int | None]]:
         return type(self), (self.message, self.status)
+
+
+class CrossSiteRequest(FanoutError):
+    """Raised when a page's POST (submit, cancel, retry) comes from another site, or
+    without the token its form carries: a browser may have been tricked into sending it.
+    Nothing is changed."""
+
+    http_status = 403

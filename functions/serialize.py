@@ -10,9 +10,11 @@ from functions.jobs import Batch, Job
 
 
 def jsonable(value: Any) -> Any:
-    """`value` with datetimes as ISO 8601 strings, recursively."""
+    """`value` with datetimes as ISO 8601 strings (UTC as "Z", like the API's models),
+    recursively."""
     if isinstance(value, datetime):
-        return value.isoformat()
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

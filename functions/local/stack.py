@@ -154,6 +154,7 @@ class LocalStack:
             "FANOUT_SQLITE_PATH": str(self.sqlite_path),
             "FANOUT_WORKER_URL": self.url("run_batch") + "/",
             "FANOUT_API_URL": self.url("jobs_api"),
+            "FANOUT_INGEST_URL": self.url("ingest"),
             "FANOUT_WORKER_SECRET": self.secret,
             "FANOUT_ALLOWED_ROOTS": os.pathsep.join([str(ROOT / "samples"), str(self.state_dir)]),
             "FANOUT_LANCEDB_URI": str(self.state_dir / "lancedb"),

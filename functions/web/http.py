@@ -15,24 +15,37 @@ from typing import Any
 
 import flask
 import pydantic
+from werkzeug.exceptions import HTTPException
 
 from functions.errors import FanoutError, InvalidArgument, PayloadTooLarge, Unauthorized
+from functions.web.models import ErrorBody
 
 log = logging.getLogger("fanout.http")
 
 Handler = Callable[[flask.Request], flask.Response]
+JSON = "application/json"
 
 
 def json_response(body: Any, status: int = 200) -> flask.Response:
-    return flask.Response(json.dumps(body), status=status, mimetype="application/json")
+    return flask.Response(json.dumps(body), status=status, mimetype=JSON)
+
+
+def view_response(view: pydantic.BaseModel, status: int = 200) -> flask.Response:
+    """An answer built through its response model (functions/web/models.py)."""
+    return flask.Response(view.model_dump_json(), status=status, mimetype=JSON)
+
+
+def error_body_response(body: ErrorBody, status: int) -> flask.Response:
+    return flask.Response(body.to_json(), status=status, mimetype=JSON)
 
 
 def error_response(error: FanoutError) -> flask.Response:
-    return json_response(error.to_dict(), error.http_status)
+    return error_body_response(ErrorBody.from_error(error), error.http_status)
 
 
 def handle_errors(fn: Handler) -> Handler:
-    """Typed errors and invalid input become JSON 4xx answers; anything else a 500."""
+    """Typed errors and invalid input become JSON 4xx answers; anything else a 500. Every
+    one has the `ErrorBody` shape."""
 
     @functools.wraps(fn)
     def wrapper(request: flask.Request) -> flask.Response:
@@ -43,15 +56,17 @@ def handle_errors(fn: Handler) -> Handler:
                 log.warning("%s %s: %s", request.method, request.path, error.message)
             return error_response(error)
         except pydantic.ValidationError as error:
-            problems = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
-                for e in error.errors()
-            ]
-            body = InvalidArgument("invalid request").to_dict() | {"problems": problems}
-            return json_response(body, 400)
+            return error_body_response(ErrorBody.from_validation(error), 400)
+        except HTTPException as error:
+            # What werkzeug itself refuses while reading the request (a malformed form).
+            status = error.code or 400
+            name = type(error).__name__
+            body = ErrorBody(error=name, message=error.description or name)
+            return error_body_response(body, status)
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
-            return json_response({"error": "InternalError", "message": "internal error"}, 500)
+            body = ErrorBody(error="InternalError", message="internal error")
+            return error_body_response(body, 500)
 
     return wrapper
 

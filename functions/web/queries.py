@@ -5,12 +5,16 @@ with the same error. Each is a pydantic model: it validates, and it documents it
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.datastructures import MultiDict
 
+from functions.errors import InvalidArgument
+from functions.ingestion.search import MAX_QUERY_CHARS, MAX_RESULTS
 from functions.jobs import JobStatus
+from functions.observability.lines import DEFAULT_LOG_PAGE, MAX_LOG_PAGE
+from functions.observability.severity import SEVERITIES, parse_severity
 from functions.store.protocol import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 # Cursors are opaque tokens the stores produce; none is near this long.
@@ -50,9 +54,52 @@ class JobListQuery(QueryModel):
 class BatchListQuery(QueryModel):
     """GET /jobs/{id}/batches and the batches table of /ui/jobs/{id}."""
 
-    status: JobStatus | None = None
+    status: JobStatus | None = Field(default=None, description="only batches in this status")
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
+
+
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+
+
+def _severity_name(value: Any) -> Any:
+    """Any case (`?severity=warning`), as Cloud Logging's filters take it."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_severity(value)
+    except InvalidArgument as error:
+        raise ValueError(error.message) from None
+
+
+class LogQuery(QueryModel):
+    """GET /jobs/{id}/logs: one page of the job's lines, oldest first."""
+
+    batch_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_FILTER_CHARS, description="only this batch"
+    )
+    severity: Severity | None = Field(
+        default=None, description="only lines at this severity or above (any case)"
+    )
+    event: str | None = Field(
+        default=None, min_length=1, max_length=MAX_FILTER_CHARS, description="only this event"
+    )
+    limit: int = Field(default=DEFAULT_LOG_PAGE, ge=1, le=MAX_LOG_PAGE)
+    cursor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CURSOR_CHARS,
+        description="a next_cursor or resume_cursor from an earlier page",
+    )
+
+    _severity = field_validator("severity", mode="before")(_severity_name)
+
+
+class SearchQuery(QueryModel):
+    """GET /collections/{name}/search."""
+
+    q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="what to search for")
+    k: int = Field(default=5, ge=1, le=MAX_RESULTS, description="how many hits at most")
 
 
 Query = TypeVar("Query", bound=QueryModel)

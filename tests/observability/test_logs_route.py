@@ -25,7 +25,8 @@ from functions.observability.links import LogsQuery
 from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.sqlite import SqliteJobStore
-from functions.web.api import JobsApi, _cloud_logs
+from functions.web.api import _cloud_logs
+from functions.web.app import web_router
 from functions.web.http import handle_errors
 from tests.observability.conftest import LogFile
 
@@ -55,7 +56,7 @@ def service(tmp_path: Path) -> Iterator[FanoutService]:
 def get(service: FanoutService, path: str) -> tuple[int, Any]:
     """The API's answer to GET `path`, through the same error edge as main.jobs_api."""
     with flask.Flask(__name__).test_request_context(path):
-        response = handle_errors(JobsApi(service).dispatch)(flask.request)
+        response = handle_errors(web_router(service).dispatch)(flask.request)
     return response.status_code, json.loads(response.get_data())
 
 
@@ -122,11 +123,12 @@ def test_logs_route_keeps_to_a_finished_jobs_time_range(service: FanoutService) 
 
 
 def test_logs_route_refuses_bad_queries(service: FanoutService) -> None:
-    """Unknown job 404; unknown severity, bad limit, bad cursor 400; each a JSON error."""
+    """Unknown job 404; unknown severity, bad limit, bad cursor 400; each a JSON error. An
+    invalid parameter is named in the message, and its problem in `problems`."""
     job = new_job(service)
     refused = {
         "/jobs/20260101-000000-000000-deadbeef/logs": (404, "JobNotFound", "not found"),
-        f"/jobs/{job}/logs?severity=loud": (400, "InvalidArgument", "unknown severity"),
+        f"/jobs/{job}/logs?severity=loud": (400, "InvalidArgument", "unknown severity 'loud'"),
         f"/jobs/{job}/logs?limit=0": (400, "InvalidArgument", "limit"),
         f"/jobs/{job}/logs?limit=1001": (400, "InvalidArgument", "limit"),
         f"/jobs/{job}/logs?limit=ten": (400, "InvalidArgument", "limit"),
@@ -135,7 +137,9 @@ def test_logs_route_refuses_bad_queries(service: FanoutService) -> None:
     for path, (status, error, says) in refused.items():
         answer = get(service, path)
         assert answer[0] == status, path
-        assert answer[1]["error"] == error and says in answer[1]["message"], answer
+        problems = " ".join(p["problem"] for p in answer[1].get("problems", []))
+        assert answer[1]["error"] == error, answer
+        assert says in f"{answer[1]['message']} {problems}", answer
 
 
 def test_logs_route_with_nowhere_to_read_says_where_the_logs_are(tmp_path: Path) -> None:

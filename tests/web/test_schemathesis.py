@@ -1,0 +1,199 @@
+"""schemathesis, a third-party API fuzzer, against the live local jobs_api and ingest: every
+operation of /openapi.json, with requests generated from the document itself, must answer
+without a server error, with a documented status, a documented content type and a body
+that matches the documented schema."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import hypothesis
+import requests
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis import APIOperation, BaseSchema
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from functions.cli.client import ApiError, FanoutClient
+from functions.local.stack import LocalStack
+from tests.e2e.conftest import client_for, wait_for, wait_terminal
+
+# Examples per strategy: each operation gets this many requests generated from the document
+# alone; the operations on a job, on a collection, and ingest get as many again aimed at
+# real data (jobs that exist in each status, a collection with chunks, valid requests).
+EXAMPLES = 50
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+COLLECTION = "fuzzed"
+Operation = APIOperation[Any, Any, Any, Any]
+
+
+def _jobs_in_every_state(stack: LocalStack, client: FanoutClient) -> list[str]:
+    """A completed job, a failed one, a cancelled one and one still running."""
+    fail = stack.state_dir / "fail.txt"
+    fail.write_text("b\n")
+    noop: dict[str, Any] = {"source": "noop", "collection": "docs", "batch_size": 1}
+    completed = client.submit({**noop, "items": ["a", "b", "c"]})["job_id"]
+    failed = client.submit(
+        {**noop, "items": ["a", "b"], "options": {"fail_items_file": str(fail)}}
+    )["job_id"]
+    # One batch that takes a minute: running throughout, holding one worker thread only,
+    # and stopping within a second of its job's cancellation.
+    slow = {**noop, "items": [f"i{n}" for n in range(60)], "batch_size": 60}
+    slow["options"] = {"delay_ms": 1000}
+    cancelled, running = client.submit(slow)["job_id"], client.submit(slow)["job_id"]
+    client.cancel(cancelled)
+    assert wait_terminal(client, completed)["status"] == "completed"
+    assert wait_terminal(client, failed)["status"] == "failed"
+    return [completed, failed, cancelled, running]
+
+
+def _collection_with_chunks(stack: LocalStack, client: FanoutClient) -> str:
+    """A small collection to search, full text only (the stack embeds nothing)."""
+    corpus = stack.state_dir / "corpus"
+    corpus.mkdir()
+    (corpus / "cancel.md").write_text("# Cancelling\n\nA cancelled job stops its batches.\n")
+    (corpus / "retry.md").write_text("# Retrying\n\nRetry runs the failed batches again.\n")
+    job = client.submit({"source": "documents", "collection": COLLECTION, "location": str(corpus)})
+    assert wait_terminal(client, job["job_id"])["status"] == "completed"
+    wait_for(lambda: client.search(COLLECTION, "cancelled")["hits"], what="a searchable hit")
+    return COLLECTION
+
+
+def _valid_ingest_requests() -> st.SearchStrategy[dict[str, Any]]:
+    """Requests ingest accepts (the document cannot say that `source` must be a registered
+    processor, or that items and location exclude each other)."""
+    return st.fixed_dictionaries(
+        {
+            "source": st.just("noop"),
+            "collection": st.from_regex(r"\A[A-Za-z0-9_-]{1,64}\Z"),
+            "items": st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=5),
+            "batch_size": st.integers(1, 1000),
+        },
+        optional={
+            "options": st.fixed_dictionaries({"delay_ms": st.integers(0, 20)}),
+            "client_id": st.just("fuzzer"),
+        },
+    ).map(_with_request_id)
+
+
+def _with_request_id(body: dict[str, Any]) -> dict[str, Any]:
+    """A client_id goes with a request_id; one per collection makes some submits repeats."""
+    if "client_id" not in body:
+        return body
+    return body | {"request_id": f"r-{body['collection']}"}
+
+
+def operations_of(schema: BaseSchema) -> list[Operation]:
+    """Every operation of `schema`; it fails if schemathesis cannot build one."""
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()
+        operations.append(result.ok())
+    return operations
+
+
+def _run(strategy: st.SearchStrategy[Any], send: Callable[[Any], None]) -> None:
+    @hypothesis.settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[hypothesis.Phase.generate],  # no shrinking: each request has effects
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(strategy)
+    def fuzz(case: Any) -> None:
+        send(case)
+
+    fuzz()
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
+    stack: LocalStack, document: dict[str, Any], stack_logs_on_failure: None
+) -> None:
+    """Each operation of the document (the JSON API, the document routes, ingest and the
+    pages) gets up to 50 requests generated from the document; the operations on a job
+    get up to 50 more on real jobs (completed, failed, cancelled, running), search and the
+    collection page 50 more on a real collection, and ingest 50 valid requests (new jobs).
+    That is about 670 requests on the 11 operations of the API and ingest, and 1,400 with
+    the 11 pages, in under 10 s (at least 500 are required). Every answer must have a
+    documented status, a documented content type and a body that matches its schema, and
+    none may be a 5xx."""
+    client = client_for(stack)
+    prepared = time.monotonic()
+    jobs = _jobs_in_every_state(stack, client)
+    collection = _collection_with_chunks(stack, client)
+    print(f"jobs and collection ready in {time.monotonic() - prepared:.1f} s")
+    # From the served document: from_url would leave out the route that serves it. Loaded
+    # so, only a path's own server (ingest's) is absolute; the rest go to the jobs API.
+    schema = schemathesis.openapi.from_dict(document)
+    # Deleting comes last, so that the other operations meet jobs in every state.
+    operations = sorted(operations_of(schema), key=lambda op: op.method.upper() == "DELETE")
+    sent: Counter[str] = Counter()
+    answered: Counter[tuple[str, int]] = Counter()
+    session = requests.Session()
+    started = time.monotonic()
+
+    def send(case: Any) -> None:
+        base = case.operation.base_url
+        base = base if base.startswith("http") else stack.url("jobs_api")
+        response = case.call(base_url=base, session=session, timeout=30)
+        sent[case.operation.label] += 1
+        answered[(case.operation.label, response.status_code)] += 1
+        case.validate_response(response, checks=CHECKS)
+
+    for operation in operations:
+        _run(operation.as_strategy(), send)
+        path_parameters = {p.name for p in operation.path_parameters}
+        if "job_id" in path_parameters:
+            on_jobs = [operation.as_strategy(path_parameters={"job_id": job}) for job in jobs]
+            _run(st.one_of(on_jobs), send)
+        if "name" in path_parameters:  # a collection's name
+            _run(operation.as_strategy(path_parameters={"name": collection}), send)
+        if operation.label == "POST /":
+            _run(_valid_ingest_requests().flatmap(_body_for(operation)), send)
+
+    elapsed = time.monotonic() - started
+    with contextlib.suppress(ApiError):  # the fuzzer may have cancelled it already
+        client.cancel(jobs[-1])  # so that the stack stops at once
+    print(f"schemathesis: {sum(sent.values())} requests in {elapsed:.1f} s: {dict(sent)}")
+    assert {op.label for op in operations} == set(sent), "an operation got no request"
+    assert sum(sent.values()) >= 500
+    # The aimed requests reached real data: new jobs, real jobs and real hits.
+    for label, status in [
+        ("POST /", 202),
+        ("GET /jobs/{job_id}", 200),
+        ("GET /jobs/{job_id}/batches", 200),
+        ("GET /jobs/{job_id}/logs", 200),
+        ("GET /collections/{name}/search", 200),
+    ]:
+        assert answered[(label, status)] > 0, (label, status, answered)
+
+
+def _body_for(operation: Operation) -> Callable[[Any], st.SearchStrategy[Any]]:
+    return lambda body: operation.as_strategy(body=body)
+
+
+def test_the_fuzzer_is_pointed_at_both_functions(
+    stack: LocalStack, document: dict[str, Any]
+) -> None:
+    """Pointed at the served document, schemathesis sends ingest's requests to the ingest
+    function's URL (the path's own server) and the rest to the jobs API's."""
+    schema = schemathesis.openapi.from_url(stack.url("jobs_api") + "/openapi.json")
+    bases = {op.label: str(op.base_url) for op in operations_of(schema)}
+    assert bases.pop("POST /") == stack.url("ingest")
+    assert {base.rstrip("/") for base in bases.values()} == {stack.url("jobs_api")}
