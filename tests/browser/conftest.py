@@ -11,9 +11,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from functions.cli.client import FanoutClient
-from functions.local.emulators import free_port_block
-from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
-from tests.e2e.conftest import FAST_ENV, client_for, print_logs
+from functions.local.stack import LocalStack
+from tests.e2e.conftest import FAST_ENV, client_for, print_logs, shared_stack
 from tests.support.reports import failed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,13 +40,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One stack for the module: its tests use jobs of their own (own client ids)."""
-    config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("browser"),
-        port_base=free_port_block(len(FUNCTIONS)),
-        env=BROWSER_ENV,
-    )
-    with LocalStack(config) as running:
-        yield running
+    running = shared_stack(tmp_path_factory, "browser", BROWSER_ENV)
+    yield running
+    running.stop()
 
 
 @pytest.fixture

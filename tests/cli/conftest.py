@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from functions.cli.client import FanoutClient
-from functions.local.emulators import ROOT, free_port_block
-from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
-from tests.e2e.conftest import FAST_ENV, client_for, print_logs, wait_terminal
+from functions.local.emulators import ROOT
+from functions.local.stack import LocalStack
+from tests.e2e.conftest import client_for, print_logs, shared_stack, wait_terminal
 
 # The console script `pyproject.toml` declares, next to the interpreter running the tests.
 FANOUT = Path(sys.executable).with_name("fanout")
@@ -122,14 +122,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[LocalStack]:
     """`make_stack`'s stack (tests/e2e/conftest.py), started once for the package."""
-    config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("cli-stack"),
-        port_base=free_port_block(len(FUNCTIONS)),
-        store="sqlite",
-        env=FAST_ENV,
-    )
     failures = request.session.testsfailed
-    stack = LocalStack(config).start()
+    stack = shared_stack(tmp_path_factory, "cli-stack")
     yield stack
     stack.stop()
     if request.session.testsfailed > failures:

@@ -64,6 +64,17 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
             print_logs(stack)
 
 
+def shared_stack(
+    factory: pytest.TempPathFactory, name: str, env: Mapping[str, str] = FAST_ENV
+) -> LocalStack:
+    """A started stack on free ports for tests that share one (module or package scope):
+    the caller stops it."""
+    config = StackConfig(
+        state_dir=factory.mktemp(name), port_base=free_port_block(len(FUNCTIONS)), env=env
+    )
+    return LocalStack(config).start()
+
+
 def print_logs(stack: LocalStack, tail: int = 40) -> None:
     """Show the tail of every process log of a stack whose test failed (CI keeps no files)."""
     for log in sorted([*stack.logs.glob("*.log"), *stack.logs.glob("*.jsonl")]):

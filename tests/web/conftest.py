@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from functions.cli.client import call
-from functions.local.emulators import free_port_block
-from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
-from tests.e2e.conftest import FAST_ENV, print_logs
+from functions.local.stack import LocalStack
+from tests.e2e.conftest import FAST_ENV, print_logs, shared_stack
 from tests.support.reports import failed
 
 # No embedding model: a `documents` job (the fuzzer's, or a test's) embeds nothing, and
@@ -22,13 +21,9 @@ WEB_ENV = {**FAST_ENV, "FANOUT_EMBEDDER": "none"}
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One stack for the module's tests, which do not interfere with each other."""
-    config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("web"),
-        port_base=free_port_block(len(FUNCTIONS)),
-        env=WEB_ENV,
-    )
-    with LocalStack(config) as running:
-        yield running
+    running = shared_stack(tmp_path_factory, "web", WEB_ENV)
+    yield running
+    running.stop()
 
 
 @pytest.fixture
