@@ -22,13 +22,12 @@ from functions.config import Settings
 from functions.jobs import Job
 from functions.observability.events import Event
 from functions.observability.links import LogsQuery
-from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService
-from functions.store.sqlite import SqliteJobStore
 from functions.web.api import _cloud_logs
 from functions.web.app import web_router
 from functions.web.http import handle_errors
 from tests.observability.conftest import LogFile
+from tests.support.services import sqlite_service
 
 
 @contextmanager
@@ -38,13 +37,8 @@ def running(
     settings = Settings(
         sqlite_path=tmp_path / "fanout.sqlite3", log_dir=log_dir, gcp_project=project
     )
-    store = SqliteJobStore(settings.sqlite_path)
-    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
-    try:
-        yield FanoutService(store, queue, settings)
-    finally:
-        store.close()
-        queue.close()
+    with sqlite_service(settings) as service:
+        yield service
 
 
 @pytest.fixture

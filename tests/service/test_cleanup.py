@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -20,11 +20,11 @@ from functions.errors import JobNotFound
 from functions.ingest_request import IngestRequest
 from functions.jobs import Job, JobStatus
 from functions.queue.local import LocalTaskQueue
-from functions.queue.protocol import EnqueueResult, Task
 from functions.service import SUMMARY_IDS, FanoutService
 from functions.store.sqlite import SqliteJobStore
 from tests.support.callbacks import SECRET, Receiver, receivers
 from tests.support.clock import ManualClock
+from tests.support.services import RefusingQueue
 
 DISPATCH = DispatchSettings(
     max_attempts=3,
@@ -43,26 +43,10 @@ SETTINGS = Settings(
 )
 
 
-class SwitchableQueue:
-    """The local queue, which refuses every task while `down` (as Cloud Tasks can)."""
-
-    def __init__(self, inner: LocalTaskQueue) -> None:
-        self.inner = inner
-        self.down = False
-
-    def enqueue(self, tasks: Sequence[Task]) -> EnqueueResult:
-        if self.down:
-            return EnqueueResult([], {t.name: "UNAVAILABLE: queue down" for t in tasks})
-        return self.inner.enqueue(tasks)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 @dataclass
 class World:
     service: FanoutService
-    queue: SwitchableQueue
+    queue: RefusingQueue
     clock: ManualClock
     path: Path
 
@@ -98,7 +82,7 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     settings = replace(SETTINGS, sqlite_path=tmp_path / "fanout.sqlite3")
-    queue = SwitchableQueue(LocalTaskQueue(settings.sqlite_path, DISPATCH))
+    queue = RefusingQueue(LocalTaskQueue(settings.sqlite_path, DISPATCH))
     store = SqliteJobStore(settings.sqlite_path, retention=settings.retention)
     sender = CallbackSender(
         allow_local_http=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,10 +16,10 @@ from functions.config import DispatchSettings, Settings, retry_window
 from functions.ingest_request import IngestRequest
 from functions.jobs import Job, JobStatus
 from functions.queue.local import LocalTaskQueue
-from functions.queue.protocol import EnqueueResult, Task
 from functions.service import FanoutService
 from functions.store.sqlite import SqliteJobStore
 from tests.support.clock import ManualClock
+from tests.support.services import RefusingQueue
 
 DISPATCH = DispatchSettings(
     max_attempts=3,
@@ -30,22 +30,6 @@ DISPATCH = DispatchSettings(
 GRACE = timedelta(seconds=5)
 # 3 deadlines of 10 s, backoffs 0.1 + 0.2, and the grace.
 WAIT = timedelta(seconds=35.3)
-
-
-class RefusingQueue:
-    """A queue that refuses every task while `down` (as Cloud Tasks can, briefly)."""
-
-    def __init__(self, inner: LocalTaskQueue) -> None:
-        self.inner = inner
-        self.down = False
-
-    def enqueue(self, tasks: Sequence[Task]) -> EnqueueResult:
-        if self.down:
-            return EnqueueResult([], {t.name: "UNAVAILABLE: queue down" for t in tasks})
-        return self.inner.enqueue(tasks)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture

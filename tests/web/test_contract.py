@@ -20,13 +20,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from functions.cli.client import ApiError, call
 from functions.config import Settings
 from functions.local.stack import LocalStack
-from functions.queue.local import LocalTaskQueue
-from functions.service import FanoutService
-from functions.store.sqlite import SqliteJobStore
 from functions.web.app import ingest_router, web_router
 from functions.web.http import handle_errors
 from functions.web.openapi import openapi_path
 from functions.web.routes import Router
+from tests.support.services import sqlite_service
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 # Well formed, and no job has it.
@@ -43,14 +41,8 @@ def routers(tmp_path: Path, stack: LocalStack) -> Iterator[tuple[Router, Router]
         api_url=stack.url("jobs_api"),
         ingest_url=stack.url("ingest"),
     )
-    store = SqliteJobStore(settings.sqlite_path)
-    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
-    try:
-        service = FanoutService(store, queue, settings)
+    with sqlite_service(settings) as service:
         yield web_router(service), ingest_router(service)
-    finally:
-        store.close()
-        queue.close()
 
 
 def documented(document: dict[str, Any]) -> dict[Operation, dict[str, Any]]:

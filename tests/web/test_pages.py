@@ -17,15 +17,14 @@ from markupsafe import escape
 from functions.config import Settings
 from functions.ingest_request import IngestRequest
 from functions.jobs import JobStatus
-from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
-from functions.store.sqlite import SqliteJobStore
 from functions.web.app import web_router
 from functions.web.http import handle_errors
 from functions.web.humanize import byte_size, duration, relative_time
 from functions.web.page_models import MAX_TRAIL
 from functions.web.paging import Pager, decode_trail
+from tests.support.services import sqlite_service
 
 ORIGIN = {"Origin": "http://localhost"}
 
@@ -34,14 +33,8 @@ ORIGIN = {"Origin": "http://localhost"}
 def service(tmp_path: Path) -> Iterator[FanoutService]:
     """A service on a real SQLite store; its tasks are queued, never run (no dispatcher):
     submitted jobs stay running."""
-    settings = Settings(sqlite_path=tmp_path / "fanout.sqlite3")
-    store = SqliteJobStore(settings.sqlite_path)
-    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
-    try:
-        yield FanoutService(store, queue, settings)
-    finally:
-        store.close()
-        queue.close()
+    with sqlite_service(Settings(sqlite_path=tmp_path / "fanout.sqlite3")) as running:
+        yield running
 
 
 @pytest.fixture
