@@ -27,9 +27,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from functions.local.emulators import free_port_block
 from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
 from functions.queue.local import LocalTaskQueue
 from functions.service import FanoutService
+from functions.sqlite_db import SqlWork, counting_work
 from functions.store.protocol import JobQuery
 from functions.store.sqlite import SqliteJobStore
 
@@ -113,32 +113,9 @@ def seed_batch_job(store: SqliteJobStore, batches: int, created: datetime) -> Jo
     return job
 
 
-@dataclass
-class Cost:
-    statements: int = 0
-    vm_steps: int = 0
-
-
-@contextmanager
-def counted(store: SqliteJobStore) -> Iterator[Cost]:
-    """Count the SQL statements and VM steps the store runs in this thread meanwhile."""
-    cost = Cost()
-    conn = store.db.conn()  # this thread's connection: the one the store uses here
-
-    def statement(_: str) -> None:
-        cost.statements += 1
-
-    def step() -> int:
-        cost.vm_steps += 1
-        return 0
-
-    conn.set_trace_callback(statement)
-    conn.set_progress_handler(step, 1)
-    try:
-        yield cost
-    finally:
-        conn.set_trace_callback(None)
-        conn.set_progress_handler(None, 1)
+def counted(store: SqliteJobStore) -> AbstractContextManager[SqlWork]:
+    """The SQL statements and VM steps the store runs in this thread meanwhile."""
+    return counting_work(store.db.conn())  # this thread's connection: the one the store uses
 
 
 def job_reads(store: SqliteJobStore, service: FanoutService, job: Job) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_TIMEOUT = 60.0
@@ -113,3 +114,33 @@ class Database:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+@dataclass
+class SqlWork:
+    """What a connection ran: SQL statements, and virtual-machine steps, which grow with
+    every row or index entry read (so a scan shows even when the statement count does not)."""
+
+    statements: int = 0
+    vm_steps: int = 0
+
+
+@contextmanager
+def counting_work(conn: sqlite3.Connection) -> Iterator[SqlWork]:
+    """Count what `conn` runs meanwhile (benchmarks and tests of read costs)."""
+    work = SqlWork()
+
+    def statement(_: str) -> None:
+        work.statements += 1
+
+    def step() -> int:
+        work.vm_steps += 1
+        return 0  # go on
+
+    conn.set_trace_callback(statement)
+    conn.set_progress_handler(step, 1)
+    try:
+        yield work
+    finally:
+        conn.set_trace_callback(None)
+        conn.set_progress_handler(None, 1)

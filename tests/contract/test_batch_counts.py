@@ -3,13 +3,13 @@ exact, in a fixed number of store reads whatever the job's size."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from functions.jobs import BatchOutcome, Job, JobStats, JobStatus
+from functions.sqlite_db import counting_work
 from functions.store.firestore import FirestoreJobStore
 from functions.store.protocol import BatchCounts, JobStore
 from functions.store.sqlite import SqliteJobStore
@@ -109,19 +109,11 @@ class Cost:
 def _cost(store: JobStore) -> Iterator[Cost]:
     cost = Cost()
     if isinstance(store, SqliteJobStore):
-        conn: sqlite3.Connection = store.db.conn()  # this thread's: the one the store uses
-
-        def step() -> int:
-            cost.steps += 1
-            return 0
-
-        conn.set_trace_callback(lambda _: setattr(cost, "calls", cost.calls + 1))
-        conn.set_progress_handler(step, 1)
-        try:
-            yield cost
-        finally:
-            conn.set_trace_callback(None)
-            conn.set_progress_handler(None, 1)
+        with counting_work(store.db.conn()) as work:  # this thread's: the store's
+            try:
+                yield cost
+            finally:
+                cost.calls, cost.steps = work.statements, work.vm_steps
         return
     assert isinstance(store, FirestoreJobStore)
     api = store.db._firestore_api
