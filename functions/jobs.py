@@ -306,6 +306,15 @@ class Batch:
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
+    def still_as_found(self, found: Batch) -> bool:
+        """True if this fresh read is still the pending batch a sweep found dropped: no
+        delivery claimed it and no other sweep re-dispatched it since."""
+        return (
+            self.status is JobStatus.PENDING
+            and self.dispatch_rounds == found.dispatch_rounds
+            and self.enqueued_at == found.enqueued_at
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["status"] = self.status.value

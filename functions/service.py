@@ -745,12 +745,7 @@ class FanoutService:
     def _fail_dropped(self, job: Job, batch: Batch) -> bool:
         """Fail a batch whose every round was dropped, unless a late delivery claimed it or
         another sweep moved it on since it was found. True if this call failed it."""
-        current = self.store.get_batch(batch.batch_id)
-        if (
-            current.status is not JobStatus.PENDING
-            or current.dispatch_rounds != batch.dispatch_rounds
-            or current.enqueued_at != batch.enqueued_at
-        ):
+        if not self.store.get_batch(batch.batch_id).still_as_found(batch):
             return False
         tasks = batch.dispatch_rounds + 1
         attempts = self.settings.dispatch.max_attempts

@@ -922,11 +922,7 @@ class FirestoreJobStore:
         if not snap.exists:
             raise BatchNotFound(batch.batch_id)
         current = _batch(snap)
-        if (
-            current.status is not JobStatus.PENDING
-            or current.dispatch_rounds != batch.dispatch_rounds
-            or current.enqueued_at != batch.enqueued_at
-        ):
+        if not current.still_as_found(batch):
             return None
         rounds = batch.dispatch_rounds + 1
         # Once per round: the marker decides between concurrent sweeps (on every emulator);
