@@ -39,8 +39,20 @@ def error_body_response(body: ErrorBody, status: int) -> flask.Response:
     return flask.Response(body.to_json(), status=status, mimetype=JSON)
 
 
-def error_response(error: FanoutError) -> flask.Response:
-    return error_body_response(ErrorBody.from_error(error), error.http_status)
+# The errors the edge answers as themselves: typed errors and invalid input.
+ANSWERED = (FanoutError, pydantic.ValidationError)
+
+
+def error_answer(
+    request: flask.Request, error: FanoutError | pydantic.ValidationError
+) -> tuple[ErrorBody, int]:
+    """The body and status that answer `error`, for the JSON API and the pages alike; a
+    typed 5xx is logged."""
+    if isinstance(error, pydantic.ValidationError):
+        return ErrorBody.from_validation(error), 400
+    if error.http_status >= 500:
+        log.warning("%s %s: %s", request.method, request.path, error.message)
+    return ErrorBody.from_error(error), error.http_status
 
 
 def handle_errors(fn: Handler) -> Handler:
@@ -51,12 +63,8 @@ def handle_errors(fn: Handler) -> Handler:
     def wrapper(request: flask.Request) -> flask.Response:
         try:
             return fn(request)
-        except FanoutError as error:
-            if error.http_status >= 500:
-                log.warning("%s %s: %s", request.method, request.path, error.message)
-            return error_response(error)
-        except pydantic.ValidationError as error:
-            return error_body_response(ErrorBody.from_validation(error), 400)
+        except ANSWERED as error:
+            return error_body_response(*error_answer(request, error))
         except HTTPException as error:
             # What werkzeug itself refuses while reading the request (a malformed form).
             status = error.code or 400

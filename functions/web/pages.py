@@ -15,13 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import flask
-import pydantic
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from functions.errors import (
     CollectionNotFound,
-    FanoutError,
     InvalidTransition,
     PayloadTooLarge,
 )
@@ -35,6 +33,7 @@ from functions.processors import processor_names
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.web.csrf import FIELD, check_same_site_post
+from functions.web.http import ANSWERED, error_answer
 from functions.web.models import BODY, ErrorBody, Problem
 from functions.web.page_models import (
     ActionForm,
@@ -210,12 +209,8 @@ class Pages:
         def answer(request: flask.Request, **values: Any) -> flask.Response:
             try:
                 return handler(request, **values)
-            except FanoutError as error:
-                if error.http_status >= 500:
-                    log.warning("%s %s: %s", request.method, request.path, error.message)
-                return self._error_page(request, ErrorBody.from_error(error), error.http_status)
-            except pydantic.ValidationError as error:
-                return self._error_page(request, ErrorBody.from_validation(error), 400)
+            except ANSWERED as error:
+                return self._error_page(request, *error_answer(request, error))
 
         return answer
 
@@ -346,11 +341,8 @@ class Pages:
         try:
             asked = parse_query(SubmitForm, form).ingest_request()
             job, _ = self.service.submit(asked, trace_id=trace_id_from(request.headers))
-        except pydantic.ValidationError as error:
-            return self._submit_form(request, form, ErrorBody.from_validation(error), 400)
-        except FanoutError as error:
-            body = ErrorBody.from_error(error)
-            return self._submit_form(request, form, body, error.http_status)
+        except ANSWERED as error:
+            return self._submit_form(request, form, *error_answer(request, error))
         return redirect(ui_path("jobs", job.job_id))
 
     def _submit_form(
