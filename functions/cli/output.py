@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.text import Text
+
+from functions import humanize
+from functions.humanize import relative_time
 
 UNBOUNDED = 10_000  # columns: wider than any table
 
@@ -73,29 +76,12 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def ago(value: Any, now: datetime | None = None) -> str:
-    """How long ago an API timestamp was: `just now`, `42 s ago`, `5 min ago`, `3 h ago`,
-    `2 d ago`; an empty string when there is no time."""
+    """How long ago an API timestamp was (`5 min ago`); an empty string when there is no
+    time."""
     moment = parse_time(value)
-    if moment is None:
-        return ""
-    seconds = int(((now or datetime.now(UTC)) - moment).total_seconds())
-    if seconds < 5:
-        return "just now"
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
+    return "" if moment is None else relative_time(moment, now or datetime.now(UTC))
 
 
 def duration(seconds: float | None) -> str:
-    """`0.4 s`, `12 s`, `3 min 05 s`, `2 h 07 min`; `-` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3_600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3_600} h {whole % 3_600 // 60:02d} min"
+    """Seconds as people read them (`3 min 5 s`); a dash when unknown."""
+    return humanize.duration(None if seconds is None else timedelta(seconds=seconds))

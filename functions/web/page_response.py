@@ -18,7 +18,7 @@ from typing import Any
 import flask
 from markupsafe import Markup
 
-from functions.web import humanize
+from functions import humanize
 from functions.web.csrf import current_token, set_token_cookie
 from functions.web.templating import render
 

@@ -15,13 +15,13 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 
 from functions.config import Settings
+from functions.humanize import byte_size, duration, relative_time
 from functions.ingest_request import IngestRequest
 from functions.jobs import JobStatus
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.web.app import web_router
 from functions.web.http import handle_errors
-from functions.web.humanize import byte_size, duration, relative_time
 from functions.web.page_models import MAX_TRAIL
 from functions.web.paging import Pager, decode_trail
 from tests.support.services import sqlite_service

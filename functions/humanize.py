@@ -1,4 +1,5 @@
-"""Times, durations and sizes as people read them on the pages ("3 min ago", "1 min 5 s")."""
+"""Times, durations and sizes as people read them, on the pages and in the `fanout` command
+("3 min ago", "1 min 5 s")."""
 
 from __future__ import annotations
 
