@@ -19,6 +19,10 @@ StoreKind = Literal["sqlite", "firestore"]
 QueueKind = Literal["local", "cloud_tasks"]
 EmbedderKind = Literal["local", "vertex", "none"]
 DEFAULT_SQLITE_PATH = Path(".local/fanout.sqlite3")
+# The local stack's URLs at its default port base (`make dev`).
+DEFAULT_INGEST_URL = "http://127.0.0.1:8081"
+DEFAULT_WORKER_URL = "http://127.0.0.1:8082/"
+DEFAULT_API_URL = "http://127.0.0.1:8083"
 DEFAULT_FIRESTORE_DATABASE = "(default)"
 DEFAULT_LANCEDB_URI = ".local/lancedb"
 MiB = 1024 * 1024
@@ -111,7 +115,7 @@ class Settings:
     lease: timedelta = timedelta(minutes=10)
     queue: QueueKind = "local"
     # Where tasks are delivered: the run_batch function's URL.
-    worker_url: str = "http://127.0.0.1:8082/"
+    worker_url: str = DEFAULT_WORKER_URL
     # Local stack only: run_batch refuses calls without this shared secret header.
     worker_secret: str | None = None
     dispatch: DispatchSettings = DispatchSettings()
@@ -119,9 +123,9 @@ class Settings:
     # Input locations must lie under one of these directories.
     allowed_roots: tuple[Path, ...] = (Path("samples"),)
     # Public base URL of the jobs API, for the status_url in ingest replies.
-    api_url: str = "http://127.0.0.1:8083"
+    api_url: str = DEFAULT_API_URL
     # Public URL of the ingest function, where /openapi.json says to POST requests.
-    ingest_url: str = "http://127.0.0.1:8081"
+    ingest_url: str = DEFAULT_INGEST_URL
     # A running batch writes progress (and checks for cancellation) at most this often.
     progress_interval: timedelta = timedelta(seconds=1)
     # Batches recorded this long ago and still not enqueued are enqueued by the sweeper.
@@ -177,7 +181,7 @@ class Settings:
             retention=timedelta(days=_positive_int(env, "RETENTION_DAYS", 30)),
             lease=timedelta(seconds=_positive_int(env, "LEASE_SECONDS", 600)),
             queue=_choice(env, "QUEUE", ("local", "cloud_tasks"), "local"),  # type: ignore[arg-type]
-            worker_url=_read(env, "WORKER_URL") or "http://127.0.0.1:8082/",
+            worker_url=_read(env, "WORKER_URL") or DEFAULT_WORKER_URL,
             worker_secret=_read(env, "WORKER_SECRET"),
             dispatch=DispatchSettings(
                 max_concurrent=_positive_int(env, "MAX_CONCURRENT_DISPATCHES", 16),
@@ -191,8 +195,8 @@ class Settings:
             allowed_roots=tuple(
                 Path(p) for p in (_read(env, "ALLOWED_ROOTS") or "samples").split(os.pathsep) if p
             ),
-            api_url=(_read(env, "API_URL") or "http://127.0.0.1:8083").rstrip("/"),
-            ingest_url=(_read(env, "INGEST_URL") or "http://127.0.0.1:8081").rstrip("/"),
+            api_url=(_read(env, "API_URL") or DEFAULT_API_URL).rstrip("/"),
+            ingest_url=(_read(env, "INGEST_URL") or DEFAULT_INGEST_URL).rstrip("/"),
             progress_interval=timedelta(
                 seconds=_positive_float(env, "PROGRESS_INTERVAL_SECONDS", 1.0)
             ),

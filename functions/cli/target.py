@@ -12,18 +12,14 @@ from functools import cached_property
 from functions.cli.auth import IdTokens, is_local
 from functions.cli.client import FanoutClient
 from functions.cli.errors import UsageError
-from functions.config import CliSettings
+from functions.config import DEFAULT_API_URL, DEFAULT_INGEST_URL, CliSettings
 from functions.local.stack import FUNCTIONS
-
-# The local stack's URLs at its default port base (`make dev`).
-LOCAL_API_URL = "http://127.0.0.1:8083"
-LOCAL_INGEST_URL = "http://127.0.0.1:8081"
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-url",
-        help=f"the jobs API (default FANOUT_API_URL, else the local stack's {LOCAL_API_URL})",
+        help=f"the jobs API (default FANOUT_API_URL, else the local stack's {DEFAULT_API_URL})",
     )
     parser.add_argument(
         "--ingest-url",
@@ -44,7 +40,7 @@ class Target:
     def from_args(cls, args: argparse.Namespace, settings: CliSettings | None = None) -> Target:
         """Flags first, then the environment, then the local stack."""
         settings = settings if settings is not None else CliSettings.from_env()
-        api = _checked("--api-url", args.api_url or settings.api_url or LOCAL_API_URL)
+        api = _checked("--api-url", args.api_url or settings.api_url or DEFAULT_API_URL)
         ingest = args.ingest_url or settings.ingest_url
         if ingest is None and is_local(api):
             ingest = _local_ingest_for(api)
@@ -90,7 +86,7 @@ def _local_ingest_for(api_url: str) -> str:
     stack's port layout (functions/local/stack.py, `make dev PORT_BASE=...`)."""
     parts = urllib.parse.urlsplit(api_url)
     if parts.port is None:
-        return LOCAL_INGEST_URL
+        return DEFAULT_INGEST_URL
     port = parts.port - FUNCTIONS["jobs_api"] + FUNCTIONS["ingest"]
     host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
     return f"{parts.scheme}://{host}:{port}"
