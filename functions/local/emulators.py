@@ -1,5 +1,5 @@
-"""Start and stop local emulators (tests, benchmarks, `make run STORE=firestore`), on free
-loopback ports: Firestore, and fake-gcs-server for Cloud Storage.
+"""Start and stop local emulators (tests, benchmarks, `make run STORE=firestore`, the emulated
+cloud), on free loopback ports: Firestore, Pub/Sub, and fake-gcs-server for Cloud Storage.
 
 Each emulator runs in its own process group, so stopping it also stops what it spawned
 (`gcloud` starts a Java child), and a failing test run leaves no stray process behind.
@@ -121,13 +121,23 @@ def _http_ok(host: str) -> bool:
         return False
 
 
-def google_firestore_available() -> bool:
-    """True when gcloud and its Firestore emulator component are installed."""
+def _gcloud_component(directory: str) -> bool:
+    """True when gcloud is installed with the component kept in `platform/directory`."""
     gcloud = shutil.which("gcloud")
     if gcloud is None:
         return False
     sdk = Path(gcloud).resolve().parents[1]
-    return (sdk / "platform" / "cloud-firestore-emulator").is_dir()
+    return (sdk / "platform" / directory).is_dir()
+
+
+def google_firestore_available() -> bool:
+    """True when gcloud and its Firestore emulator component are installed."""
+    return _gcloud_component("cloud-firestore-emulator")
+
+
+def google_pubsub_available() -> bool:
+    """True when gcloud and its Pub/Sub emulator component are installed."""
+    return _gcloud_component("pubsub-emulator")
 
 
 def start_npm_firestore(log_dir: Path) -> Emulator:
@@ -142,6 +152,28 @@ def start_google_firestore(log_dir: Path) -> Emulator:
     port = free_port()
     argv = ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"]
     return start_emulator("firestore-google", argv, port, log_dir, _http_ok)
+
+
+def start_google_pubsub(log_dir: Path, project: str) -> Emulator:
+    """Google's Pub/Sub emulator (`gcloud beta emulators pubsub start`), in memory.
+    `StartupError` naming it when it is not installed."""
+    if not google_pubsub_available():
+        raise StartupError(
+            "Google's Pub/Sub emulator is not installed: "
+            "gcloud components install pubsub-emulator beta"
+        )
+    port = free_port()
+    argv = [
+        "gcloud",
+        "beta",
+        "emulators",
+        "pubsub",
+        "start",
+        f"--host-port=127.0.0.1:{port}",
+        f"--project={project}",
+        "--quiet",
+    ]
+    return start_emulator("pubsub-google", argv, port, log_dir, _http_ok)
 
 
 def fake_gcs_binary(scratch: Path) -> Path:

@@ -33,7 +33,7 @@ from tests.queue.cloud_tasks_fixtures import tasks_emulator as tasks_emulator
 from tests.queue.cloud_tasks_fixtures import tasks_receiver as tasks_receiver
 from tests.queue.conftest import FAST
 from tests.queue.harness import DispatcherThread
-from tests.support.tasks_emulator import TasksEmulator
+from functions.local.tasks_emulator import TasksEmulator
 
 # How long a test that expects NO further delivery watches for one.
 QUIET_SECONDS = 3.0

@@ -22,7 +22,7 @@ from google.cloud import tasks_v2
 from functions.config import CloudTasksSettings
 from functions.errors import StartupError
 from functions.queue.cloud_tasks import CloudTasksQueue, task_id
-from tests.support.tasks_emulator import TasksEmulator, start_tasks_emulator
+from functions.local.tasks_emulator import TasksEmulator, start_tasks_emulator
 
 # Upper bound for anything we wait on; every wait returns as soon as its condition holds.
 WAIT_SECONDS = 20.0

@@ -41,7 +41,7 @@ from tests.queue.cloud_tasks_fixtures import make_cloud_queue as make_cloud_queu
 from tests.queue.cloud_tasks_fixtures import tasks_emulator as tasks_emulator
 from tests.queue.cloud_tasks_fixtures import tasks_receiver as tasks_receiver
 from tests.support.emulators import free_port
-from tests.support.tasks_emulator import TasksEmulator, start_tasks_emulator
+from functions.local.tasks_emulator import TasksEmulator, start_tasks_emulator
 
 
 def test_task_id_is_a_short_hash_of_the_name_then_the_name() -> None:

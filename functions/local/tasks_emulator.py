@@ -1,5 +1,6 @@
-"""Start and stop `gcloud-tasks-emulator` (PyPI), the Cloud Tasks API stub the adapter tests
-run against, with one queue already created.
+"""Start and stop `gcloud-tasks-emulator` (PyPI), the Cloud Tasks API stub that the adapter
+tests and the emulated cloud (functions/local/emulated.py) run against, with one queue
+already created.
 
 It needs protobuf < 5, so it runs from its own virtual environment, `.venv-tasks-emulator`,
 which `make setup` builds from `tests/support/requirements-tasks-emulator.txt`.
@@ -17,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from functions.errors import StartupError
-from tests.support.emulators import ROOT, Emulator, free_port, port_open, start_emulator
+from functions.local.emulators import ROOT, Emulator, free_port, port_open, start_emulator
 
 TASKS_VENV = ROOT / ".venv-tasks-emulator"
 EXECUTABLE = TASKS_VENV / "bin" / "gcloud-tasks-emulator"
 PROJECT = "fanout-test"
 LOCATION = "us-central1"
 QUEUE = "fanout-batches"
-# A task whose worker keeps failing is dropped after this many retries (the emulator's
-# default is to retry forever, every 0.1 s).
+# A task whose worker keeps failing is dropped after this many retries; negative: never
+# (the emulator's own default, one retry about every 0.1 s).
 MAX_RETRIES = 3
 
 
@@ -59,6 +60,7 @@ def start_tasks_emulator(
     project: str = PROJECT,
     location: str = LOCATION,
     queue: str = QUEUE,
+    max_retries: int = MAX_RETRIES,
 ) -> TasksEmulator:
     """Start the emulator on `port` (a free loopback port by default) with `queue` created;
     return once its port accepts connections. Raises StartupError when it is not installed,
@@ -74,7 +76,7 @@ def start_tasks_emulator(
         "start",
         f"--port={port}",
         f"--default-queue={queue_path}",
-        f"--max-retries={MAX_RETRIES}",
+        f"--max-retries={max_retries}",
     ]
     emulator = start_emulator("cloud-tasks", argv, port, log_dir, port_open)
     return TasksEmulator(emulator, project, location, queue)
