@@ -1,6 +1,10 @@
 """The local stack: every function under `functions-framework` on its own localhost port,
 the task dispatcher, and (optionally) a Firestore emulator and a local scheduler.
 
+With `cloud="emulated"` it is the deployed shape instead (functions/local/emulated.py): no
+dispatcher, and every production adapter on Google's emulators, each function with the
+environment infra/ gives it.
+
 Each child runs in its own process group, and `stop()` ends the groups, so Ctrl-C (or a
 failing test) leaves no stray process. The groups are also recorded in
 `state_dir/stack.pids`, so a stack whose CLI was killed with SIGKILL is ended by the next
@@ -30,6 +34,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from functions.errors import FanoutError, StartupError
+from functions.local.emulated import EMULATOR_HOSTS, EmulatedCloud
 from functions.local.emulators import (
     ROOT,
     Emulator,
@@ -64,6 +69,12 @@ class StackConfig:
     host: str = "127.0.0.1"
     port_base: int = 8081
     store: Literal["sqlite", "firestore"] = "sqlite"
+    # "local": SQLite (or a Firestore emulator) and the local dispatcher; "emulated": the
+    # deployed shape on Google's emulators (`store` does not apply).
+    cloud: Literal["local", "emulated"] = "local"
+    # The emulated shape only: the Cloud Tasks emulator's retries (None: as infra/'s queue;
+    # negative: until the task succeeds).
+    tasks_retries: int | None = None
     # FANOUT_* settings for every process, and per process ("dispatcher" or a function).
     env: Mapping[str, str] = field(default_factory=dict)
     process_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -82,6 +93,7 @@ class LocalStack:
         self.logs = self.state_dir / "logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.emulator: Emulator | None = None
+        self.cloud: EmulatedCloud | None = None
         self.secret = secrets.token_urlsafe(24)
         self._scheduler_stop = threading.Event()
         self._scheduler: threading.Thread | None = None
@@ -105,6 +117,16 @@ class LocalStack:
     def sqlite_path(self) -> Path:
         return self.state_dir / "fanout.sqlite3"
 
+    @property
+    def emulated(self) -> bool:
+        return self.config.cloud == "emulated"
+
+    @property
+    def process_names(self) -> list[str]:
+        """Every process of the stack: the functions, and the local dispatcher unless Cloud
+        Tasks (emulated) delivers the tasks."""
+        return [*FUNCTIONS, *([] if self.emulated else ["dispatcher"])]
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Self:
@@ -119,12 +141,13 @@ class LocalStack:
                     "choose another port base"
                 )
         try:
-            self._env = self._base_env()
-            for target in FUNCTIONS:
-                self.start_process(target)
-            self.start_process("dispatcher")
+            self._env = self._emulated_env() if self.emulated else self._base_env()
+            for name in self.process_names:
+                self.start_process(name)
             for target in FUNCTIONS:
                 self._wait_ready(target)
+            if self.cloud is not None:
+                self.cloud.connect_trigger(self.url("ingest_pubsub") + "/")
         except BaseException:
             self.stop()
             raise
@@ -170,8 +193,26 @@ class LocalStack:
             self.pids.record(self.emulator.process.pid)
             env["FIRESTORE_EMULATOR_HOST"] = self.emulator.host
             env["FANOUT_GCP_PROJECT"] = "fanout-local"
-        env.update(self.config.env)
         return env
+
+    def _emulated_env(self) -> dict[str, str]:
+        """What every process inherits in the emulated shape: this machine's environment
+        without any FANOUT_* or emulator setting of ours, so that each function runs with
+        infra/'s environment alone (`start_process` adds it)."""
+        self.cloud = EmulatedCloud(self.state_dir, self.url, self.config.tasks_retries)
+        for pid in self.cloud.start().pids:
+            self.pids.record(pid)
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("FANOUT_") and name not in EMULATOR_HOSTS
+        }
+        return {**inherited, "PYTHONUNBUFFERED": "1", "THREADS": WORKER_THREADS}
+
+    def environment(self, name: str) -> dict[str, str]:
+        """The environment process `name` starts with."""
+        own = self.cloud.environment(name) if self.cloud is not None else {}
+        return {**self._env, **own, **self.config.env, **self.config.process_env.get(name, {})}
 
     def command(self, name: str) -> list[str]:
         if name == "dispatcher":
@@ -193,7 +234,7 @@ class LocalStack:
     def start_process(self, name: str) -> subprocess.Popen[bytes]:
         """Start (or restart) one process of the stack; with `supervise`, leave restarts
         to the supervisor."""
-        env = {**self._env, **self.config.process_env.get(name, {})}
+        env = self.environment(name)
         with (self.logs / f"{name}.log").open("ab") as out:
             self.processes[name] = subprocess.Popen(
                 self.command(name),
@@ -284,6 +325,8 @@ class LocalStack:
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
+        if self.cloud is not None:
+            self.cloud.stop()
         self.pids.clear()
 
     def __enter__(self) -> Self:
