@@ -5,12 +5,18 @@ run  start the stack, generate and ingest the sample corpus with live progress, 
      everything; exit 0 when only the planted files failed
 dev  start the stack and keep it up, printing its URLs and every line its processes log,
      until Ctrl-C (or `kill`, or a closed terminal)
+
+With `--cloud emulated` both run the deployed shape on Google's emulators instead
+(functions/local/emulated.py): `run` uploads the corpus to the Cloud Storage emulator and
+publishes the ingestion on the Pub/Sub emulator's ingest topic, as a deployment's callers do.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +27,8 @@ from functions.cli.output import console
 from functions.cli.search import hits_table
 from functions.cli.views import failed_items, job_table, links
 from functions.cli.watch import display_for, watch_jobs
+from functions.errors import StartupError
+from functions.local.emulated import EmulatedCloud
 from functions.local.emulators import ROOT
 from functions.local.stack import LocalStack, StackConfig
 from functions.observability.console import LogTailer, render
@@ -30,6 +38,10 @@ if TYPE_CHECKING:
     from functions.cli.parsing import Commands
 
 DEMO_QUERY = "how do I stop a job that is already running?"
+# The client id of `run`'s job, whose request id finds the job a published message made.
+RUN_CLIENT_ID = "fanout-run"
+# How long a published ingestion may take to show up as a job.
+PUBLISHED_JOB_SECONDS = 60.0
 DEV_TARGETS = ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub")
 
 
@@ -78,13 +90,60 @@ def _print_where(job: dict[str, Any], stack: LocalStack, collection: str) -> Non
     console.print("  keep the stack up to explore: make dev")
 
 
+def _submit(stack: LocalStack, client: FanoutClient, request: dict[str, Any]) -> str:
+    """Submit the sample ingestion as the stack's callers do: POST it to ingest, or (the
+    emulated cloud) upload the corpus to Cloud Storage and publish the request on the
+    ingest topic. Returns the job's id."""
+    if stack.cloud is None:
+        accepted = client.submit(request)
+        console.print(
+            f"Submitted job {accepted['job_id']} ({accepted['total_batches']} batches)\n"
+            f"  status: {accepted['status_url']}"
+        )
+        return str(accepted["job_id"])
+    assert stack.cloud.topic is not None
+    location = stack.cloud.upload(Path(request["location"]), "sample-corpus")
+    request = {
+        **request,
+        "location": location,
+        "client_id": RUN_CLIENT_ID,
+        "request_id": uuid.uuid4().hex,
+    }
+    message_id = stack.cloud.topic.publish(request)
+    console.print(
+        f"Uploaded the corpus to {location}; published the ingestion as message "
+        f"{message_id} on {stack.cloud.topic.topic_path()}"
+    )
+    job_id = _published_job(client, request["request_id"])
+    console.print(f"ingest_pubsub submitted job {job_id}")
+    return job_id
+
+
+def _published_job(client: FanoutClient, request_id: str) -> str:
+    """The job that ingest_pubsub made for `request_id`, once it exists."""
+    deadline = time.monotonic() + PUBLISHED_JOB_SECONDS
+    while time.monotonic() < deadline:
+        for job in client.jobs(client_id=RUN_CLIENT_ID)["jobs"]:
+            if job.get("request_id") == request_id:
+                return str(job["job_id"])
+        time.sleep(0.5)  # polling the API until the push has been handled
+    raise StartupError(
+        f"no job for the published ingestion after {PUBLISHED_JOB_SECONDS:g} s; "
+        "see ingest_pubsub.log and pubsub-google.log in the stack's logs"
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # Imported here: it brings python-docx along, which no other command needs.
     from functions.local.sample_corpus import generate
 
     _show_supervision()
     config = StackConfig(
-        state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=10.0
+        state_dir=args.state_dir,
+        port_base=args.port_base,
+        store=args.store,
+        cloud=args.cloud,
+        sweep_interval=10.0,
     )
     corpus = args.state_dir.resolve() / "sample-corpus"
     files = generate(corpus)
@@ -93,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"Sample corpus: {len(files)} files in {corpus} "
         f"(on purpose: {', '.join(bad)} fail, and one file of an unknown type is skipped)"
     )
-    console.print(f"Starting the local stack ({args.store} store) ...")
+    console.print(f"Starting the local stack ({_shape(args)}) ...")
     with LocalStack(config) as stack:
         _report_leftovers(stack)
         try:
@@ -104,12 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "location": str(corpus),
                 "batch_size": args.batch_size,
             }
-            accepted = client.submit(request)
-            console.print(
-                f"Submitted job {accepted['job_id']} ({accepted['total_batches']} batches)\n"
-                f"  status: {accepted['status_url']}"
-            )
-            [job] = watch_jobs(client, [accepted["job_id"]], display_for(console, quiet=False))
+            job_id = _submit(stack, client, request)
+            [job] = watch_jobs(client, [job_id], display_for(console, quiet=False))
             console.print(job_table(job))
             failures = client.batches(job["job_id"], status="failed", limit="200")["batches"]
             shown, failed = failed_items(failures)
@@ -123,6 +178,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
 
 
+def _shape(args: argparse.Namespace) -> str:
+    if args.cloud == "emulated":
+        return "the deployed shape on Google's emulators"
+    return f"{args.store} store"
+
+
 def print_lines(lines: list[LogLine]) -> None:
     for line in lines:
         console.print(render(line))
@@ -134,7 +195,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     _show_supervision()
     config = StackConfig(
-        state_dir=args.state_dir, port_base=args.port_base, store=args.store, sweep_interval=30.0
+        state_dir=args.state_dir,
+        port_base=args.port_base,
+        store=args.store,
+        cloud=args.cloud,
+        sweep_interval=30.0,
     )
     stack = LocalStack(config)
     # The console view: every line the stack's processes log from now on, as it is written.
@@ -144,12 +209,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
             _report_leftovers(stack)
             for target in DEV_TARGETS:
                 console.print(Text(f"  {target:<14} {stack.url(target)}"))
+            if stack.cloud is not None:
+                _print_emulators(stack.cloud)
             console.print(f"State and logs in {stack.state_dir}. Ctrl-C stops everything.")
             console.file.flush()  # the URLs must reach a pipe (`make dev | tee`) right away
             stack.wait()  # until Ctrl-C, or a crash loop stops the stack (raised here)
     finally:
         tailer.stop()
     return 0
+
+
+def _print_emulators(cloud: EmulatedCloud) -> None:
+    """Where the emulators listen, and the topic that ingests what is published on it."""
+    assert cloud.topic is not None
+    for name, host in {**cloud.hosts(), "PUBSUB_EMULATOR_HOST": cloud.topic.host}.items():
+        console.print(Text(f"  {name:<27} {host}"))
+    console.print(Text(f"  ingest topic {cloud.topic.topic_path()} (push to ingest_pubsub)"))
 
 
 def register(commands: Commands) -> None:
@@ -160,6 +235,13 @@ def register(commands: Commands) -> None:
         p = commands.add_parser(name, help=summary)
         p.set_defaults(handler=handler)
         p.add_argument("--store", choices=("sqlite", "firestore"), default="sqlite")
+        p.add_argument(
+            "--cloud",
+            choices=("local", "emulated"),
+            default="local",
+            help="emulated: the deployed shape (Firestore, Cloud Tasks, Pub/Sub and Cloud "
+            "Storage emulators; each function with infra/'s environment)",
+        )
         p.add_argument("--port-base", type=int, default=8081)
         p.add_argument("--state-dir", type=Path, default=ROOT / ".local")
         if name == "run":

@@ -14,6 +14,8 @@ retry     run a failed job's failed batches again
 delete    delete an ended job
 search    search a collection (hybrid: vector + full text)
 logs      a job's log lines (local stack or Cloud Logging), or --follow them
+smoke     check a deployment end to end: submit a tiny ingestion, wait, search it, check
+          its logs link, delete what it made; one PASS/FAIL line per step
 
 The API commands talk to the local stack unless --api-url/--ingest-url (or FANOUT_API_URL /
 FANOUT_INGEST_URL) name a deployed one; there every request carries a Google ID token from
@@ -32,7 +34,7 @@ import signal
 import sys
 from typing import NoReturn
 
-from functions.cli import jobs, local, logs, search, submit, watch
+from functions.cli import jobs, local, logs, search, smoke, submit, watch
 from functions.cli.client import ApiError, ApiUnreachable
 from functions.cli.errors import UsageError
 from functions.cli.output import print_error, print_note
@@ -65,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local.register(commands)
     shared = api_options()
-    for module in (submit, watch, jobs, search, logs):
+    for module in (submit, watch, jobs, search, logs, smoke):
         module.register(commands, shared)
     return main
 
