@@ -13,11 +13,12 @@ import logging
 import flask
 import functions_framework
 from cloudevents.http.event import CloudEvent
+from werkzeug.exceptions import ServiceUnavailable
 
 from functions.app import get_service
 from functions.cleanup_request import MAX_BODY_BYTES as CLEANUP_BODY_BYTES
 from functions.cleanup_request import CleanupRequest
-from functions.errors import FanoutError, InvalidArgument
+from functions.errors import FanoutError, InvalidArgument, TransientError
 from functions.ingest_request import MAX_BODY_BYTES, IngestRequest
 from functions.observability.entry import logged_as
 from functions.observability.trace import trace_id_from
@@ -40,8 +41,13 @@ def ingest(request: flask.Request) -> flask.Response:
 @functions_framework.cloud_event
 @logged_as("ingest_pubsub")
 def ingest_pubsub(event: CloudEvent) -> None:
-    """A Pub/Sub message whose data is an IngestRequest. Bad input is logged and
-    acknowledged: redelivering it would fail the same way forever."""
+    """A Pub/Sub message whose data is an IngestRequest. Returning acknowledges it; a 503
+    asks Pub/Sub to deliver it again (a transient failure), and the push subscription
+    sends it to the dead-letter topic after a bounded number of deliveries (infra/).
+
+    Bad input, and any error we did not expect, is logged once with the message id and
+    acknowledged: delivering it again would fail the same way."""
+    message_id = event.get("id")
     try:
         message = (event.data or {}).get("message") or {}
         raw = base64.b64decode(message.get("data") or b"")
@@ -51,8 +57,26 @@ def ingest_pubsub(event: CloudEvent) -> None:
         # The push request's trace (Pub/Sub carries the publisher's) becomes the job's.
         trace_id = trace_id_from(flask.request.headers) if flask.has_request_context() else None
         get_service().submit(request, trace_id=trace_id)
+    except TransientError as error:
+        log.warning(
+            "pubsub ingest: transient failure, asking for redelivery: %s",
+            error,
+            extra={"json_fields": {"message_id": message_id}},
+        )
+        raise ServiceUnavailable(str(error)) from None
     except (FanoutError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-        log.error("pubsub ingest refused: %s", error)
+        log.error(
+            "pubsub ingest refused message %s: %s",
+            message_id,
+            error,
+            extra={"json_fields": {"message_id": message_id}},
+        )
+    except Exception:
+        log.exception(
+            "pubsub ingest failed on message %s; acknowledged, not retried",
+            message_id,
+            extra={"json_fields": {"message_id": message_id}},
+        )
 
 
 @functions_framework.http
