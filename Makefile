@@ -10,6 +10,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # make run STORE=firestore runs the same job on a local Firestore emulator.
 STORE ?= sqlite
+# make run CLOUD=emulated runs the deployed shape: every production adapter on Google's
+# emulators (Firestore, Cloud Tasks, Pub/Sub, Cloud Storage), with infra/'s environment.
+CLOUD ?= local
 PORT_BASE ?= 8081
 
 .PHONY: run dev test lint typecheck bench soak setup clean
@@ -55,11 +58,11 @@ test: lint typecheck $(CHROMIUM)
 # Start the local stack, ingest the sample corpus with a live progress bar, print the result,
 # stop everything.
 run: setup
-	$(BIN)/python -m functions.cli run --store $(STORE) --port-base $(PORT_BASE)
+	$(BIN)/python -m functions.cli run --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE)
 
 # Start the local stack and keep it up (Ctrl-C stops every process it started).
 dev: setup
-	$(BIN)/python -m functions.cli dev --store $(STORE) --port-base $(PORT_BASE)
+	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE)
 
 bench: setup
 	$(BIN)/python -m bench.store
