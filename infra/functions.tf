@@ -1,10 +1,14 @@
 # The five Cloud Run functions (2nd gen) of main.py, their source, identities and access.
 #
 #   ingest         HTTP      submit a job (IAM: var.api_invokers)
-#   ingest_pubsub  Pub/Sub   submit a job from a message on the fanout-ingest topic
+#   ingest_pubsub  Pub/Sub   submit a job from a message on the fanout-ingest topic (pubsub.tf)
 #   run_batch      HTTP      Cloud Tasks target, one batch per call (IAM: tasks invoker only)
 #   jobs_api       HTTP      the jobs REST API and pages (IAM: var.api_invokers)
 #   cleanup_jobs   HTTP      called by Cloud Scheduler (IAM: scheduler account only)
+#
+# Ingress: the three that only Google's services call (Cloud Tasks, Cloud Scheduler, Pub/Sub
+# push, all in this project, which Cloud Run counts as internal) take internal traffic only;
+# ingest and jobs_api take requests from people's machines, so they allow all and rely on IAM.
 #
 # Five explicit resources rather than one for_each: their environments refer to each
 # other's URLs (ingest -> jobs_api, everyone that enqueues -> run_batch), and an instance of
@@ -16,8 +20,8 @@
 # requirements-local.txt is the local embedding model (onnxruntime and the model package):
 # Cloud Functions installs requirements.txt only, and the deployed functions embed with
 # Vertex AI, so it stays out rather than lying unused in the source.
-# tests/infra/test_terraform_functions.py checks that every top-level entry (tracked, or new
-# and not ignored) is either shipped or excluded here.
+# tests/infra/test_terraform_functions.py checks that every top-level entry (tracked, new, or
+# an ignored build output such as .venv or fanout.egg-info) is either shipped or excluded here.
 # ---------------------------------------------------------------------------
 data "archive_file" "source" {
   type        = "zip"
@@ -36,10 +40,12 @@ data "archive_file" "source" {
     ".pytest_cache",
     ".ruff_cache",
     ".venv",
+    ".venv-checkov",
     ".venv-tasks-emulator",
     "Makefile",
     "README.md",
     "bench",
+    "cloudbuild-ci-image.yaml",
     "cloudbuild.yaml",
     "docs",
     # Development tooling (the local stack, emulators) and the `fanout` command: the deployed
@@ -57,10 +63,16 @@ data "archive_file" "source" {
     "tests",
     "**/__pycache__",
     "**/*.pyc",
+    # `pip install -e .` leaves fanout.egg-info/ (gitignored): machine-dependent, so it would
+    # change the md5 and redeploy everything from a machine that has it.
+    "*.egg-info",
+    "**/*.egg-info",
   ]
 }
 
 resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:Build inputs only, uploaded by Terraform and read by Cloud Build; nothing to audit per object.
+  #checkov:skip=CKV_GCP_78:Each object is named by its md5 and never overwritten, so versions would keep nothing more.
   name                        = "${var.project_id}-fanout-source"
   location                    = var.region
   uniform_bucket_level_access = true
@@ -144,9 +156,10 @@ locals {
     # The sweeper fails a batch after this many attempts: the queue's own limit.
     FANOUT_MAX_ATTEMPTS = tostring(google_cloud_tasks_queue.batches.retry_config[0].max_attempts)
     # With these and the deadline, the sweeper knows how long the queue may keep a task
-    # alive before it takes the task for dropped (its retry window). Durations are "0.1s".
-    FANOUT_MIN_BACKOFF_SECONDS = trimsuffix(google_cloud_tasks_queue.batches.retry_config[0].min_backoff, "s")
-    FANOUT_MAX_BACKOFF_SECONDS = trimsuffix(google_cloud_tasks_queue.batches.retry_config[0].max_backoff, "s")
+    # alive before it takes the task for dropped (its retry window). The numbers the queue is
+    # configured from (queue.tf), not its state, which reads "0.1s" back as "0.100s".
+    FANOUT_MIN_BACKOFF_SECONDS = tostring(local.tasks_backoff_seconds.min)
+    FANOUT_MAX_BACKOFF_SECONDS = tostring(local.tasks_backoff_seconds.max)
     # An empty value leaves the code's default (see var.allowed_roots).
     FANOUT_ALLOWED_ROOTS = join(":", var.allowed_roots)
 
@@ -195,7 +208,7 @@ resource "google_cloudfunctions2_function" "run_batch" {
   build_config {
     runtime         = local.runtime
     entry_point     = "run_batch"
-    service_account = var.build_service_account
+    service_account = local.build_service_account
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -205,6 +218,8 @@ resource "google_cloudfunctions2_function" "run_batch" {
   }
 
   service_config {
+    # Only Cloud Tasks in this project calls it: Cloud Run counts that as internal traffic.
+    ingress_settings = "ALLOW_INTERNAL_ONLY"
     # HTTP functions may run up to 60 min. Cloud Tasks stops waiting after the dispatch
     # deadline (var.dispatch_deadline_seconds, at most 30 min) and retries; the lease keeps
     # a retry from running the batch twice.
@@ -228,6 +243,14 @@ resource "google_cloudfunctions2_function" "run_batch" {
     }
   }
 
+  lifecycle {
+    # Cloud Run refuses to deploy more instances than the region's CPU quota holds.
+    precondition {
+      condition     = var.run_batch_max_instances * tonumber(var.run_batch_cpu) <= var.run_batch_vcpu_quota
+      error_message = "run_batch_max_instances * run_batch_cpu exceeds run_batch_vcpu_quota (the project's Cloud Run vCPU quota in the region): lower run_batch_max_instances, or raise the quota and then run_batch_vcpu_quota."
+    }
+  }
+
   depends_on = [
     google_project_service.apis,
     # The account must be able to read the secret before a function that uses it deploys.
@@ -243,7 +266,7 @@ resource "google_cloudfunctions2_function" "jobs_api" {
   build_config {
     runtime         = local.runtime
     entry_point     = "jobs_api"
-    service_account = var.build_service_account
+    service_account = local.build_service_account
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -253,7 +276,10 @@ resource "google_cloudfunctions2_function" "jobs_api" {
   }
 
   service_config {
-    timeout_seconds = 60
+    # People's CLIs and browsers call it from outside Google: IAM (var.api_invokers) guards it.
+    #checkov:skip=CKV_GCP_124:Called from the internet by design; roles/run.invoker (var.api_invokers) decides who.
+    ingress_settings = "ALLOW_ALL"
+    timeout_seconds  = 60
     # Search reads the collection from Cloud Storage: until a collection has a vector index
     # (VECTOR_INDEX_MIN_ROWS in functions/ingestion/sink.py) a query scans every vector,
     # which passes the default 256M from about 20,000 chunks.
@@ -285,7 +311,7 @@ resource "google_cloudfunctions2_function" "ingest" {
   build_config {
     runtime         = local.runtime
     entry_point     = "ingest"
-    service_account = var.build_service_account
+    service_account = local.build_service_account
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -295,6 +321,9 @@ resource "google_cloudfunctions2_function" "ingest" {
   }
 
   service_config {
+    # People's CLIs and browsers call it from outside Google: IAM (var.api_invokers) guards it.
+    #checkov:skip=CKV_GCP_124:Called from the internet by design; roles/run.invoker (var.api_invokers) decides who.
+    ingress_settings      = "ALLOW_ALL"
     timeout_seconds       = 60
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env, local.ingest_env)
@@ -323,7 +352,7 @@ resource "google_cloudfunctions2_function" "ingest_pubsub" {
   build_config {
     runtime         = local.runtime
     entry_point     = "ingest_pubsub"
-    service_account = var.build_service_account
+    service_account = local.build_service_account
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -333,6 +362,8 @@ resource "google_cloudfunctions2_function" "ingest_pubsub" {
   }
 
   service_config {
+    # Only Pub/Sub (the push subscription in pubsub.tf) in this project calls it: Cloud Run counts that as internal traffic.
+    ingress_settings      = "ALLOW_INTERNAL_ONLY"
     timeout_seconds       = 60
     service_account_email = google_service_account.functions.email
     environment_variables = merge(local.function_env, local.enqueue_env)
@@ -344,16 +375,6 @@ resource "google_cloudfunctions2_function" "ingest_pubsub" {
       secret     = google_secret_manager_secret.callback.secret_id
       version    = google_secret_manager_secret_version.callback.version
     }
-  }
-
-  event_trigger {
-    trigger_region = var.region
-    event_type     = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic   = google_pubsub_topic.ingest.id
-    # Retrying is safe: the function acknowledges bad messages itself (logs and returns), so
-    # only transient failures come back, and submit is idempotent on (client_id, request_id).
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.pubsub_invoker.email
   }
 
   depends_on = [
@@ -371,7 +392,7 @@ resource "google_cloudfunctions2_function" "cleanup_jobs" {
   build_config {
     runtime         = local.runtime
     entry_point     = "cleanup_jobs"
-    service_account = var.build_service_account
+    service_account = local.build_service_account
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -381,7 +402,9 @@ resource "google_cloudfunctions2_function" "cleanup_jobs" {
   }
 
   service_config {
-    timeout_seconds = 540
+    # Only Cloud Scheduler in this project calls it: Cloud Run counts that as internal traffic.
+    ingress_settings = "ALLOW_INTERNAL_ONLY"
+    timeout_seconds  = 540
     # The sweep finalizes jobs whose last batch run_batch did not finalize, and then runs
     # the processor's end-of-job step here: compacting a collection and building its
     # indexes, the same work run_batch has its memory for.
@@ -403,32 +426,6 @@ resource "google_cloudfunctions2_function" "cleanup_jobs" {
     # The account must be able to read the secret before a function that uses it deploys.
     google_secret_manager_secret_iam_member.functions_callback_secret,
   ]
-}
-
-# ---------------------------------------------------------------------------
-# Pub/Sub entry: publish an IngestRequest (JSON) to this topic.
-# ---------------------------------------------------------------------------
-resource "google_pubsub_topic" "ingest" {
-  name = "fanout-ingest"
-
-  depends_on = [google_project_service.apis]
-}
-
-# The Eventarc trigger pushes each message to ingest_pubsub as this account, which may
-# invoke that function only (Pub/Sub triggers need no eventarc.eventReceiver role).
-resource "google_service_account" "pubsub_invoker" {
-  account_id   = "fanout-pubsub-invoker"
-  display_name = "Fanout: Pub/Sub trigger -> ingest_pubsub"
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_cloud_run_service_iam_member" "ingest_pubsub_trigger" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.ingest_pubsub.location
-  service  = google_cloudfunctions2_function.ingest_pubsub.name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.pubsub_invoker.email}"
 }
 
 # ---------------------------------------------------------------------------

@@ -5,17 +5,25 @@ locals {
     "artifactregistry.googleapis.com", # function images
     "cloudbuild.googleapis.com",       # function builds
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com", # project IAM grants and the project number
     "cloudscheduler.googleapis.com",
     "cloudtasks.googleapis.com",
-    "eventarc.googleapis.com", # the Pub/Sub trigger of ingest_pubsub is an Eventarc trigger
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com", # alert policies on the log-based metrics (monitoring.tf)
     "pubsub.googleapis.com",
     "run.googleapis.com",           # 2nd-gen functions run as Cloud Run services
     "secretmanager.googleapis.com", # the callback signing secret (callbacks.tf)
     "storage.googleapis.com",       # the function source, sources to ingest, LanceDB collections
   ])
+}
+
+# Its number names the Pub/Sub service agent (pubsub.tf).
+data "google_project" "this" {
+  project_id = var.project_id
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_project_service" "apis" {

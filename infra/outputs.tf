@@ -32,3 +32,23 @@ output "lancedb_uri" {
   description = "The LanceDB database the functions write (FANOUT_LANCEDB_URI): open it with lancedb.connect() to read a collection."
   value       = local.lancedb_uri
 }
+
+output "ingest_push_subscription" {
+  description = "The push subscription that delivers fanout-ingest to ingest_pubsub (5 attempts, then the dead-letter topic)."
+  value       = google_pubsub_subscription.ingest_push.name
+}
+
+output "dead_letter_subscription" {
+  description = "Pull subscription of messages ingest_pubsub refused 5 times, kept 7 days: gcloud pubsub subscriptions pull SUBSCRIPTION --auto-ack."
+  value       = google_pubsub_subscription.ingest_dead_letter.name
+}
+
+output "ci_image" {
+  description = "Where cloudbuild-ci-image.yaml pushes the image cloudbuild.yaml tests on."
+  value       = "${google_artifact_registry_repository.fanout.location}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.fanout.repository_id}/ci"
+}
+
+output "build_service_account" {
+  description = "The account Cloud Build builds the functions as."
+  value       = local.build_service_account
+}
