@@ -3,7 +3,7 @@
 # functions read it as FANOUT_CALLBACK_SECRET (functions.tf), pinned to this version, so a
 # new version (rotate: terraform apply -replace=random_password.callback_secret) redeploys
 # them. Receivers get it with:
-#   gcloud secrets versions access latest --secret=fanout-callback-secret
+#   gcloud secrets versions access latest --secret fanout-callback-secret
 # Like every generated secret, it is also in the Terraform state (a private bucket).
 resource "random_password" "callback_secret" {
   length  = 48
@@ -24,6 +24,12 @@ resource "google_secret_manager_secret" "callback" {
 resource "google_secret_manager_secret_version" "callback" {
   secret      = google_secret_manager_secret.callback.id
   secret_data = random_password.callback_secret.result
+
+  # On rotation the new version exists, and the functions pin it, before the old one is
+  # destroyed: an instance starting meanwhile still finds the version it was deployed with.
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 # The functions' account may read this secret, and no other.

@@ -10,6 +10,8 @@
 # Collections: LanceDB on Cloud Storage.
 # ---------------------------------------------------------------------------
 resource "google_storage_bucket" "collections" {
+  #checkov:skip=CKV_GCP_62:Only fanout-functions reads or writes it; Cloud Audit Logs (Data Access) is where a project logs object access.
+  #checkov:skip=CKV_GCP_78:Lance keeps its own table versions; bucket versions would keep (and bill) files Lance let go of.
   name                        = "${var.project_id}-fanout-collections"
   location                    = var.region # next to the functions that read and write it
   uniform_bucket_level_access = true
@@ -19,6 +21,11 @@ resource "google_storage_bucket" "collections" {
   force_destroy = false
   # No object versioning: Lance keeps its own table versions (and prunes them when a job
   # compacts the collection), so bucket versions would only keep files Lance let go of.
+  # No soft delete either, for the same reason: compaction deletes files in bulk, and the
+  # default 7 days would keep (and bill) every one of them for a week.
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
 
   depends_on = [google_project_service.apis]
 }

@@ -3,6 +3,15 @@
 # The local dispatcher (functions/queue/local.py) follows the same semantics; keep its
 # defaults in functions/config.py (DispatchSettings) in step with this queue.
 
+locals {
+  # The queue's backoff bounds in seconds, one source for the queue (as durations) and the
+  # functions (FANOUT_MIN/MAX_BACKOFF_SECONDS): numbers, never read back from the queue.
+  tasks_backoff_seconds = {
+    min = 0.1
+    max = 60
+  }
+}
+
 resource "google_cloud_tasks_queue" "batches" {
   name     = "fanout-batches"
   location = var.region
@@ -17,8 +26,8 @@ resource "google_cloud_tasks_queue" "batches" {
   # the same number the sweeper uses (FANOUT_MAX_ATTEMPTS) to fail a batch for good.
   retry_config {
     max_attempts       = var.max_attempts
-    min_backoff        = "0.1s"
-    max_backoff        = "60s"
+    min_backoff        = "${local.tasks_backoff_seconds.min}s"
+    max_backoff        = "${local.tasks_backoff_seconds.max}s"
     max_doublings      = 16
     max_retry_duration = "0s"
   }

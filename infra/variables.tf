@@ -58,7 +58,7 @@ variable "retention_days" {
 }
 
 variable "run_batch_max_instances" {
-  description = "Max instances of run_batch. With run_batch_concurrency, it must cover the queue's max_concurrent_dispatches."
+  description = "Max instances of run_batch. With run_batch_concurrency, it must cover the queue's max_concurrent_dispatches; times run_batch_cpu, it must fit run_batch_vcpu_quota (250 x 2 = 500 vCPUs by default)."
   type        = number
   default     = 250
 }
@@ -114,9 +114,25 @@ variable "cleanup_jobs_memory" {
 }
 
 variable "build_service_account" {
-  description = "Service account Cloud Build uses to build the functions, as projects/PROJECT/serviceAccounts/EMAIL. null: the project's default build service account."
+  description = "Service account Cloud Build builds the functions as, as projects/PROJECT/serviceAccounts/EMAIL; it needs roles/logging.logWriter, roles/artifactregistry.writer and roles/storage.objectAdmin. null: Terraform creates fanout-build with those roles (build.tf)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.build_service_account == null || can(regex("^projects/[^/]+/serviceAccounts/[^/]+@[^/]+$", var.build_service_account))
+    error_message = "build_service_account must be projects/PROJECT/serviceAccounts/EMAIL (or null)."
+  }
+}
+
+variable "run_batch_vcpu_quota" {
+  description = "The project's Cloud Run vCPU quota in var.region (Quotas: Cloud Run Admin API, \"Total CPU allocation, per project per region\"). run_batch at full scale takes run_batch_max_instances * run_batch_cpu of it; the plan fails when that is more. Raise it here after Google raises the quota."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.run_batch_vcpu_quota >= 1
+    error_message = "run_batch_vcpu_quota must be at least 1."
+  }
 }
 
 # --- Ingestion ---------------------------------------------------------------
@@ -203,6 +219,14 @@ variable "cleanup_schedule" {
   description = "Cron schedule (UTC) of cleanup_jobs: sweep stuck work, delete expired jobs."
   type        = string
   default     = "*/10 * * * *"
+}
+
+# --- Alerts ------------------------------------------------------------------
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/PROJECT/notificationChannels/ID) the alerts of monitoring.tf notify. Empty: the alerts open incidents in the console and notify no one."
+  type        = list(string)
+  default     = []
 }
 
 variable "log_level" {

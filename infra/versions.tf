@@ -21,6 +21,11 @@ terraform {
       source  = "hashicorp/random"
       version = "~> 3.6"
     }
+    # Waits for new log-based metrics to be visible before alerting on them (monitoring.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.12"
+    }
   }
 }
 

@@ -9,9 +9,11 @@ side too: ``functions/config.py`` and ``main.py``.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +34,7 @@ from tests.infra.terraform_config import (
     resolve_local,
     resources,
 )
+from tests.infra.terraform_eval import evaluate
 
 FUNCTION = "google_cloudfunctions2_function"
 FUNCTIONS = ("ingest", "ingest_pubsub", "run_batch", "jobs_api", "cleanup_jobs")
@@ -78,6 +81,15 @@ PROJECT_IAM_TYPES = (
     "google_project_iam_policy",
 )
 INVOKER_ROLES = {"roles/run.invoker", "roles/cloudfunctions.invoker"}
+# Ingress: the functions only Google's services call (Cloud Tasks, Cloud Scheduler, the Pub/Sub
+# push, in this project: internal traffic to Cloud Run) and the two people call from outside.
+INGRESS = {
+    "run_batch": "ALLOW_INTERNAL_ONLY",
+    "cleanup_jobs": "ALLOW_INTERNAL_ONLY",
+    "ingest_pubsub": "ALLOW_INTERNAL_ONLY",
+    "ingest": "ALLOW_ALL",
+    "jobs_api": "ALLOW_ALL",
+}
 
 
 def _uri(function: str) -> str:
@@ -163,6 +175,25 @@ def test_every_function_builds_from_the_uploaded_archive(
     assert obj["source"] == "${data.archive_file.source.output_path}"
 
 
+@pytest.mark.parametrize(("name", "ingress"), INGRESS.items())
+def test_function_ingress(functions: dict[str, Body], name: str, ingress: str) -> None:
+    """run_batch, cleanup_jobs and ingest_pubsub take internal traffic only (their callers are
+    Google services in this project); ingest and jobs_api stay reachable from people's machines,
+    set explicitly rather than by default."""
+    (service,) = functions[name]["service_config"]
+    assert service["ingress_settings"] == ingress
+
+
+def test_internet_facing_functions_are_guarded_by_iam(config: Config) -> None:
+    """Every function open to all traffic has invoker grants for var.api_invokers only."""
+    open_to_all = {name for name, ingress in INGRESS.items() if ingress == "ALLOW_ALL"}
+    granted = {
+        function: {member for f, _, member in _invoker_grants(config) if f == function}
+        for function in open_to_all
+    }
+    assert granted == {name: {"${each.value}"} for name in open_to_all}
+
+
 @pytest.mark.parametrize(("name", "timeout"), TIMEOUTS.items())
 def test_function_timeout(functions: dict[str, Body], name: str, timeout: int) -> None:
     """run_batch may run 60 min (the HTTP maximum), cleanup_jobs 9 min, the others 1 min."""
@@ -217,23 +248,39 @@ def test_sweeper_gives_up_when_the_queue_does(config: Config) -> None:
 
 def test_sweeper_knows_the_queues_retry_window(config: Config) -> None:
     """The sweeper takes a pending batch's task for dropped once the queue's retry window
-    has passed; the backoffs of that window are the queue's own, not copies, and the
-    code's defaults match them (the local dispatcher uses those)."""
-    retry = "google_cloud_tasks_queue.batches.retry_config[0]"
+    has passed; the backoffs of that window come from the same numbers the queue is
+    configured from (never read back from the queue, whose state says "0.100s" for "0.1s"
+    and would redeploy every function on the next apply), and the code's defaults match
+    them (the local dispatcher uses those)."""
     for name in FUNCTIONS:
         env = environment(config, resources(config, FUNCTION)[name])
         for bound in ("min", "max"):
-            assert env[f"FANOUT_{bound.upper()}_BACKOFF_SECONDS"] == (
-                f'${{trimsuffix({retry}.{bound}_backoff, "s")}}'
-            )
+            value = env[f"FANOUT_{bound.upper()}_BACKOFF_SECONDS"]
+            assert value == f"${{tostring(local.tasks_backoff_seconds.{bound})}}"
+            assert "google_cloud_tasks_queue" not in value
     (queue_retry,) = resources(config, "google_cloud_tasks_queue")["batches"]["retry_config"]
+    for bound in ("min", "max"):
+        assert queue_retry[f"{bound}_backoff"] == f"${{local.tasks_backoff_seconds.{bound}}}s"
     defaults = DispatchSettings()
-    assert float(queue_retry["min_backoff"].removesuffix("s")) == (
-        defaults.min_backoff.total_seconds()
-    )
-    assert float(queue_retry["max_backoff"].removesuffix("s")) == (
-        defaults.max_backoff.total_seconds()
-    )
+    assert _backoff(config, "min") == defaults.min_backoff
+    assert _backoff(config, "max") == defaults.max_backoff
+
+
+def test_backoff_environment_evaluates_to_plain_numbers(config: Config, tmp_path: Path) -> None:
+    """Terraform renders the queue's durations and the functions' numbers from one local:
+    "0.1s" and "0.1", "60s" and "60", which functions/config.py reads as seconds."""
+    backoff = locals_(config)["tasks_backoff_seconds"]
+    expressions = {
+        f"{bound}_{kind}": template.format(value=backoff[bound])
+        for bound in ("min", "max")
+        for kind, template in (("queue", '"${{{value}}}s"'), ("env", "tostring({value})"))
+    }
+    values = evaluate(tmp_path, expressions, {"project_id": "my-project"})
+    assert values == {"min_queue": "0.1s", "min_env": "0.1", "max_queue": "60s", "max_env": "60"}
+
+
+def _backoff(config: Config, bound: str) -> timedelta:
+    return timedelta(seconds=float(locals_(config)["tasks_backoff_seconds"][bound]))
 
 
 @pytest.mark.parametrize("name", ENQUEUERS)
@@ -293,12 +340,10 @@ def test_source_archive_zips_the_repository_with_exclusions(config: Config) -> N
     assert not excludes & SHIPPED
 
 
-def test_source_archive_ships_only_runtime_files(config: Config) -> None:
-    """Every top-level entry of the repository (tracked, or new and not ignored) other than
-    main.py, requirements.txt and functions/ is excluded from the archive by name."""
+def _git_paths(*options: str) -> list[str]:
     try:
         listed = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            ["git", "ls-files", *options],
             cwd=REPO_DIR,
             capture_output=True,
             text=True,
@@ -306,10 +351,43 @@ def test_source_archive_ships_only_runtime_files(config: Config) -> None:
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
-    top_level = {line.split("/", 1)[0] for line in listed.splitlines() if line}
+    return [line.rstrip("/") for line in listed.splitlines() if line]
+
+
+def _excluded(path: str, excludes: set[str]) -> bool:
+    """Whether the archive leaves `path` out: a pattern matches it or one of its parent
+    directories (a directory left out is skipped whole). `**/` matches any depth, none too."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in excludes:
+        if pattern.startswith("**/"):
+            tail = pattern.removeprefix("**/")
+            if any(fnmatch.fnmatchcase(part, tail) for part in parts):
+                return True
+        elif any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
+            return True
+    return False
+
+
+def test_source_archive_ships_only_runtime_files(config: Config) -> None:
+    """Every top-level entry of the repository (tracked, or new and not ignored) other than
+    main.py, requirements.txt and functions/ is excluded from the archive by name."""
+    listed = _git_paths("--cached", "--others", "--exclude-standard")
+    top_level = {line.split("/", 1)[0] for line in listed}
     excludes = set(data_sources(config, "archive_file")["source"]["excludes"])
     assert top_level >= SHIPPED
     assert top_level - SHIPPED - excludes == set()
+
+
+def test_source_archive_leaves_out_ignored_build_outputs(config: Config) -> None:
+    """What this machine built and git ignores (virtualenvs, caches, fanout.egg-info, ...) is
+    left out of the archive too: otherwise its md5, and so every function, would change with
+    the machine that runs terraform apply."""
+    ignored = _git_paths("--others", "--ignored", "--exclude-standard", "--directory")
+    excludes = set(data_sources(config, "archive_file")["source"]["excludes"])
+    for made_by_setup in ("fanout.egg-info", "functions/x.egg-info", ".venv-checkov"):
+        assert _excluded(made_by_setup, excludes), made_by_setup
+    assert [path for path in ignored if not _excluded(path, excludes)] == []
 
 
 def test_archive_provider_is_pinned(config: Config) -> None:
@@ -424,11 +502,13 @@ def test_queue_retry_config(config: Config) -> None:
     (retry,) = queue["retry_config"]
     assert retry == {
         "max_attempts": "${var.max_attempts}",
-        "min_backoff": "0.1s",
-        "max_backoff": "60s",
+        "min_backoff": "${local.tasks_backoff_seconds.min}s",
+        "max_backoff": "${local.tasks_backoff_seconds.max}s",
         "max_doublings": 16,
         "max_retry_duration": "0s",
     }
+    assert _backoff(config, "min") == timedelta(seconds=0.1)
+    assert _backoff(config, "max") == timedelta(seconds=60)
     assert labelled(config, "variable")["max_attempts"]["default"] == 5
 
 
@@ -457,15 +537,11 @@ def test_queue_matches_the_local_dispatcher_defaults(config: Config) -> None:
     variables = labelled(config, "variable")
     assert queue["name"] == dispatch.queue_name == tasks.queue
     assert variables["max_attempts"]["default"] == dispatch.max_attempts
-    assert _seconds(retry["min_backoff"]) == dispatch.min_backoff
-    assert _seconds(retry["max_backoff"]) == dispatch.max_backoff
+    assert retry["min_backoff"] == "${local.tasks_backoff_seconds.min}s"
+    assert _backoff(config, "min") == dispatch.min_backoff
+    assert _backoff(config, "max") == dispatch.max_backoff
     deadline = variables["dispatch_deadline_seconds"]["default"]
     assert timedelta(seconds=deadline) == dispatch.deadline
-
-
-def _seconds(duration: str) -> timedelta:
-    assert duration.endswith("s"), duration
-    return timedelta(seconds=float(duration[:-1]))
 
 
 def test_dispatch_deadline_is_checked_at_plan_time(config: Config) -> None:
@@ -479,26 +555,18 @@ def test_dispatch_deadline_is_checked_at_plan_time(config: Config) -> None:
 # -- Pub/Sub and Scheduler --------------------------------------------------------------------
 
 
-def test_ingest_pubsub_triggers_on_the_topic(config: Config) -> None:
-    """ingest_pubsub receives every message published to fanout-ingest, retried on failure
-    (the code acknowledges bad messages itself), through a trigger account allowed to
-    invoke it and nothing else."""
-    topic = resources(config, "google_pubsub_topic")["ingest"]
-    assert topic["name"] == "fanout-ingest"
-    (trigger,) = resources(config, FUNCTION)["ingest_pubsub"]["event_trigger"]
-    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
-    assert trigger["pubsub_topic"] == "${google_pubsub_topic.ingest.id}"
-    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
-    assert trigger["service_account_email"] == _email("pubsub_invoker")
+def test_pubsub_invoker_invokes_ingest_pubsub_only(config: Config) -> None:
+    """The account the push subscription signs as may invoke ingest_pubsub and nothing else."""
     grants = [g for g in _invoker_grants(config) if g[2] == _sa_member("pubsub_invoker")]
     assert grants == [("ingest_pubsub", "roles/run.invoker", _sa_member("pubsub_invoker"))]
 
 
-def test_only_ingest_pubsub_is_event_driven(functions: dict[str, Body]) -> None:
-    """The other four are HTTP functions (no event_trigger)."""
-    assert [name for name, body in functions.items() if "event_trigger" in body] == [
-        "ingest_pubsub"
-    ]
+def test_no_function_has_an_eventarc_trigger(config: Config, functions: dict[str, Body]) -> None:
+    """ingest_pubsub is pushed to by a subscription Terraform owns (pubsub.tf), so no function
+    has an event_trigger and the Eventarc API (whose service agent a first apply races, the
+    trap this removes) is not enabled."""
+    assert [name for name, body in functions.items() if "event_trigger" in body] == []
+    assert "eventarc" not in repr(locals_(config)["services"])
 
 
 def test_scheduler_calls_cleanup_jobs_with_an_oidc_token(config: Config) -> None:
@@ -534,8 +602,9 @@ def test_apis_for_the_deployable_are_enabled(config: Config) -> None:
             "cloudtasks",
             "cloudscheduler",
             "pubsub",
-            "eventarc",
             "storage",
+            "monitoring",
+            "cloudresourcemanager",
             "logging",
             "iam",
             "firestore",
