@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # gcloud-tasks-emulator needs protobuf < 5, so it lives in a venv of its own.
 TASKS_VENV := .venv-tasks-emulator
+# checkov (the infra/ scanner) pins packages the main venv pins differently: a venv of its own.
+CHECKOV_VENV := .venv-checkov
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # make run STORE=firestore runs the same job on a local Firestore emulator.
@@ -17,7 +19,7 @@ PORT_BASE ?= 8081
 
 .PHONY: run dev test lint typecheck bench soak setup clean
 
-setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +33,12 @@ $(TASKS_VENV)/.installed: tests/support/requirements-tasks-emulator.txt
 	$(PYTHON) -m venv $(TASKS_VENV)
 	$(TASKS_VENV)/bin/pip install --quiet --upgrade pip
 	$(TASKS_VENV)/bin/pip install --quiet -r tests/support/requirements-tasks-emulator.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: tests/support/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r tests/support/requirements-checkov.txt
 	touch $@
 
 # The page tests drive Debian's chromium through Playwright (never a downloaded browser).
@@ -78,4 +86,4 @@ soak: setup
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 clean:
-	rm -rf $(VENV) $(TASKS_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TASKS_VENV) $(CHECKOV_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache
