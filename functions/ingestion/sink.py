@@ -142,6 +142,10 @@ class SearchHit:
         }
 
 
+def _has_text_index(table: Table) -> bool:
+    return any(index.columns == ["text"] for index in table.list_indices())
+
+
 class Collection:
     """One collection: a LanceDB table under the database at `db_uri`."""
 
@@ -168,7 +172,7 @@ class Collection:
                         f"cannot create collection {self.name!r}: {error}"
                     ) from error
         self.check_embedder(embedder=embedder, dimension=dimension)
-        self._ensure_text_index(self.table())
+        self.ensure_text_index(self.table())
 
     def check_embedder(self, *, embedder: str, dimension: int | None) -> None:
         """`InvalidArgument` unless the collection's vectors came from `embedder`: vectors
@@ -181,10 +185,18 @@ class Collection:
                 "or choose another collection"
             )
 
-    @staticmethod
-    def _ensure_text_index(table: Table) -> None:
-        if not any(index.columns == ["text"] for index in table.list_indices()):
+    def ensure_text_index(self, table: Table) -> None:
+        """Create the full-text index unless `table` has it. Two submits to a new collection
+        race here (two deliveries of one Pub/Sub message do): Lance refuses the second
+        commit as a conflict, which is fine once the index exists, and is a
+        `TransientError` (retry the submit) otherwise."""
+        if _has_text_index(table):
+            return
+        try:
             table.create_index("text", config=_fts())
+        except RuntimeError as error:
+            if not _has_text_index(self.table()):  # the latest version, not `table`'s
+                raise TransientError(f"cannot index collection {self.name!r}: {error}") from error
 
     def table(self) -> Table:
         try:
@@ -338,7 +350,7 @@ class Collection:
         table = self.table()
         before = self._fragments(table)
         self._optimize(table, cleanup_older_than=timedelta(minutes=10))
-        self._ensure_text_index(table)
+        self.ensure_text_index(table)
         indexes = {index.columns[0] for index in table.list_indices()}
         rows = table.count_rows()
         if (

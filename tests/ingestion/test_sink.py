@@ -3,9 +3,11 @@ chunks, concurrent writers in separate processes, and compaction under a live wr
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,33 @@ def test_an_embedder_other_than_the_collections_is_refused(collection: Collectio
     with pytest.raises(InvalidArgument, match="local embeddings"):
         collection.ensure(embedder="none", dimension=None)
     assert collection.embedder() == ("local", DIMENSION)
+
+
+def _at_once(calls: list[Callable[[], object]]) -> None:
+    """Run the calls on threads released together by a barrier; re-raise any error."""
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], object]) -> None:
+        start.wait()
+        call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        for future in [pool.submit(run, call) for call in calls]:
+            future.result()
+
+
+def test_two_submits_racing_to_index_a_new_collection_both_go_on(tmp_path: Path) -> None:
+    """Two submits to a new collection at once (two deliveries of one Pub/Sub message)
+    both create its full-text index; Lance refuses one commit as a conflict, and that
+    submit goes on all the same, since the index exists: neither raises."""
+    db = str(tmp_path / "lancedb")
+    for round_ in range(3):
+        name = f"new{round_}"
+        sink._connect(db).create_table(name, schema=sink.chunk_schema(DIMENSION, "local"))
+        collection = Collection(db, name)
+        handles = [collection.table(), collection.table()]  # each submit opened it
+        _at_once([functools.partial(collection.ensure_text_index, t) for t in handles])
+        assert [index.columns for index in collection.table().list_indices()] == [["text"]]
 
 
 def test_a_missing_collection_is_not_found(tmp_path: Path) -> None:
