@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from functions.config import CloudTasksSettings, DispatchSettings
+from functions.local.terraform_env import function_environments
 from functions.observability.links import FUNCTIONS as LINKED_FUNCTIONS
 from functions.observability.links import service_name
 from tests.infra.terraform_config import (
@@ -34,7 +35,7 @@ from tests.infra.terraform_config import (
     resolve_local,
     resources,
 )
-from tests.infra.terraform_eval import evaluate
+from tests.infra.terraform_eval import as_expression, evaluate
 
 FUNCTION = "google_cloudfunctions2_function"
 FUNCTIONS = ("ingest", "ingest_pubsub", "run_batch", "jobs_api", "cleanup_jobs")
@@ -622,3 +623,30 @@ def test_outputs_name_the_entry_points(config: Config) -> None:
     assert outputs["ingest_url"] == _uri("ingest")
     assert outputs["jobs_api_url"] == _uri("jobs_api")
     assert outputs["ingest_topic"] == "${google_pubsub_topic.ingest.name}"
+
+
+def test_the_emulated_shape_reads_every_function_environment_as_terraform_does(
+    config: Config, tmp_path: Path
+) -> None:
+    """functions/local/terraform_env.py (what `make run CLOUD=emulated` starts each function
+    with) gives each function exactly the variables functions.tf sets, and, for every value
+    that depends on variables only, the value Terraform computes here on its own."""
+    variables = {"project_id": "fanout-emulated", "source_buckets": ["a-bucket"]}
+    emulated = function_environments(variables, lambda entry: f"http://127.0.0.1/{entry}")
+    for name in FUNCTIONS:
+        env = environment(config, resources(config, FUNCTION)[name])
+        assert set(emulated[name]) == set(env), name
+        expressions = {
+            key: expression
+            for key, value in env.items()
+            if (expression := as_expression(config, value)) is not None
+        }
+        assert {"FANOUT_STORE", "FANOUT_GCP_PROJECT", "FANOUT_RETENTION_DAYS"} <= set(expressions)
+        (tmp_path / name).mkdir()
+        computed = evaluate(tmp_path / name, expressions, variables)
+        assert {key: emulated[name][key] for key in computed} == {
+            key: str(value) for key, value in computed.items()
+        }, name
+    urls = {name: emulated[name].get("FANOUT_WORKER_URL") for name in ENQUEUERS}
+    assert set(urls.values()) == {"http://127.0.0.1/run_batch"}
+    assert emulated["ingest"]["FANOUT_API_URL"] == "http://127.0.0.1/jobs_api"
