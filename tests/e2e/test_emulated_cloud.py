@@ -12,6 +12,7 @@ queue would ride out the worker's restart.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -283,7 +284,7 @@ def test_a_bad_message_is_acknowledged_once_logged_with_its_id_and_creates_nothi
         ]
 
     for message_id in (not_json, invalid):
-        [line] = wait_for(lambda m=message_id: refusals(m), what=f"message {message_id}'s line")
+        [line] = wait_for(functools.partial(refusals, message_id), what=f"{message_id}'s line")
         assert line["severity"] == "ERROR" and message_id in line["message"], line
     assert client.jobs()["total"] == before + 1
     assert topic.dead_letters() == []
