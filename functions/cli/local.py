@@ -28,7 +28,6 @@ from functions.cli.search import hits_table
 from functions.cli.views import failed_items, job_table, links
 from functions.cli.watch import display_for, watch_jobs
 from functions.errors import StartupError
-from functions.local.emulated import EmulatedCloud
 from functions.local.emulators import ROOT
 from functions.local.stack import LocalStack, StackConfig
 from functions.observability.console import LogTailer, render
@@ -36,6 +35,7 @@ from functions.observability.lines import LogLine
 
 if TYPE_CHECKING:
     from functions.cli.parsing import Commands
+    from functions.local.emulated import EmulatedCloud
 
 DEMO_QUERY = "how do I stop a job that is already running?"
 # The client id of `run`'s job, whose request id finds the job a published message made.

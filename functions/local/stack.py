@@ -31,10 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from functions.errors import FanoutError, StartupError
-from functions.local.emulated import EMULATOR_HOSTS, EmulatedCloud
 from functions.local.emulators import (
     ROOT,
     Emulator,
@@ -45,6 +44,9 @@ from functions.local.emulators import (
 )
 from functions.local.pidfile import PidFile
 from functions.local.supervisor import RestartPolicy, Supervisor
+
+if TYPE_CHECKING:
+    from functions.local.emulated import EmulatedCloud
 
 log = logging.getLogger("fanout.localstack")
 
@@ -199,6 +201,10 @@ class LocalStack:
         """What every process inherits in the emulated shape: this machine's environment
         without any FANOUT_* or emulator setting of ours, so that each function runs with
         infra/'s environment alone (`start_process` adds it)."""
+        # Imported here: the Pub/Sub and Terraform readers cost every `fanout` command a
+        # third of a second, and only this shape needs them.
+        from functions.local.emulated import EMULATOR_HOSTS, EmulatedCloud
+
         self.cloud = EmulatedCloud(self.state_dir, self.url, self.config.tasks_retries)
         for pid in self.cloud.start().pids:
             self.pids.record(pid)

