@@ -35,6 +35,7 @@ data "archive_file" "source" {
     ".ci",
     ".git",
     ".gitignore",
+    ".hypothesis", # schemathesis' example database (tests/web)
     ".local",
     ".mypy_cache",
     ".pytest_cache",
