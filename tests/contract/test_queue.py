@@ -20,6 +20,7 @@ import pytest
 
 from functions.config import Settings
 from functions.jobs import Job, plan_batches
+from functions.local.tasks_emulator import TasksEmulator
 from functions.queue.cloud_tasks import task_id
 from functions.queue.local import LocalTaskQueue
 from functions.queue.protocol import MAX_TASK_BYTES, EnqueueResult, Task, TaskQueue
@@ -33,7 +34,6 @@ from tests.queue.cloud_tasks_fixtures import tasks_emulator as tasks_emulator
 from tests.queue.cloud_tasks_fixtures import tasks_receiver as tasks_receiver
 from tests.queue.conftest import FAST
 from tests.queue.harness import DispatcherThread
-from functions.local.tasks_emulator import TasksEmulator
 
 # How long a test that expects NO further delivery watches for one.
 QUIET_SECONDS = 3.0

@@ -21,8 +21,8 @@ from google.cloud import tasks_v2
 
 from functions.config import CloudTasksSettings
 from functions.errors import StartupError
-from functions.queue.cloud_tasks import CloudTasksQueue, task_id
 from functions.local.tasks_emulator import TasksEmulator, start_tasks_emulator
+from functions.queue.cloud_tasks import CloudTasksQueue, task_id
 
 # Upper bound for anything we wait on; every wait returns as soon as its condition holds.
 WAIT_SECONDS = 20.0

@@ -25,6 +25,7 @@ from google.cloud import tasks_v2
 
 from functions.config import CloudTasksSettings
 from functions.errors import ConfigError
+from functions.local.tasks_emulator import TasksEmulator, start_tasks_emulator
 from functions.queue.cloud_tasks import CloudTasksQueue, task_id
 from functions.queue.protocol import EnqueueResult, Task
 from tests.queue.cloud_tasks_fixtures import (
@@ -41,7 +42,6 @@ from tests.queue.cloud_tasks_fixtures import make_cloud_queue as make_cloud_queu
 from tests.queue.cloud_tasks_fixtures import tasks_emulator as tasks_emulator
 from tests.queue.cloud_tasks_fixtures import tasks_receiver as tasks_receiver
 from tests.support.emulators import free_port
-from functions.local.tasks_emulator import TasksEmulator, start_tasks_emulator
 
 
 def test_task_id_is_a_short_hash_of_the_name_then_the_name() -> None:
