@@ -88,7 +88,9 @@ def wait_terminal(client: FanoutClient, job_id: str) -> dict[str, Any]:
         time.sleep(0.25)
 
 
-def throughput(stack: LocalStack, batches: int) -> dict[str, Any]:
+def run_noop_job(stack: LocalStack, batches: int) -> tuple[dict[str, Any], float]:
+    """A job of `batches` one-item noop batches, run to completion: ingest's answer, and
+    the seconds from submit to the job's own finished_at."""
     client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
     start = datetime.now(UTC)
     accepted = client.submit(
@@ -100,8 +102,12 @@ def throughput(stack: LocalStack, batches: int) -> dict[str, Any]:
         }
     )
     job = wait_terminal(client, accepted["job_id"])
-    elapsed = (datetime.fromisoformat(job["finished_at"]) - start).total_seconds()
     assert job["completed_batches"] == batches, job
+    return accepted, (datetime.fromisoformat(job["finished_at"]) - start).total_seconds()
+
+
+def throughput(stack: LocalStack, batches: int) -> dict[str, Any]:
+    accepted, elapsed = run_noop_job(stack, batches)
     with sqlite3.connect(stack.sqlite_path) as conn:
         per_second = conn.execute(
             "SELECT COUNT(*) FROM bench_parent_writes WHERE job_id = ? GROUP BY CAST(at AS INT)"
@@ -276,19 +282,7 @@ def emulated(batches: int, local_batches_per_s: float, tmp: Path) -> dict[str, A
     answers every task)."""
     config = StackConfig(state_dir=tmp / "emulated", port_base=free_port_block(5), cloud="emulated")
     with LocalStack(config) as stack:
-        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
-        start = datetime.now(UTC)
-        accepted = client.submit(
-            {
-                "source": "noop",
-                "collection": "bench",
-                "items": [f"doc-{i}" for i in range(batches)],
-                "batch_size": 1,
-            }
-        )
-        job = wait_terminal(client, accepted["job_id"])
-    assert job["completed_batches"] == batches, job
-    elapsed = (datetime.fromisoformat(job["finished_at"]) - start).total_seconds()
+        _, elapsed = run_noop_job(stack, batches)
     rate = batches / elapsed
     return {
         "emulated_batches": batches,

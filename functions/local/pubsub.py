@@ -41,25 +41,23 @@ class IngestTopic:
     host: str
     project: str
 
+    def _grpc(self) -> dict[str, Any]:
+        """A transport's arguments for the emulator: an insecure channel; anonymous
+        credentials say so, and keep the library from looking for real ones."""
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        return {
+            "host": self.host,
+            "channel": grpc.insecure_channel(self.host),
+            "credentials": credentials,
+        }
+
     @cached_property
     def _publisher(self) -> Any:
-        channel = grpc.insecure_channel(self.host)
-        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        return PublisherClient(
-            transport=PublisherGrpcTransport(
-                host=self.host, channel=channel, credentials=credentials
-            )
-        )
+        return PublisherClient(transport=PublisherGrpcTransport(**self._grpc()))
 
     @cached_property
     def _subscriber(self) -> Any:
-        channel = grpc.insecure_channel(self.host)
-        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        return SubscriberClient(
-            transport=SubscriberGrpcTransport(
-                host=self.host, channel=channel, credentials=credentials
-            )
-        )
+        return SubscriberClient(transport=SubscriberGrpcTransport(**self._grpc()))
 
     def topic_path(self, name: str = TOPIC) -> str:
         return f"projects/{self.project}/topics/{name}"
