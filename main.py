@@ -7,7 +7,6 @@ Functions Framework serves a renamed `cloud_event` function as plain HTTP.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 
 import flask
@@ -16,6 +15,7 @@ from cloudevents.http.event import CloudEvent
 from werkzeug.exceptions import ServiceUnavailable
 
 from functions.app import get_service
+from functions.bounded_json import loads_bounded
 from functions.cleanup_request import MAX_BODY_BYTES as CLEANUP_BODY_BYTES
 from functions.cleanup_request import CleanupRequest
 from functions.errors import FanoutError, InvalidArgument, TransientError
@@ -53,7 +53,7 @@ def ingest_pubsub(event: CloudEvent) -> None:
         raw = base64.b64decode(message.get("data") or b"")
         if len(raw) > MAX_BODY_BYTES:
             raise InvalidArgument(f"message data is over {MAX_BODY_BYTES} bytes")
-        request = IngestRequest.model_validate(json.loads(raw))
+        request = IngestRequest.model_validate(loads_bounded(raw, what="message data"))
         # The push request's trace (Pub/Sub carries the publisher's) becomes the job's.
         trace_id = trace_id_from(flask.request.headers) if flask.has_request_context() else None
         get_service().submit(request, trace_id=trace_id)

@@ -280,7 +280,12 @@ def recovery(batches: int, interval: float, tmp: Path) -> dict[str, Any]:
 def emulated(batches: int, local_batches_per_s: float, tmp: Path) -> dict[str, Any]:
     """The job of (a) on the deployed shape; the emulator drops nothing here (run_batch
     answers every task)."""
-    config = StackConfig(state_dir=tmp / "emulated", port_base=free_port_block(5), cloud="emulated")
+    config = StackConfig(
+        state_dir=tmp / "emulated",
+        port_base=free_port_block(5),
+        cloud="emulated",
+        env={"FANOUT_ENABLE_NOOP": "true"},  # deployed functions refuse noop jobs
+    )
     with LocalStack(config) as stack:
         _, elapsed = run_noop_job(stack, batches)
     rate = batches / elapsed

@@ -148,6 +148,10 @@ class Settings:
     # most this many times (each a lease after the previous attempt started).
     callback_max_sweeps: int = 5
     ingestion: IngestionSettings = IngestionSettings()
+    # The `noop` source (tests and benchmarks: it reads a file a request names). On in
+    # `Settings()` and on the local stack, which sets FANOUT_ENABLE_NOOP; off in the
+    # environment's absence, so a deployed function refuses `noop` requests.
+    enable_noop: bool = True
     # Logs: stdout (Cloud Logging) unless a directory is given (the local stack).
     log_dir: Path | None = None
     log_level: int = logging.INFO
@@ -223,6 +227,7 @@ class Settings:
                 max_file_bytes=_positive_int(env, "MAX_FILE_BYTES", 32 * MiB),
                 max_batch_bytes=_positive_int(env, "MAX_BATCH_BYTES", 64 * MiB),
             ),
+            enable_noop=_flag(env, "ENABLE_NOOP"),
             log_dir=Path(log_dir) if (log_dir := _read(env, "LOG_DIR")) else None,
             log_level=LOG_LEVELS[_choice(env, "LOG_LEVEL", tuple(LOG_LEVELS), "INFO")],
             service_prefix=_read(env, "SERVICE_PREFIX") or "fanout-",

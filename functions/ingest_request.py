@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from functions.bounded_json import MAX_DEPTH, value_depth
 
 MAX_BATCH_SIZE = 1_000
 MAX_BODY_BYTES = 1024 * 1024
+# `options` are kept with the job (its parent document): a few settings, never a payload.
+MAX_OPTIONS_BYTES = 16 * 1024
 
 
 class IngestRequest(BaseModel):
@@ -31,6 +36,16 @@ class IngestRequest(BaseModel):
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
     callback_url: str | None = Field(default=None, max_length=2048)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _bounded_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if value_depth(options) > MAX_DEPTH:
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep; the limit is {MAX_DEPTH}")
+        size = len(json.dumps(options, default=str).encode())
+        if size > MAX_OPTIONS_BYTES:
+            raise ValueError(f"{size} bytes as JSON; the limit is {MAX_OPTIONS_BYTES}")
+        return options
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:

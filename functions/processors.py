@@ -16,10 +16,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from functions.config import Settings
+from functions.config import PREFIX, Settings
 from functions.errors import InvalidArgument, ItemFailed
 from functions.ingest_request import IngestRequest
 from functions.jobs import Job, JobStats
@@ -61,6 +60,9 @@ class Processor(Protocol):
 
 
 ProcessorFactory = Callable[[Settings], Processor]
+# The setting that turns the noop source on, and the largest fail_items_file it reads.
+ENABLE_NOOP = f"{PREFIX}ENABLE_NOOP"
+MAX_FAIL_FILE_BYTES = 1024 * 1024
 _REGISTRY: dict[str, ProcessorFactory] = {}
 
 
@@ -105,19 +107,28 @@ class Stateless:
 
 @register("noop")
 class NoopProcessor(Stateless):
-    """Does no real work: for benchmarks and tests of the fan-out machinery.
+    """Does no real work: for benchmarks and tests of the fan-out machinery. Refused unless
+    `Settings.enable_noop` (FANOUT_ENABLE_NOOP; the local stack sets it).
 
     Options: `delay_ms` (0..60000) spent per item, to make batches take time;
     `fail_items_file`, a file listing item names (one per line) that fail. The file is read
-    when the item is processed, so fixing it and retrying the job makes those items pass.
+    when the item is processed, so fixing it and retrying the job makes those items pass
+    (a missing file fails nothing). It must be a regular file inside the allowed roots, of
+    at most MAX_FAIL_FILE_BYTES: refused at submit when it is not, and when it stops being
+    so later, each item fails saying why.
     """
 
     MAX_DELAY_MS = 60_000
 
     def __init__(self, settings: Settings) -> None:
-        pass  # nothing configurable: the factory signature is shared by every processor
+        self.settings = settings
 
     def check_request(self, request: IngestRequest) -> None:
+        if not self.settings.enable_noop:
+            raise InvalidArgument(
+                f"the noop source is turned off here; {ENABLE_NOOP} turns it on "
+                "(it is for tests and benchmarks)"
+            )
         options = request.options
         unknown = set(options) - {"delay_ms", "fail_items_file"}
         if unknown:
@@ -129,31 +140,68 @@ class NoopProcessor(Stateless):
             or not (0 <= delay <= self.MAX_DELAY_MS)
         ):
             raise InvalidArgument(f"delay_ms must be a whole number 0..{self.MAX_DELAY_MS}")
-        if not isinstance(options.get("fail_items_file", ""), str):
-            raise InvalidArgument("fail_items_file must be a path")
+        fail_file = options.get("fail_items_file")
+        if fail_file is not None:
+            if not isinstance(fail_file, str) or not fail_file:
+                raise InvalidArgument("fail_items_file must be a path")
+            try:
+                _fail_items(fail_file, self.settings)
+            except ItemFailed as error:
+                raise InvalidArgument(error.message) from None
 
     def open_batch(self, context: BatchContext) -> BatchWork:
-        return _NoopBatch(context)
+        return _NoopBatch(context, self.settings)
 
 
 class _NoopBatch:
-    def __init__(self, context: BatchContext) -> None:
+    def __init__(self, context: BatchContext, settings: Settings) -> None:
+        self.settings = settings
         self.delay = int(context.options.get("delay_ms", 0))
         self.fail_file = context.options.get("fail_items_file")
+        # Read once per batch attempt, at its first item: the names, or why it cannot be.
+        self._failing: set[str] | ItemFailed | None = None
 
     def process(self, item: str) -> JobStats:
         if self.delay:
             time.sleep(self.delay / 1000)  # simulated work
-        if self.fail_file and item in _lines(Path(self.fail_file)):
+        if self.fail_file and item in self._failing_items(self.fail_file):
             raise ItemFailed(f"item {item!r} is listed in {self.fail_file}")
         return JobStats(processed=1)
+
+    def _failing_items(self, path: str) -> set[str]:
+        if self._failing is None:
+            try:
+                self._failing = _fail_items(path, self.settings)
+            except ItemFailed as error:
+                self._failing = error
+        if isinstance(self._failing, ItemFailed):
+            raise ItemFailed(self._failing.message)
+        return self._failing
 
     def flush(self) -> JobStats:
         return JobStats()
 
 
-def _lines(path: Path) -> set[str]:
+def _fail_items(path: str, settings: Settings) -> set[str]:
+    """The names listed in the file at `path` (none when it does not exist). `ItemFailed`
+    saying why when it is outside the allowed roots, not a regular file (a directory, a
+    FIFO, a device: never opened blocking), over MAX_FAIL_FILE_BYTES, or unreadable."""
+    from functions.ingestion.sources.local import LocalSource  # pulls in the ingestion code
+
     try:
-        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        source = LocalSource(path, settings, must_exist=False)
+    except InvalidArgument as error:
+        raise ItemFailed(f"fail_items_file: {error.message}") from None
+    try:
+        with source.open(path) as file:
+            data = file.read(MAX_FAIL_FILE_BYTES + 1)
     except FileNotFoundError:
         return set()
+    except ItemFailed as error:
+        raise ItemFailed(f"fail_items_file: {error.message}") from None
+    except OSError as error:
+        raise ItemFailed(f"fail_items_file {path}: {error.strerror or error}") from None
+    if len(data) > MAX_FAIL_FILE_BYTES:
+        raise ItemFailed(f"fail_items_file {path} is over {MAX_FAIL_FILE_BYTES} bytes")
+    text = data.decode("utf-8", errors="replace")
+    return {line.strip() for line in text.splitlines() if line.strip()}

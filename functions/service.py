@@ -185,11 +185,12 @@ class FanoutService:
             return self._submit(request, context.trace_id)
 
     def _submit(self, request: IngestRequest, trace_id: str | None) -> tuple[Job, bool]:
+        # Every check, then the reads (listing the location), and only then the writes: a
+        # refused request leaves nothing behind, not even an empty collection.
         processor = get_processor(request.source, self.settings)
         processor.check_request(request)
         if request.callback_url is not None:
             check_callback_url(request.callback_url, allow_local_http=self.settings.local)
-        processor.prepare(request)
         sizes: list[int] | None = None
         if request.items is not None:
             items = request.items
@@ -198,6 +199,7 @@ class FanoutService:
             listed = list(open_source(request.location, self.settings).list_items())
             items = [item.uri for item in listed]
             sizes = [item.size for item in listed]
+        processor.prepare(request)
         # The request is kept without its items (they live in the batches), so that the
         # parent document stays far below Firestore's 1 MiB.
         asked = request.model_dump(exclude={"items"}) | {"item_count": len(items)}

@@ -1,6 +1,8 @@
 """Callback URLs: where Fanout POSTs a job's summary. Refuses targets inside the network
 (SSRF): link-local and metadata endpoints, private, shared and loopback ranges, anything not
 globally routable. Plain http is allowed only to localhost, and only on the local stack.
+Credentials in the URL (`https://user:pass@host/`) are refused: the URL is stored and
+shown with its job; a receiver authenticates callbacks by their signature instead.
 
 A name is resolved once per delivery and the callback connects to the address that was
 checked (`callback_target`), so a name that resolves elsewhere a moment later (DNS
@@ -84,6 +86,12 @@ def callback_target(
     shown = redacted_url(url)
     if parts.scheme not in ("https", "http") or not host:
         raise InvalidArgument(f"callback_url {shown!r} must be an https URL")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidArgument(
+            f"callback_url {shown!r} must not carry credentials (user info before the "
+            "host): the URL is stored and shown with the job. Have the receiver verify "
+            "each callback's Fanout-Signature header instead"
+        )
     local = allow_local_http and host in LOCAL_HOSTS
     if parts.scheme == "http" and not local:
         raise InvalidArgument(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -156,6 +157,8 @@ class Collection:
     # -- lifecycle ------------------------------------------------------------------------
 
     def exists(self) -> bool:
+        if "://" not in self.db_uri and not os.path.isdir(self.db_uri):
+            return False  # connecting would create the directory: a check writes nothing
         return self.name in _connect(self.db_uri).list_tables().tables
 
     def ensure(self, *, embedder: str, dimension: int | None) -> None:

@@ -173,6 +173,7 @@ class LocalStack:
     def _base_env(self) -> dict[str, str]:
         env = {
             "FANOUT_CALLBACK_SECRET": secrets.token_urlsafe(32),  # unless the environment has one
+            "FANOUT_ENABLE_NOOP": "true",  # off in deployed functions; tests and demos use it
             **os.environ,  # PATH and friends for the children
             "FANOUT_STORE": self.config.store,
             "FANOUT_QUEUE": "local",

@@ -17,6 +17,7 @@ import flask
 import pydantic
 from werkzeug.exceptions import HTTPException
 
+from functions.bounded_json import loads_bounded
 from functions.errors import FanoutError, InvalidArgument, PayloadTooLarge, Unauthorized
 from functions.web.models import ErrorBody
 
@@ -80,17 +81,14 @@ def handle_errors(fn: Handler) -> Handler:
 
 
 def read_json_object(request: flask.Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object; typed errors for too large, malformed, not an
-    object."""
+    """The request body as a JSON object; typed errors for too large (413), nested deeper
+    than `MAX_DEPTH`, malformed, not an object (400)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"body is over {max_bytes} bytes")
     raw = request.get_data(cache=False)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"body is over {max_bytes} bytes")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidArgument(f"malformed JSON: {error}") from None
+    body = loads_bounded(raw)
     if not isinstance(body, dict):
         raise InvalidArgument("the body must be a JSON object")
     return body

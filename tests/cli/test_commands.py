@@ -22,7 +22,7 @@ def test_submit_from_flags_sends_the_request_and_resubmits_idempotently(
     client and request id); the command prints the new job and how to watch it. The same
     client and request id again return the same job, here as one JSON document."""
     flags = ["--source", "noop", "--collection", "flags", "--items", "a", "b", "c"]
-    passing = tmp_path / "fails none.txt"
+    passing = fanout.stack.state_dir / "fails none.txt"  # inside the allowed roots
     passing.write_text("")
     flags += ["--batch-size", "2", "--option", "delay_ms=5"]
     flags += ["--option", f"fail_items_file={passing}"]
@@ -106,7 +106,7 @@ def test_list_filters_by_status_source_and_client_and_pages(fanout: Fanout, tmp_
     """`list` shows a client's jobs newest first, filtered by status (repeatable or a comma
     list) and source; a page ends with the command for the next one, which continues where
     it stopped until every job was shown once. `jobs` is the same command."""
-    fail = tmp_path / "fail.txt"
+    fail = fanout.stack.state_dir / "list-fail.txt"  # inside the allowed roots
     fail.write_text("doc-0\n")
     failing = {
         fanout.noop_job(1, fail_file=fail, client_id="lister", request_id=f"f{i}") for i in range(2)
@@ -161,7 +161,7 @@ def test_list_of_an_unknown_status_is_a_usage_error(fanout: Fanout) -> None:
 def test_show_prints_the_job_its_failed_batches_and_links(fanout: Fanout, tmp_path: Path) -> None:
     """`show` of a failed job: its status and stats, each failed batch with its error and
     its failed items, and the links: status URL, logs, the job's web page."""
-    fail = tmp_path / "fail.txt"
+    fail = fanout.stack.state_dir / "show-fail.txt"  # inside the allowed roots
     fail.write_text("doc-3\n")
     job_id = fanout.noop_job(6, batch_size=2, fail_file=fail)
     fanout.ended(job_id)
@@ -191,7 +191,7 @@ def test_cancel_retry_and_delete(fanout: Fanout, tmp_path: Path) -> None:
     """`cancel` stops a running job (watching it then exits 2), `retry` runs a failed
     job's failed batches again (watching it then exits 0), `delete` removes an ended job
     without asking; each prints the new state, or with --json the API's answer."""
-    fail = tmp_path / "fail.txt"
+    fail = fanout.stack.state_dir / "retry-fail.txt"  # inside the allowed roots
     fail.write_text("doc-1\n")
     failed = fanout.noop_job(4, batch_size=2, fail_file=fail)
     assert fanout.ended(failed)["status"] == "failed"

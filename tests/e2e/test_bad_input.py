@@ -1,7 +1,13 @@
-"""Bad input gets a 4xx JSON error naming the problem, and creates nothing."""
+"""Bad input gets a 4xx JSON error naming the problem, and changes nothing: every refusal
+here compares the stack's whole state directory before and after it."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +16,7 @@ import pytest
 
 from functions.cli.client import ApiError, call
 from functions.config import DispatchSettings
-from functions.local.emulators import free_port_block
+from functions.local.emulators import ROOT, free_port_block
 from functions.local.stack import LocalStack, StackConfig
 from functions.queue.local import LocalTaskQueue
 from tests.e2e.conftest import FAST_ENV, client_for
@@ -18,6 +24,11 @@ from tests.e2e.conftest import FAST_ENV, client_for
 GOOD = {"source": "noop", "collection": "docs", "items": ["a", "b"], "batch_size": 1}
 DOCS = {"source": "documents", "collection": "docs", "location": "samples/corpus"}
 ALLOWED_BUCKET = "fanout-allowed"
+MISSING = str(ROOT / "samples" / "no-such-folder")
+# A body whose options nest far past the limit (32), in about 2 KB.
+DEEP = b'{"source": "noop", "collection": "docs", "items": ["a"], "options": {"x": ' + (
+    b"[" * 1000 + b"]" * 1000 + b"}}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +39,36 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         env={**FAST_ENV, "FANOUT_ALLOWED_BUCKETS": ALLOWED_BUCKET},
     )
     with LocalStack(config) as running:
+        # The first read creates the store's tables: state every later comparison starts from.
+        client_for(running).jobs()
         yield running
 
 
+def _rows(database: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the SQLite file `database`, read without writing."""
+    if not database.exists():
+        return {}
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: sorted(map(tuple, db.execute(f'SELECT * FROM "{t}"')), key=repr) for t in tables}
+
+
+def _state(stack: LocalStack) -> dict[str, Any]:
+    """The stack's state directory: each file's bytes (a FIFO or device by its type, never
+    opened), each directory, and the SQLite database as its rows (its bytes and -wal/-shm
+    change on reads). The logs are left out: they record each refusal."""
+    state: dict[str, Any] = {"database rows": _rows(stack.sqlite_path)}
+    for path in sorted(stack.state_dir.rglob("*")):
+        if path.is_relative_to(stack.logs) or path.name.startswith(stack.sqlite_path.name):
+            continue
+        mode = path.lstat().st_mode
+        name = str(path.relative_to(stack.state_dir))
+        state[name] = path.read_bytes() if stat.S_ISREG(mode) else stat.S_IFMT(mode)
+    return state
+
+
 def _refused(
+    stack: LocalStack,
     method: str,
     url: str,
     *,
@@ -39,11 +76,13 @@ def _refused(
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> ApiError:
+    before = _state(stack)
     with pytest.raises(ApiError) as caught:
         call(method, url, body, raw=raw, headers=headers)
     error = caught.value
     assert 400 <= error.status < 500
     assert error.body["error"] and error.body["message"]
+    assert _state(stack) == before, f"{method} {url} changed the stack's state"
     return error
 
 
@@ -92,13 +131,20 @@ def _nothing_created(stack: LocalStack) -> None:
             "outside the allowed roots",
         ),
         ({**DOCS, "location": None, "items": ["a.md"], "options": {"prune": True}}, 400, "prune"),
+        ({**DOCS, "collection": "probeA", "location": "/etc"}, 400, "outside the allowed roots"),
+        ({**DOCS, "collection": "probeA", "location": MISSING}, 400, "does not exist"),
+        ({**GOOD, "options": {"x": "y" * 20_000}}, 400, "the limit is 16384"),
+        ({**GOOD, "options": {"fail_items_file": "/etc/passwd"}}, 400, "outside the allowed"),
+        ({**GOOD, "options": {"fail_items_file": "/etc"}}, 400, "outside the allowed roots"),
+        ({**GOOD, "options": {"fail_items_file": "/dev/zero"}}, 400, "outside the allowed"),
+        ({**GOOD, "callback_url": "https://user:pw@example.com/cb"}, 400, "Fanout-Signature"),
     ],
 )
 def test_bad_ingest_requests_are_refused(
     stack: LocalStack, body: dict[str, Any], status: int, says: str
 ) -> None:
     """Each invalid request gets its 4xx with a JSON body naming the problem."""
-    error = _refused("POST", stack.url("ingest"), body=body)
+    error = _refused(stack, "POST", stack.url("ingest"), body=body)
     assert error.status == status
     assert says in str(error.body)
     _nothing_created(stack)
@@ -106,42 +152,119 @@ def test_bad_ingest_requests_are_refused(
 
 def test_malformed_and_oversized_bodies_are_refused(stack: LocalStack) -> None:
     """Not JSON, not an object, or over 1 MB: 400/413, nothing created."""
-    assert "malformed JSON" in _refused("POST", stack.url("ingest"), raw=b"{nope").body["message"]
-    assert _refused("POST", stack.url("ingest"), raw=b"[1]").status == 400
+    assert (
+        "malformed JSON"
+        in _refused(stack, "POST", stack.url("ingest"), raw=b"{nope").body["message"]
+    )
+    assert _refused(stack, "POST", stack.url("ingest"), raw=b"[1]").status == 400
     big = {**GOOD, "items": ["x" * 1000] * 1100}
-    assert _refused("POST", stack.url("ingest"), body=big).status == 413
+    assert _refused(stack, "POST", stack.url("ingest"), body=big).status == 413
     _nothing_created(stack)
 
 
 def test_searching_a_collection_that_does_not_exist_is_404(stack: LocalStack) -> None:
-    """Search: an unknown or impossible collection is 404, a bad query or k is 400."""
+    """Search: an unknown or impossible collection is 404, a bad query or k is 400; so is
+    one that only refused requests named (they made no empty collection)."""
     api = stack.url("jobs_api")
-    assert _refused("GET", f"{api}/collections/nothing/search?q=x").status == 404
-    assert _refused("GET", f"{api}/collections/..%2Fetc/search?q=x").status == 404
-    assert _refused("GET", f"{api}/collections/docs/search?q=x&k=zero").status == 400
+    for location in ("/etc", MISSING):
+        body = {**DOCS, "collection": "probeA", "location": location}
+        assert _refused(stack, "POST", stack.url("ingest"), body=body).status == 400
+    assert _refused(stack, "GET", f"{api}/collections/probeA/search?q=x").status == 404
+    assert _refused(stack, "GET", f"{api}/collections/nothing/search?q=x").status == 404
+    assert _refused(stack, "GET", f"{api}/collections/..%2Fetc/search?q=x").status == 404
+    assert _refused(stack, "GET", f"{api}/collections/docs/search?q=x&k=zero").status == 400
 
 
 def test_unknown_jobs_and_routes_are_404(stack: LocalStack, tmp_path: Path) -> None:
     """Unknown job ids and paths on the jobs API answer 404 JSON; bad queries 400."""
     api = stack.url("jobs_api")
-    assert _refused("GET", f"{api}/jobs/20260101-000000-000000-deadbeef").status == 404
-    assert _refused("POST", f"{api}/jobs/nope/cancel").status == 404
-    assert _refused("GET", f"{api}/nothing-here").status == 404
-    assert _refused("PUT", f"{api}/jobs").status == 405
-    assert _refused("GET", f"{api}/jobs?status=bogus").status == 400
-    assert _refused("GET", f"{api}/jobs?limit=0").status == 400
-    assert _refused("GET", f"{api}/jobs?cursor=garbage").status == 400
+    assert _refused(stack, "GET", f"{api}/jobs/20260101-000000-000000-deadbeef").status == 404
+    assert _refused(stack, "POST", f"{api}/jobs/nope/cancel").status == 404
+    assert _refused(stack, "GET", f"{api}/nothing-here").status == 404
+    assert _refused(stack, "PUT", f"{api}/jobs").status == 405
+    assert _refused(stack, "GET", f"{api}/jobs?status=bogus").status == 400
+    assert _refused(stack, "GET", f"{api}/jobs?limit=0").status == 400
+    assert _refused(stack, "GET", f"{api}/jobs?cursor=garbage").status == 400
 
 
 def test_worker_call_without_the_secret_is_refused(stack: LocalStack) -> None:
     """run_batch refuses callers without the stack's shared secret (401)."""
-    error = _refused("POST", stack.url("run_batch"), body={"batch_id": "x"})
+    error = _refused(stack, "POST", stack.url("run_batch"), body={"batch_id": "x"})
     assert error.status == 401
     wrong = _refused(
+        stack,
         "POST",
         stack.url("run_batch"),
         body={"batch_id": "x"},
         headers={"X-Fanout-Worker-Secret": "guess"},
     )
     assert wrong.status == 401
+    _nothing_created(stack)
+
+
+def test_callback_url_with_credentials_is_refused_without_echoing_them(stack: LocalStack) -> None:
+    """Credentials in callback_url are refused (400) pointing at the signature instead; the
+    answer does not repeat them, and no job keeps them."""
+    body = {**GOOD, "callback_url": "https://alice:s3cret@example.com/cb?x=1"}
+    error = _refused(stack, "POST", stack.url("ingest"), body=body)
+    assert error.status == 400
+    assert "credentials" in error.body["message"] and "Fanout-Signature" in error.body["message"]
+    assert "s3cret" not in json.dumps(error.body) and "alice" not in json.dumps(error.body)
+    _nothing_created(stack)
+
+
+def test_fail_items_file_must_be_a_small_regular_file(stack: LocalStack) -> None:
+    """noop's fail_items_file inside the allowed roots is refused at submit when it is a
+    directory, a FIFO (without blocking on it) or over 1 MiB."""
+    fifo = stack.state_dir / "items.fifo"
+    os.mkfifo(fifo)
+    big = stack.state_dir / "big-items.txt"
+    big.write_bytes(b"a\n" * (600 * 1024))
+    for path, says in [
+        (stack.state_dir, "not a regular file"),
+        (fifo, "not a regular file"),
+        (big, "over 1048576 bytes"),
+    ]:
+        body = {**GOOD, "options": {"fail_items_file": str(path)}}
+        error = _refused(stack, "POST", stack.url("ingest"), body=body)
+        assert error.status == 400 and says in error.body["message"], error.body
+    _nothing_created(stack)
+
+
+def test_deeply_nested_bodies_are_refused_naming_the_limit(stack: LocalStack) -> None:
+    """A small body nested a thousand levels deep is a 400 naming the depth limit, on every
+    function that reads a JSON body, and not a 500."""
+    worker = {"X-Fanout-Worker-Secret": stack.secret}
+    for url, headers in [
+        (stack.url("ingest"), None),
+        (stack.url("run_batch"), worker),
+        (stack.url("cleanup_jobs"), None),
+    ]:
+        error = _refused(stack, "POST", url, raw=DEEP, headers=headers)
+        assert error.status == 400 and "the limit is 32" in error.body["message"], url
+    _nothing_created(stack)
+
+
+def test_deeply_nested_pubsub_message_is_acknowledged_and_logged(stack: LocalStack) -> None:
+    """A Pub/Sub message nested past the limit is acknowledged (200, no redelivery), logged
+    naming the limit without a traceback, and changes nothing."""
+    event = {
+        "message": {"data": base64.b64encode(DEEP).decode(), "messageId": "deep-1"},
+        "subscription": "projects/p/subscriptions/s",
+    }
+    headers = {
+        "ce-id": "deep-1",
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-specversion": "1.0",
+    }
+    before = _state(stack)
+    status, _ = call("POST", stack.url("ingest_pubsub"), event, headers=headers)
+    assert status == 200
+    assert _state(stack) == before
+    # The function's own log (its stdout, written before it answered).
+    log = (stack.logs / "ingest_pubsub.log").read_text()
+    lines = [line for line in log.splitlines() if "deep-1" in line]
+    assert any("the limit is 32" in line for line in lines), lines
+    assert "Traceback" not in log and "RecursionError" not in log
     _nothing_created(stack)

@@ -5,7 +5,9 @@ environment infra/ gives it.
 
 One stack serves the module; each test has its own collection, prefix and request ids.
 Two settings compress time, and neither is one infra/ sets: leases of 3 s (so a killed
-attempt's batch is free again quickly) and a sweep every second. The Cloud Tasks emulator
+attempt's batch is free again quickly) and a sweep every second. A third turns on the
+`noop` source (FANOUT_ENABLE_NOOP), which deployed functions refuse: the tests drive the
+machinery with noop jobs, whose items cost nothing. The Cloud Tasks emulator
 retries without backoff, so here it retries until run_batch answers, as a backing-off
 queue would ride out the worker's restart.
 """
@@ -40,7 +42,11 @@ from tests.support.reports import failed
 LABELS = "logging.googleapis.com/labels"
 TRACE = "logging.googleapis.com/trace"
 # Settings the tests add to infra/'s environment; infra/ sets none of them.
-TEST_ENV = {"FANOUT_LEASE_SECONDS": "3", "FANOUT_PROGRESS_INTERVAL_SECONDS": "0.2"}
+TEST_ENV = {
+    "FANOUT_LEASE_SECONDS": "3",
+    "FANOUT_PROGRESS_INTERVAL_SECONDS": "0.2",
+    "FANOUT_ENABLE_NOOP": "true",
+}
 FANOUT = ROOT / ".venv" / "bin" / "fanout"
 
 
@@ -108,7 +114,7 @@ def test_every_function_runs_with_exactly_the_environment_infra_gives_it(
 ) -> None:
     """Each running function's FANOUT_* and emulator variables are exactly infra/'s for that
     function (evaluated by Terraform), the emulators' hosts, the named stand-ins and the
-    tests' two time settings, which infra/ does not set: no other variable differs."""
+    tests' settings (TEST_ENV), which infra/ does not set: no other variable differs."""
     assert stack.cloud is not None
     infra = function_environments(VARIABLES, stack.url)
     assert set(infra) == set(FUNCTIONS)

@@ -238,6 +238,19 @@ def test_every_environment_name_is_read_by_the_code(config: Config, name: str) -
     assert set(env) <= config_env_names()
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_no_function_accepts_noop_jobs(config: Config, name: str) -> None:
+    """Deployed functions refuse `noop` requests: none sets FANOUT_ENABLE_NOOP, whose
+    absence turns the source off (its fail_items_file option reads files)."""
+    env = environment(config, resources(config, FUNCTION)[name])
+    assert "FANOUT_ENABLE_NOOP" in config_env_names()
+    assert "FANOUT_ENABLE_NOOP" not in env
+    secrets = resources(config, FUNCTION)[name]["service_config"][0].get(
+        "secret_environment_variables", []
+    )
+    assert all(secret["key"] != "FANOUT_ENABLE_NOOP" for secret in secrets)
+
+
 def test_sweeper_gives_up_when_the_queue_does(config: Config) -> None:
     """FANOUT_MAX_ATTEMPTS is the queue's own retry_config.max_attempts, not a copy."""
     for name in FUNCTIONS:
