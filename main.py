@@ -24,9 +24,15 @@ from functions.observability.entry import logged_as
 from functions.observability.trace import trace_id_from
 from functions.service import WORKER_SECRET_HEADER
 from functions.web.app import ingest_router, router_for, web_router
+from functions.web.framework import answer_framework_errors
 from functions.web.http import check_secret, handle_errors, json_response, read_json_object
 
 log = logging.getLogger("fanout.main")
+
+# The Functions Framework imports this module inside its app's context: its own 404s (a
+# path its catch-all rule does not match) answer our error shape too.
+if flask.has_app_context():
+    answer_framework_errors(flask.current_app)
 
 
 @functions_framework.http

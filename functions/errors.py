@@ -165,9 +165,25 @@ class RouteNotFound(FanoutError):
 
 
 class MethodNotAllowedError(FanoutError):
-    """Raised when the route exists but not for this HTTP method."""
+    """Raised when the route exists but not for this HTTP method; `allowed` are the methods
+    it takes (the answer's `Allow` header)."""
 
     http_status = 405
+
+    def __init__(self, message: str, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[str, ...]]]:
+        return type(self), (self.message, self.allowed)
+
+
+class UnsupportedMediaType(FanoutError):
+    """Raised when a state-changing JSON route gets a body that is not UTF-8 JSON declared
+    as `application/json` (a form, text/plain, UTF-16, a BOM, no Content-Type). Nothing is
+    changed."""
+
+    http_status = 415
 
 
 class StartupError(FanoutError):
@@ -208,8 +224,8 @@ class EmbeddingError(FanoutError):
 
 
 class CrossSiteRequest(FanoutError):
-    """Raised when a page's POST (submit, cancel, retry) comes from another site, or
-    without the token its form carries: a browser may have been tricked into sending it.
-    Nothing is changed."""
+    """Raised when a state-changing request (a page's POST, the API's cancel, retry,
+    delete, ingest) comes from another site, or a page's POST without the token its form
+    carries: a browser may have been tricked into sending it. Nothing is changed."""
 
     http_status = 403

@@ -6,6 +6,7 @@ import json
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from functions.bounded_json import MAX_DEPTH, value_depth
 
@@ -15,11 +16,27 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_OPTIONS_BYTES = 16 * 1024
 
 
+def _given(field: str, type_: str) -> JsonDict:
+    """JSON Schema: `field` is present and not null."""
+    return {"required": [field], "properties": {field: {"type": type_}}}
+
+
+# What `_one_input` enforces, in the document: exactly one of items and location (null
+# counts as absent), and client_id with request_id.
+_TOGETHER: JsonDict = {
+    "oneOf": [_given("items", "array"), _given("location", "string")],
+    "allOf": [
+        {"if": _given("client_id", "string"), "then": _given("request_id", "string")},
+        {"if": _given("request_id", "string"), "then": _given("client_id", "string")},
+    ],
+}
+
+
 class IngestRequest(BaseModel):
     """One ingestion. Give `items` (explicit document references) or `location` (a
     directory to list), not both. `client_id` + `request_id` make the submit idempotent."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_TOGETHER)
 
     source: str = Field(min_length=1, max_length=64, description="registered processor")
     collection: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")

@@ -8,6 +8,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from functions.processors import processor_names
 from functions.service import FanoutService
 from functions.web.api import API_ROUTES, JobsApi
 from functions.web.ingest import INGEST_ROUTES, Ingest
@@ -30,6 +31,7 @@ def web_router(service: FanoutService) -> Router:
         api_url=settings.api_url,
         ingest_routes=INGEST_ROUTES,
         ingest_url=settings.ingest_url,
+        sources=processor_names(),
     )
     handlers = _merged(JobsApi(service).handlers(), reference.handlers(), Pages(service).handlers())
     return Router(routes, handlers)

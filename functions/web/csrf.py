@@ -45,16 +45,24 @@ def set_token_cookie(response: flask.Response, request: flask.Request, token: st
     )
 
 
-def check_same_site_post(request: flask.Request, submitted: str | None) -> None:
-    """`CrossSiteRequest` unless the POST comes from this host's own page, with its token."""
+def check_not_cross_site(request: flask.Request, *, referer: bool = False) -> None:
+    """`CrossSiteRequest` if the browser says the request comes from another site: a
+    `Sec-Fetch-Site` of `cross-site` or `same-site` (another port or subdomain), or an
+    `Origin` (else, with `referer`, a `Referer`) naming another host. A client that is not
+    a browser sends none of them, and passes."""
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site in ("cross-site", "same-site"):
         raise CrossSiteRequest(f"refused a {fetch_site} request: use Fanout's own pages")
     origin = request.headers.get("Origin")
     if origin is not None:
         _check_host(origin, request.host, "Origin")
-    elif (referer := request.headers.get("Referer")) is not None:
-        _check_host(referer, request.host, "Referer")
+    elif referer and (sent := request.headers.get("Referer")) is not None:
+        _check_host(sent, request.host, "Referer")
+
+
+def check_same_site_post(request: flask.Request, submitted: str | None) -> None:
+    """`CrossSiteRequest` unless the POST comes from this host's own page, with its token."""
+    check_not_cross_site(request, referer=True)
     cookie = request.cookies.get(COOKIE, "")
     if not cookie or not submitted or not hmac.compare_digest(cookie.encode(), submitted.encode()):
         raise CrossSiteRequest(

@@ -18,7 +18,13 @@ import pydantic
 from werkzeug.exceptions import HTTPException
 
 from functions.bounded_json import loads_bounded
-from functions.errors import FanoutError, InvalidArgument, PayloadTooLarge, Unauthorized
+from functions.errors import (
+    FanoutError,
+    InvalidArgument,
+    MethodNotAllowedError,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from functions.web.models import ErrorBody
 
 log = logging.getLogger("fanout.http")
@@ -65,7 +71,10 @@ def handle_errors(fn: Handler) -> Handler:
         try:
             return fn(request)
         except ANSWERED as error:
-            return error_body_response(*error_answer(request, error))
+            response = error_body_response(*error_answer(request, error))
+            if isinstance(error, MethodNotAllowedError):
+                response.headers["Allow"] = ", ".join(error.allowed)
+            return response
         except HTTPException as error:
             # What werkzeug itself refuses while reading the request (a malformed form).
             status = error.code or 400

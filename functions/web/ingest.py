@@ -23,6 +23,7 @@ INGEST_ROUTES: list[Route] = [
         status=202,
         errors=(413,),
         tags=("ingest",),
+        max_body=MAX_BODY_BYTES,
     ),
 ]
 

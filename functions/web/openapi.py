@@ -37,11 +37,15 @@ DESCRIPTION = (
 ERROR_MEANINGS: dict[int, str] = {
     400: "Invalid input: a parameter, the body or a cursor (InvalidArgument, InvalidCursor)",
     401: "Missing or wrong credentials (Unauthorized)",
-    403: "Refused: a page's form sent from another site or without its token (CrossSiteRequest)",
+    403: (
+        "Refused: sent by a browser from another site, or a page's form without its token "
+        "(CrossSiteRequest)"
+    ),
     404: "No such job, batch, collection or route (JobNotFound, CollectionNotFound, ...)",
     405: "The path exists, not for this method (MethodNotAllowedError)",
     409: "The job's status does not allow it (InvalidTransition)",
     413: "The body is too large (PayloadTooLarge)",
+    415: "Not UTF-8 JSON sent as Content-Type: application/json (UnsupportedMediaType)",
     500: "Internal error (InternalError)",
     501: "This deployment cannot read logs: no log directory, no project (LogsUnavailable)",
     502: "A Google service failed (CloudLogsError, EmbeddingError)",
@@ -76,9 +80,11 @@ def build_document(
     api_url: str,
     ingest_routes: Sequence[Route] = (),
     ingest_url: str | None = None,
+    sources: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The document for jobs_api's `routes` (served at `api_url`) and ingest's
-    `ingest_routes` (served at `ingest_url`)."""
+    `ingest_routes` (served at `ingest_url`); `sources`, the registered processors, are
+    the values an ingest request's `source` may take."""
     schemas = _Schemas([*routes, *ingest_routes])
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
@@ -97,12 +103,15 @@ def build_document(
                 operation["servers"] = api_server
             item["servers"] = ingest_server
             item[route.method.lower()] = _operation(route, schemas)
+    components = schemas.components()
+    if sources and "IngestRequest" in components:
+        components["IngestRequest"]["properties"]["source"]["enum"] = list(sources)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Fanout", "version": API_VERSION, "description": DESCRIPTION},
         "servers": [{"url": api_url, "description": "the jobs API"}],
         "paths": paths,
-        "components": {"schemas": schemas.components()},
+        "components": {"schemas": components},
     }
 
 
@@ -190,13 +199,22 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     elif route.form is not None:
         content = {FORM: {"schema": schemas.ref(route.form, "validation")}}
         operation["requestBody"] = {"required": True, "content": content}
+    elif route.changes_state:
+        # No input, but the Content-Type a browser cannot send from another site unasked.
+        content = {JSON: {"schema": {"type": "object", "maxProperties": 0}}}
+        operation["requestBody"] = {
+            "required": True,
+            "description": "{} (or no body at all, with Content-Type: application/json)",
+            "content": content,
+        }
     operation["responses"] = _responses(route, schemas)
     return operation
 
 
 def error_statuses(route: Route) -> list[int]:
     """Every error status `route` can answer: its own, plus what the edge answers for any
-    route with input (400), a path parameter (404), a body (413), and 500."""
+    route with input (400), a path parameter (404), a body (413), a state-changing JSON
+    route (400, 403, 415), and 500."""
     statuses = set(route.errors) | {500}
     if route.query or route.body or route.form:
         statuses.add(400)
@@ -204,6 +222,8 @@ def error_statuses(route: Route) -> list[int]:
         statuses.add(404)
     if route.body or route.form:
         statuses.add(413)
+    if route.changes_state:
+        statuses |= {400, 403, 415}
     return sorted(statuses)
 
 

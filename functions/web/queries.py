@@ -19,6 +19,9 @@ from functions.store.protocol import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 # Cursors are opaque tokens the stores produce; none is near this long.
 MAX_CURSOR_CHARS = 2048
+# The stores' cursors are unpadded base64url (functions/store/cursor.py).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+CURSOR_ABOUT = "the next_cursor of the page before; any other is refused with 400 (InvalidCursor)"
 MAX_FILTER_CHARS = 128
 
 
@@ -46,7 +49,13 @@ class JobListQuery(QueryModel):
     source: str | None = Field(default=None, min_length=1, max_length=MAX_FILTER_CHARS)
     client_id: str | None = Field(default=None, min_length=1, max_length=MAX_FILTER_CHARS)
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
+    cursor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CURSOR_CHARS,
+        pattern=CURSOR_PATTERN,
+        description=CURSOR_ABOUT,
+    )
 
     _statuses = field_validator("status", mode="before")(_split_statuses)
 
@@ -56,7 +65,13 @@ class BatchListQuery(QueryModel):
 
     status: JobStatus | None = Field(default=None, description="only batches in this status")
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
+    cursor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CURSOR_CHARS,
+        pattern=CURSOR_PATTERN,
+        description=CURSOR_ABOUT,
+    )
 
 
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
@@ -89,7 +104,10 @@ class LogQuery(QueryModel):
         default=None,
         min_length=1,
         max_length=MAX_CURSOR_CHARS,
-        description="a next_cursor or resume_cursor from an earlier page",
+        description=(
+            "a next_cursor or resume_cursor from an earlier page (Cloud Logging's page "
+            "token when deployed); any other is refused with 400 (InvalidCursor)"
+        ),
     )
 
     _severity = field_validator("severity", mode="before")(_severity_name)
@@ -98,7 +116,12 @@ class LogQuery(QueryModel):
 class SearchQuery(QueryModel):
     """GET /collections/{name}/search."""
 
-    q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="what to search for")
+    q: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        pattern=r"[^\s\x1c-\x1f]",  # what str.strip() leaves
+        description="what to search for (not only spaces)",
+    )
     k: int = Field(default=5, ge=1, le=MAX_RESULTS, description="how many hits at most")
 
 

@@ -55,6 +55,7 @@ class Reference:
         api_url: str,
         ingest_routes: Sequence[Route],
         ingest_url: str,
+        sources: Sequence[str] = (),
     ) -> None:
         self._build = functools.partial(
             build_document,
@@ -62,6 +63,7 @@ class Reference:
             api_url=api_url,
             ingest_routes=ingest_routes,
             ingest_url=ingest_url,
+            sources=sources,
         )
 
     def handlers(self) -> dict[str, Handler]:

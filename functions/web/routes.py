@@ -13,7 +13,12 @@ from pydantic import BaseModel
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from functions.errors import MethodNotAllowedError, RouteNotFound
+from functions.errors import InvalidArgument, MethodNotAllowedError, RouteNotFound
+from functions.web.guards import check_json_request
+
+# The most a body-less state-changing route reads of a body (it must be empty or `{}`).
+EMPTY_BODY_BYTES = 1024
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,13 @@ class Route:
     html: bool = False
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
+    max_body: int = EMPTY_BODY_BYTES
+
+    @property
+    def changes_state(self) -> bool:
+        """A JSON route that changes state (not a page's form): it takes only
+        `application/json`, and nothing from another site (functions/web/guards.py)."""
+        return self.method in _WRITES and not self.html and self.form is None
 
 
 Handler = Callable[..., flask.Response]
@@ -48,6 +60,7 @@ class Router:
             raise ValueError(f"routes without a handler: {sorted(missing)}")
         self.routes = tuple(routes)
         self._handlers = handlers
+        self._routes = {r.endpoint: r for r in routes}
         self._map = Map(
             [Rule(r.path, methods=[r.method], endpoint=r.endpoint) for r in routes],
             strict_slashes=False,
@@ -60,9 +73,30 @@ class Router:
         except NotFound:
             raise RouteNotFound(f"no route {request.method} {request.path}") from None
         except MethodNotAllowed as error:
-            allowed = ", ".join(error.valid_methods or [])
+            allowed = tuple(error.valid_methods or ())
             raise MethodNotAllowedError(
-                f"{request.method} not allowed on {request.path}; use {allowed}"
+                f"{request.method} not allowed on {request.path}; use {', '.join(allowed)}",
+                allowed,
             ) from None
+        route = self._routes[endpoint]
+        if route.changes_state:
+            check_json_request(request, route.max_body)
+            if route.body is None:
+                _check_empty_body(request)
         values_typed: dict[str, Any] = dict(values)
         return self._handlers[endpoint](request, **values_typed)
+
+
+def _check_empty_body(request: flask.Request) -> None:
+    """A route that takes no input takes no body, or `{}` (what its document asks for)."""
+    if (request.content_length or 0) > EMPTY_BODY_BYTES:
+        raise InvalidArgument("this route takes no body, or {}")
+    raw = request.get_data(cache=True)
+    if raw.strip() in (b"", b"{}"):
+        return
+    try:
+        parsed = flask.json.loads(raw)
+    except ValueError:
+        raise InvalidArgument("malformed JSON: this route takes no body, or {}") from None
+    if parsed != {}:
+        raise InvalidArgument("this route takes no body, or {}")

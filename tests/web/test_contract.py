@@ -5,7 +5,10 @@ people without fetching anything."""
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from functions.web.app import ingest_router, web_router
 from functions.web.http import handle_errors
 from functions.web.openapi import openapi_path
 from functions.web.routes import Router
+from tests.e2e.conftest import client_for
 from tests.support.services import sqlite_service
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -203,3 +207,93 @@ def test_the_reference_page_shows_every_operation_and_fetches_nothing(
     assert "&#34;problems&#34;: [" in page  # a real error body, escaped
     assert "<script" not in page.lower()
     assert re.findall(r'(?:src|href)="(?!#|openapi\.json")[^"]*"', page) == []
+
+
+def _raw(
+    method: str, url: str, data: bytes | None, headers: dict[str, str]
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, JSON body and headers of a request sent exactly as given."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), dict(error.headers)
+
+
+def _running_job(stack: LocalStack) -> str:
+    """A job whose one batch runs for a minute (cancelled by the caller at the end)."""
+    slow: dict[str, Any] = {"source": "noop", "collection": "docs", "batch_size": 60}
+    slow |= {"items": [f"i{n}" for n in range(60)], "options": {"delay_ms": 1000}}
+    _, accepted = call("POST", stack.url("ingest"), slow)
+    return str(accepted["job_id"])
+
+
+def test_state_changing_api_calls_from_another_site_are_refused(
+    stack: LocalStack, document: dict[str, Any]
+) -> None:
+    """A browser on another site cannot cancel, retry or delete a job: a foreign Origin or
+    a cross-site/same-site Sec-Fetch-Site is a 403, a form's content type a 415, each in the
+    error shape, and the job keeps running; the CLI's own cancel still works."""
+    validator = _error_validator(document)
+    job = _running_job(stack)
+    cancel = f"{stack.url('jobs_api')}/jobs/{job}/cancel"
+    form = {"Content-Type": "text/plain"}
+    json_type = {"Content-Type": "application/json"}
+    refusals = [
+        ("POST", cancel, {**form, "Origin": "http://evil.example"}, 403, "CrossSiteRequest"),
+        ("POST", cancel, {**json_type, "Origin": "http://evil.example"}, 403, "CrossSiteRequest"),
+        ("POST", cancel, {**json_type, "Sec-Fetch-Site": "cross-site"}, 403, "CrossSiteRequest"),
+        ("POST", cancel, {**json_type, "Sec-Fetch-Site": "same-site"}, 403, "CrossSiteRequest"),
+        ("POST", cancel, form, 415, "UnsupportedMediaType"),
+        ("POST", cancel, {}, 415, "UnsupportedMediaType"),
+        ("POST", cancel.replace("/cancel", "/retry"), form, 415, "UnsupportedMediaType"),
+        ("DELETE", cancel.removesuffix("/cancel"), form, 415, "UnsupportedMediaType"),
+    ]
+    for method, url, headers, status, error in refusals:
+        got, body, _ = _raw(method, url, b"{}" if headers else None, headers)
+        assert (got, body["error"]) == (status, error), (method, headers, body)
+        validator.validate(body)
+    assert client_for(stack).job(job)["status"] == "running"
+    assert client_for(stack).cancel(job)["status"] == "cancelled"  # no body, JSON type
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [
+        ("text/plain", b'{"source": "noop"}'),
+        (None, b'{"source": "noop"}'),
+        ("application/x-www-form-urlencoded", b"source=noop"),
+        ("application/json; charset=utf-16", '{"source": "noop"}'.encode("utf-16")),
+        ("application/json", '{"source": "noop"}'.encode("utf-16-le")),
+        ("application/json", b'\xef\xbb\xbf{"source": "noop"}'),
+    ],
+)
+def test_ingest_takes_only_utf8_json(
+    stack: LocalStack, document: dict[str, Any], content_type: str | None, data: bytes
+) -> None:
+    """ingest answers 415, in the error shape, to a body that is not UTF-8 JSON declared as
+    application/json: text/plain, no Content-Type, a form, UTF-16, a BOM."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    status, body, _ = _raw("POST", stack.url("ingest"), data, headers)
+    assert (status, body["error"]) == (415, "UnsupportedMediaType"), body
+    _error_validator(document).validate(body)
+
+
+def test_the_edge_answers_json_404_and_405_with_allow(
+    stack: LocalStack, document: dict[str, Any]
+) -> None:
+    """A path no rule of the Functions Framework matches (a newline in it), a path with no
+    route, and a wrong method all answer the JSON error shape; a 405 names the methods the
+    path takes in its Allow header."""
+    validator = _error_validator(document)
+    api = stack.url("jobs_api")
+    for path in ("/jobs/a%0Ab", "/robots.txt", "/nothing-here"):
+        status, body, headers = _raw("GET", api + path, None, {})
+        assert (status, body["error"]) == (404, "RouteNotFound"), path
+        assert headers["Content-Type"] == "application/json"
+        validator.validate(body)
+    status, body, headers = _raw("PUT", f"{api}/jobs/{NO_SUCH_JOB}", None, {})
+    assert (status, body["error"]) == (405, "MethodNotAllowedError")
+    assert set(headers["Allow"].split(", ")) == {"GET", "HEAD", "DELETE"}
+    validator.validate(body)

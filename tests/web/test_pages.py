@@ -139,7 +139,7 @@ def test_cancel_needs_a_confirmed_post_and_refuses_a_finished_job(
     assert cancelled.status is JobStatus.CANCELLED
 
     again = browser.post(f"/ui/jobs/{job_id}/cancel", data={"csrf_token": token[1]}, headers=ORIGIN)
-    assert again.status_code == 409 == browser.post(f"/jobs/{job_id}/cancel").status_code
+    assert again.status_code == 409 == browser.post(f"/jobs/{job_id}/cancel", json={}).status_code
     assert "job is cancelled; cannot move to cancelled" in again.get_data(as_text=True)
     assert service.store.get_job(job_id) == cancelled
     assert browser.get(f"/ui/jobs/{job_id}/cancel").status_code == 409
