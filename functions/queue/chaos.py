@@ -28,5 +28,8 @@ class FailingAfter:
         refused = {t.name: "injected enqueue failure" for t in tasks[self.limit :]}
         return EnqueueResult(accepted.enqueued, {**accepted.failed, **refused})
 
+    def task_gone(self, name: str) -> bool | None:
+        return self.inner.task_gone(name)
+
     def close(self) -> None:
         self.inner.close()

@@ -170,6 +170,22 @@ class CloudTasksQueue:
                 failed[name] = reason
         return EnqueueResult(enqueued=enqueued, failed=failed)
 
+    def task_gone(self, name: str) -> bool | None:
+        """GetTask: NOT_FOUND means Cloud Tasks deleted the task (it succeeded, or used up
+        its attempts) or never had it. None for any other error (the emulator answers
+        UNIMPLEMENTED; a missing cloudtasks.tasks.get permission is PERMISSION_DENIED),
+        logged, so the sweeper falls back to the retry window."""
+        try:
+            self.client.get_task(
+                name=f"{self.queue_path}/tasks/{task_id(name)}", timeout=CALL_TIMEOUT_SECONDS
+            )
+        except gexc.NotFound:
+            return True
+        except gexc.GoogleAPICallError as exc:
+            log.warning("cannot ask Cloud Tasks about task %s: %s", name, exc)
+            return None
+        return False
+
     def close(self) -> None:
         """Wait for creates in flight, stop the pool, and close the gRPC channel if this
         queue built it. Idempotent; `enqueue` raises RuntimeError afterwards."""

@@ -204,6 +204,13 @@ class LocalTaskQueue:
         row = self.db.conn().execute("SELECT * FROM queue_tasks WHERE name = ?", (name,)).fetchone()
         return None if row is None else _task(row)
 
+    def task_gone(self, name: str) -> bool | None:
+        """True unless the task is still queued or being delivered: a failed task used up
+        its attempts, a done one was answered, and a missing one was purged or never
+        created; none of them will be delivered again."""
+        task = self.get(name)
+        return task is None or task.state in (TaskState.DONE, TaskState.FAILED)
+
     def counts(self) -> dict[TaskState, int]:
         """How many tasks are in each state (every state present)."""
         rows = self.db.conn().execute("SELECT state, COUNT(*) FROM queue_tasks GROUP BY state")

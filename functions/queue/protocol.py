@@ -42,6 +42,14 @@ class EnqueueResult:
 class TaskQueue(Protocol):
     def enqueue(self, tasks: Sequence[Task]) -> EnqueueResult: ...
 
+    def task_gone(self, name: str) -> bool | None:
+        """Whether the queue no longer holds the task `name`, so that it will never deliver
+        it again: True once its attempts are used up (Cloud Tasks then deletes it, and
+        GetTask answers NOT_FOUND) or it was never there; False while it is still queued
+        or being delivered; None when the queue cannot tell (an emulator without GetTask,
+        no permission), and the sweeper falls back to the worst-case retry window."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -210,3 +210,15 @@ def test_a_batch_task_carries_its_jobs_trace_to_the_worker(
     assert queue_backend.receiver.wait_for([name])
     (delivery,) = queue_backend.receiver.to(name)
     assert re.fullmatch(f"00-{trace_id}-[0-9a-f]{{16}}-01", delivery.headers["traceparent"])
+
+
+@pytest.mark.tasks_emulator_gap("no GetTask (UNIMPLEMENTED)")
+def test_the_queue_says_which_tasks_it_still_holds(queue_backend: QueueUnderTest) -> None:
+    """A task still waiting for its schedule time is not gone; a name the queue never held
+    is. The sweeper asks this before it re-dispatches a batch (Cloud Tasks: GetTask)."""
+    name = unique()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    task = Task(name, queue_backend.receiver.url(name), b"", {}, later)
+    assert queue_backend.queue.enqueue([task]).enqueued == [name]
+    assert queue_backend.queue.task_gone(name) is False
+    assert queue_backend.queue.task_gone(unique()) is True

@@ -244,3 +244,12 @@ def test_close_closes_the_channel_and_is_idempotent(make_cloud_queue: CloudQueue
         queue.enqueue([Task(unique(), "http://127.0.0.1:9/", b"")])
     with pytest.raises(ValueError, match="closed channel"):
         client.get_queue(name=queue.queue_path)
+
+
+def test_the_emulator_cannot_say_whether_a_task_is_gone(
+    make_cloud_queue: CloudQueueFactory,
+) -> None:
+    """gcloud-tasks-emulator has no GetTask: the adapter answers "cannot tell" (None), not
+    "gone", so the sweeper waits out the retry window there rather than re-dispatching a
+    batch whose task may still be queued."""
+    assert make_cloud_queue().task_gone("any-task") is None

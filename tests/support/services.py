@@ -37,5 +37,8 @@ class RefusingQueue:
             return EnqueueResult([], {t.name: "UNAVAILABLE: queue down" for t in tasks})
         return self.inner.enqueue(tasks)
 
+    def task_gone(self, name: str) -> bool | None:
+        return self.inner.task_gone(name)
+
     def close(self) -> None:
         self.inner.close()
