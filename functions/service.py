@@ -65,6 +65,10 @@ CALLBACK_SWEEP_SECONDS = 120.0
 # outage drops every task of a job at once; the rest wait for the next sweep).
 DROPPED_PAGE = 500
 DROPPED_PER_SWEEP = 5_000
+# Of the batches pending since before the enqueue grace, a sweep asks the queue about this
+# many at most (one GetTask each in the cloud), oldest first: a task that used up its
+# attempts is among the oldest, since it was dispatched first.
+ASKED_PER_SWEEP = 200
 
 
 def _traceback_tail(error: BaseException) -> str:
@@ -154,6 +158,36 @@ class _Tally:
     def report(self, *, dry_run: bool) -> SweepReport:
         ids = {name: tuple(found) for name, found in self.ids.items()}
         return SweepReport(**self.counts, dry_run=dry_run, ids=ids)
+
+
+class _DroppedTasks:
+    """One sweep's view of the batches whose task the queue dropped (see
+    `FanoutService._sweep_dropped`): the queue's own word where it can give it, the retry
+    window where it cannot."""
+
+    def __init__(self, service: FanoutService, now: datetime) -> None:
+        settings = service.settings
+        self.service = service
+        self.asked_after = now - settings.enqueue_grace
+        self.window_cutoff = now - retry_window(settings.dispatch) - settings.enqueue_grace
+        self.asks_left = ASKED_PER_SWEEP
+
+    def page(self, *, limit: int) -> tuple[list[tuple[Job, Batch]], int]:
+        """The dropped batches among the oldest `limit` candidates, and how many
+        candidates there were."""
+        candidates = self.service.store.find_dropped(self.asked_after, limit=limit)
+        return [(j, b) for j, b in candidates if self._dropped(j, b)], len(candidates)
+
+    def find(self, *, limit: int) -> list[tuple[Job, Batch]]:
+        return self.page(limit=limit)[0]
+
+    def _dropped(self, job: Job, batch: Batch) -> bool:
+        if batch.enqueued_at is not None and batch.enqueued_at < self.window_cutoff:
+            return True
+        if self.asks_left <= 0:
+            return False
+        self.asks_left -= 1
+        return self.service.queue.task_gone(self.service.task_for(job, batch).name) is True
 
 
 class FanoutService:
@@ -669,19 +703,23 @@ class FanoutService:
         return "redispatched"
 
     def _sweep_dropped(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
-        """Batches still pending a whole retry window (plus the enqueue grace) after their
-        task was enqueued: the queue dropped that task, every attempt having failed to
-        reach the worker (one that reaches it claims the batch). Each is enqueued again
-        under a new task name, `max_dispatch_rounds` times; then it fails, and the job
-        with it, for a retry once the worker is back. A cancelled job's such batches end
-        cancelled. A dry run reads what a sweep would take in one query."""
-        cutoff = now - retry_window(self.settings.dispatch) - self.settings.enqueue_grace
+        """Batches whose task the queue dropped, every attempt having failed to reach the
+        worker (one that reaches it claims the batch). Each is enqueued again under a new
+        task name, `max_dispatch_rounds` times; then it fails, and the job with it, for a
+        retry once the worker is back. A cancelled job's such batches end cancelled.
+
+        Which batches: those still pending the enqueue grace after their task was
+        enqueued, oldest first, whose task the queue says is gone (`task_gone`), asking
+        about at most `ASKED_PER_SWEEP` of them; and, when the queue cannot tell, those
+        still pending a whole retry window (plus the grace) after it. A dry run reads
+        what a sweep would take and changes nothing."""
+        dropped = _DroppedTasks(self, now)
         if dry_run:
-            for job, batch in self.store.find_dropped(cutoff, limit=DROPPED_PER_SWEEP):
+            for job, batch in dropped.find(limit=DROPPED_PER_SWEEP):
                 tally.add(self._dropped_action(job, batch), batch.batch_id)
             return
         for _ in range(DROPPED_PER_SWEEP // DROPPED_PAGE):
-            found = self.store.find_dropped(cutoff, limit=DROPPED_PAGE)
+            found, looked_at = dropped.page(limit=DROPPED_PAGE)
             again: list[tuple[Job, Batch]] = []
             handled = 0
             for job, batch in found:
@@ -702,8 +740,9 @@ class FanoutService:
                 tally.add("redispatched", batch_id)
                 handled += 1
             # Handled batches leave the query's answer; a page that changed nothing (each
-            # batch claimed or moved on by another sweep meanwhile) ends the sweep's share.
-            if len(found) < DROPPED_PAGE or not handled:
+            # batch still queued, claimed or moved on by another sweep meanwhile) ends the
+            # sweep's share.
+            if looked_at < DROPPED_PAGE or not handled:
                 break
 
     def _redispatch(self, found: Sequence[tuple[Job, Batch]]) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from functions.config import DispatchSettings, Settings, retry_window
 from functions.ingest_request import IngestRequest
 from functions.jobs import Job, JobStatus
-from functions.queue.local import LocalTaskQueue
+from functions.queue.local import Attempt, LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.sqlite import SqliteJobStore
 from tests.support.clock import ManualClock
@@ -228,3 +228,32 @@ def test_concurrent_sweeps_redispatch_each_batch_once(
     for sweeper in sweepers:
         sweeper.store.close()
         sweeper.queue.close()
+
+
+def _drop(queue: RefusingQueue) -> None:
+    """Every queued task fails each of its attempts, as when the worker is down: the
+    queue gives up on it (the dispatcher's own bookkeeping, driven by hand; the queue
+    keeps real time, so each attempt is made a day after the last)."""
+    for attempt in range(1, DISPATCH.max_attempts + 1):
+        later = datetime.now(UTC) + timedelta(days=attempt)
+        for task in queue.inner.claim(1000, now=later):
+            queue.inner.settle(task, Attempt(None, "connection refused"), now=later)
+
+
+def test_a_task_the_queue_gave_up_on_is_redispatched_by_the_next_sweep(
+    service: FanoutService, queue: RefusingQueue, clock: ManualClock
+) -> None:
+    """Once the queue has dropped a batch's task (its attempts used up), the next sweep
+    after the enqueue grace re-dispatches the batch: the queue is asked, so nobody waits
+    out the worst-case retry window. A batch whose task is still queued is left alone."""
+    job = _submit(service, 3)
+    ids = [f"{job.job_id}_{i:04d}" for i in range(3)]
+    _drop(queue)
+    clock.advance(GRACE + timedelta(seconds=1))
+    report = service.sweep()
+    assert report.redispatched == 3
+    assert {f"{b}-g0-a0-r1" for b in ids} <= _task_names(queue)
+    assert all(queue.inner.task_gone(f"{b}-g0-a0") for b in ids)
+    assert not any(queue.inner.task_gone(f"{b}-g0-a0-r1") for b in ids)
+    clock.advance(GRACE + timedelta(seconds=1))
+    assert service.sweep().redispatched == 0  # the new tasks are still queued
