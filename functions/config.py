@@ -54,8 +54,10 @@ class DispatchSettings:
     locally the dispatcher process applies them."""
 
     max_concurrent: int = 16
-    max_attempts: int = 5
-    min_backoff: timedelta = timedelta(seconds=0.1)
+    # Retries at 1, 2, 4 ... 60 s: the 10 attempts span about 4 minutes, so the queue
+    # itself rides out a worker restart or a deploy (infra/queue.tf keeps the same).
+    max_attempts: int = 10
+    min_backoff: timedelta = timedelta(seconds=1)
     max_backoff: timedelta = timedelta(seconds=60)
     deadline: timedelta = timedelta(minutes=10)
     queue_name: str = "fanout-batches"
@@ -63,11 +65,15 @@ class DispatchSettings:
     duplicate_delivery: bool = False
 
 
+_DISPATCH = DispatchSettings()  # the defaults, for Settings.from_env
+MIN_BACKOFF = _DISPATCH.min_backoff.total_seconds()
+
+
 def retry_window(dispatch: DispatchSettings) -> timedelta:
     """The longest the queue can keep one task alive after its first dispatch: every
     attempt running to its deadline, plus the backoff before each retry, doubling from
     `min_backoff` and capped at `max_backoff` (Cloud Tasks' `max_doublings` = 16 doubles
-    0.1 s past the 60 s cap; functions/queue/local.py retries the same way). A task whose
+    1 s past the 60 s cap; functions/queue/local.py retries the same way). A task whose
     batch is still pending after this has been dropped: no attempt reached the worker."""
     low, high = dispatch.min_backoff.total_seconds(), dispatch.max_backoff.total_seconds()
     # In float seconds, with the exponent bounded: a timedelta overflows long before.
@@ -189,8 +195,10 @@ class Settings:
             worker_secret=_read(env, "WORKER_SECRET"),
             dispatch=DispatchSettings(
                 max_concurrent=_positive_int(env, "MAX_CONCURRENT_DISPATCHES", 16),
-                max_attempts=_positive_int(env, "MAX_ATTEMPTS", 5),
-                min_backoff=timedelta(seconds=_positive_float(env, "MIN_BACKOFF_SECONDS", 0.1)),
+                max_attempts=_positive_int(env, "MAX_ATTEMPTS", _DISPATCH.max_attempts),
+                min_backoff=timedelta(
+                    seconds=_positive_float(env, "MIN_BACKOFF_SECONDS", MIN_BACKOFF)
+                ),
                 max_backoff=timedelta(seconds=_positive_float(env, "MAX_BACKOFF_SECONDS", 60)),
                 deadline=timedelta(seconds=_positive_float(env, "DISPATCH_DEADLINE_SECONDS", 600)),
                 queue_name=_read(env, "TASKS_QUEUE") or "fanout-batches",

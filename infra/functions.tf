@@ -125,6 +125,16 @@ resource "google_cloud_tasks_queue_iam_member" "functions_enqueuer" {
   member   = "serviceAccount:${google_service_account.functions.email}"
 }
 
+# Read tasks, on this queue only: the sweeper asks whether a batch's task still exists
+# (GetTask answers NOT_FOUND once the task used up its attempts) before re-dispatching it.
+resource "google_cloud_tasks_queue_iam_member" "functions_viewer" {
+  project  = var.project_id
+  location = google_cloud_tasks_queue.batches.location
+  name     = google_cloud_tasks_queue.batches.name
+  role     = "roles/cloudtasks.viewer"
+  member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
 # A task that carries an OIDC token as the tasks invoker can only be created by a caller
 # allowed to act as that account (iam.serviceAccounts.actAs).
 resource "google_service_account_iam_member" "functions_act_as_tasks_invoker" {

@@ -6,8 +6,11 @@
 locals {
   # The queue's backoff bounds in seconds, one source for the queue (as durations) and the
   # functions (FANOUT_MIN/MAX_BACKOFF_SECONDS): numbers, never read back from the queue.
+  # Retries at 1, 2, 4 ... 60 s: with var.max_attempts (10) they span about 4 minutes, so
+  # the queue rides out a deploy or a worker restart by itself; a task that still runs out
+  # is found by the sweeper asking the queue (GetTask), not by waiting.
   tasks_backoff_seconds = {
-    min = 0.1
+    min = 1
     max = 60
   }
 }

@@ -25,9 +25,9 @@ def _dispatch(attempts: int, low: float, high: float, deadline: float) -> Dispat
 @pytest.mark.parametrize(
     ("dispatch", "seconds"),
     [
-        # The defaults (the Cloud Tasks queue of infra/queue.tf): 5 deadlines of 10 min,
-        # and the backoffs 0.1 + 0.2 + 0.4 + 0.8 between them.
-        (DispatchSettings(), 5 * 600 + 1.5),
+        # The defaults (the Cloud Tasks queue of infra/queue.tf): 10 deadlines of 10 min,
+        # and the backoffs 1 + 2 + 4 + 8 + 16 + 32 + 60 + 60 + 60 between them.
+        (DispatchSettings(), 10 * 600 + 243),
         # One attempt: no retry, so no backoff.
         (_dispatch(1, 0.1, 60, 30), 30),
         # Doubling stops at max_backoff: 1 + 2 + 3 + 3.
