@@ -16,15 +16,18 @@ below, each for a service that has no emulator here.
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from google.auth.credentials import AnonymousCredentials
 
+from functions.config import Settings
 from functions.errors import StartupError
 from functions.local.emulators import (
     Emulator,
@@ -36,6 +39,7 @@ from functions.local.emulators import (
 from functions.local.pubsub import IngestTopic
 from functions.local.tasks_emulator import TasksEmulator, start_tasks_emulator
 from functions.local.terraform_env import Environments, function_environments
+from functions.queue.local import backoff
 
 PROJECT = "fanout-local"
 # The bucket a team would name in var.source_buckets: requests may ingest from it.
@@ -55,14 +59,19 @@ STAND_IN_REASONS = {
     # Secret Manager has no emulator: a random secret, as Terraform generates one.
     "FANOUT_CALLBACK_SECRET": "Secret Manager has no emulator",
 }
+# How often the Cloud Tasks emulator retries a failed task (its loop's pause).
+TASKS_EMULATOR_RETRY_INTERVAL = timedelta(seconds=0.1)
 # What tells each client library where its emulator is.
 EMULATOR_HOSTS = ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "FANOUT_TASKS_EMULATOR_HOST")
 
 
 def tasks_emulator_retries(env: dict[str, str]) -> int:
-    """As many retries as the deployed queue makes (FANOUT_MAX_ATTEMPTS - 1). The emulator
-    makes them without backoff, so they are over within a second."""
-    return max(0, int(env["FANOUT_MAX_ATTEMPTS"]) - 1)
+    """Enough retries for the Cloud Tasks emulator to keep a task alive as long as the
+    deployed queue does: the emulator cannot back off and retries every 0.1 s, so it gets
+    as many retries as fit in the span of the queue's backoffs (about 4 minutes)."""
+    dispatch = Settings.from_env(env).dispatch
+    span = sum((backoff(n, dispatch) for n in range(1, dispatch.max_attempts)), timedelta())
+    return math.ceil(span / TASKS_EMULATOR_RETRY_INTERVAL)
 
 
 @dataclass

@@ -60,7 +60,6 @@ def stack(
         cloud="emulated",
         env=TEST_ENV,
         sweep_interval=1.0,
-        tasks_retries=-1,
     )
     started = LocalStack(config).start()
     yield started
@@ -218,6 +217,24 @@ def test_run_batch_killed_mid_job_the_job_still_completes(stack: LocalStack) -> 
     assert (job["completed_batches"], job["stats"]["processed"]) == (10, 20)
     assert stack.processes["run_batch"].pid != killed
     assert max(batch["attempts"] for batch in all_batches(client, job_id)) >= 2
+
+
+def test_a_job_submitted_while_run_batch_is_down_completes_once_it_is_back(
+    stack: LocalStack,
+) -> None:
+    """SIGKILL run_batch, then submit at once: its tasks meet a dead worker, and the queue
+    keeps them (infra/'s retries span minutes) until the stack has started run_batch
+    again; the job then completes with no one acting on it."""
+    client = client_for(stack)
+    killed = stack.processes["run_batch"].pid
+    stack.kill("run_batch")
+    accepted = client.submit(
+        {"source": "noop", "collection": "emulated-outage", "items": ["a", "b", "c"]}
+        | {"batch_size": 1}
+    )
+    job = wait_terminal(client, accepted["job_id"], timeout=60)
+    assert (job["status"], job["completed_batches"]) == ("completed", 3)
+    assert stack.processes["run_batch"].pid != killed
 
 
 def test_the_smoke_check_passes_against_the_emulated_shape(stack: LocalStack) -> None:
