@@ -1,14 +1,18 @@
 """The pages under /ui in a real Chromium against a live local stack: submit and watch a job
 complete in place, cancel one, page through 120 jobs, HTML in errors shown as text, a phone
-sized layout, and cross-site POSTs refused."""
+sized layout, and cross-site POSTs refused, to the pages and to the API."""
 
 from __future__ import annotations
 
 import http.client
+import http.server
 import re
+import threading
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
 from functions.cli.client import FanoutClient
@@ -415,4 +419,74 @@ def test_cross_site_posts_are_refused_and_change_nothing(
 
     status, _ = _post(cancel, {"csrf_token": token}, {**cookie, "Origin": f"http://{host}"})
     assert status == 303
+    assert client.job(job_id)["status"] == "cancelled"
+
+
+# -- 7. the JSON API, called by a page on another origin -----------------------------------
+
+ATTACK_PAGE = """<!doctype html>
+<title>another site</title>
+<iframe name="sink"></iframe>
+<form id="attack" method="post" enctype="text/plain" action="{cancel}" target="sink">
+  <input name='{{"x":"' value='"}}'><button>win a prize</button>
+</form>
+<script>
+  function sendJson() {{
+    return fetch("{cancel}", {{method: "POST", mode: "no-cors",
+      headers: {{"Content-Type": "text/plain"}}, body: "{{}}"}});
+  }}
+</script>
+"""
+
+
+class _AttackPage(http.server.BaseHTTPRequestHandler):
+    """Serves one page, ATTACK_PAGE filled in by the test, at any path."""
+
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reports what matters."""
+
+
+@pytest.fixture
+def other_origin() -> Iterator[tuple[str, type[_AttackPage]]]:
+    """A second local HTTP server, on another port (and host name) than the stack."""
+    handler = type("Attack", (_AttackPage,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_page_on_another_origin_cannot_cancel_a_job_through_the_api(
+    page: Page, client: FanoutClient, stack: LocalStack, other_origin: tuple[str, Any]
+) -> None:
+    """A form (text/plain, no token) and a fetch on another site's page, aimed at the
+    API's cancel in Chromium, are refused (403) and the job keeps running."""
+    origin, handler = other_origin
+    job_id = _slow_job(client, items=30)
+    cancel = f"{stack.url('jobs_api')}/jobs/{job_id}/cancel"
+    handler.body = ATTACK_PAGE.format(cancel=cancel).encode()
+    page.goto(f"{origin}/prize")
+
+    with page.expect_response(cancel) as submitted:
+        page.click("#attack button")
+    assert submitted.value.status == 403
+    assert submitted.value.json()["error"] == "CrossSiteRequest"
+    with page.expect_response(cancel) as fetched:
+        page.evaluate("sendJson()")
+    assert fetched.value.status == 403
+    assert client.job(job_id)["status"] == "running"
+    client.cancel(job_id)  # the CLI's call, from no site: it still works
     assert client.job(job_id)["status"] == "cancelled"
