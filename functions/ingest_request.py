@@ -21,22 +21,25 @@ def _given(field: str, type_: str) -> JsonDict:
     return {"required": [field], "properties": {field: {"type": type_}}}
 
 
-# What `_one_input` enforces, in the document: exactly one of items and location (null
-# counts as absent), and client_id with request_id.
-_TOGETHER: JsonDict = {
-    "oneOf": [_given("items", "array"), _given("location", "string")],
-    "allOf": [
-        {"if": _given("client_id", "string"), "then": _given("request_id", "string")},
-        {"if": _given("request_id", "string"), "then": _given("client_id", "string")},
-    ],
-}
+def one_input_schema(items_type: str) -> JsonDict:
+    """What `_one_input` enforces, for the document: exactly one of items (sent as
+    `items_type`) and location, null counting as absent; client_id with request_id."""
+    return {
+        "oneOf": [_given("items", items_type), _given("location", "string")],
+        "allOf": [
+            {"if": _given("client_id", "string"), "then": _given("request_id", "string")},
+            {"if": _given("request_id", "string"), "then": _given("client_id", "string")},
+        ],
+    }
 
 
 class IngestRequest(BaseModel):
     """One ingestion. Give `items` (explicit document references) or `location` (a
     directory to list), not both. `client_id` + `request_id` make the submit idempotent."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_TOGETHER)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra=one_input_schema("array")
+    )
 
     source: str = Field(min_length=1, max_length=64, description="registered processor")
     collection: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import Field, WithJsonSchema, field_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
-from functions.ingest_request import IngestRequest
+from functions.ingest_request import IngestRequest, one_input_schema
 from functions.ingestion.search import MAX_QUERY_CHARS, MAX_RESULTS
-from functions.web.queries import BatchListQuery, JobListQuery, QueryModel
+from functions.web.queries import SEARCH_TEXT, BatchListQuery, JobListQuery, QueryModel
 
 # The trail of the pages before this one (functions/web/paging.py): cursors joined by ".",
 # "~" standing for the first page. At most MAX_TRAIL of them are kept.
@@ -46,7 +46,11 @@ class SearchPageQuery(QueryModel):
     """/ui/collections/{name}: with no `q`, just the search box."""
 
     q: str | None = Field(
-        default=None, min_length=1, max_length=MAX_QUERY_CHARS, description="what to search for"
+        default=None,
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        pattern=SEARCH_TEXT,
+        description="what to search for (not only spaces)",
     )
     k: int = Field(default=10, ge=1, le=MAX_RESULTS, description="how many hits at most")
 
@@ -87,6 +91,8 @@ def _json_object(value: Any) -> Any:
 class SubmitForm(IngestRequest, QueryModel):
     """/ui/submit: an ingest request as a form, checked field by field as POST / (ingest)
     checks its body: `items` one a line, `options` a JSON object, and the page's token."""
+
+    model_config = ConfigDict(json_schema_extra=one_input_schema("string"))
 
     csrf_token: str = Field(
         min_length=1, max_length=MAX_TOKEN_CHARS, description="the token the page's form carries"

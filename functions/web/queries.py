@@ -23,6 +23,8 @@ MAX_CURSOR_CHARS = 2048
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 CURSOR_ABOUT = "the next_cursor of the page before; any other is refused with 400 (InvalidCursor)"
 MAX_FILTER_CHARS = 128
+# A search must have something str.strip() leaves (which strips \x1c-\x1f too).
+SEARCH_TEXT = r"[^\s\x1c-\x1f]"
 
 
 class QueryModel(BaseModel):
@@ -119,7 +121,7 @@ class SearchQuery(QueryModel):
     q: str = Field(
         min_length=1,
         max_length=MAX_QUERY_CHARS,
-        pattern=r"[^\s\x1c-\x1f]",  # what str.strip() leaves
+        pattern=SEARCH_TEXT,
         description="what to search for (not only spaces)",
     )
     k: int = Field(default=5, ge=1, le=MAX_RESULTS, description="how many hits at most")
