@@ -127,3 +127,37 @@ def test_worker_down_through_every_round_fails_the_job_and_retry_completes_it(
     assert (job["completed_batches"], job["failed_batches"]) == (6, 0)
     assert job["stats"]["processed"] == 12
     assert {b["dispatch_rounds"] for b in all_batches(client, job_id)} == {0}
+
+
+def test_a_job_submitted_while_the_worker_is_down_for_seconds_completes_by_the_retries(
+    make_stack: StackFactory,
+) -> None:
+    """`kill -9` of run_batch, then a submit, with the queue's own retry settings (the
+    defaults, as infra/ deploys them): the worker stays down through five attempts of
+    every task (about 15 s; the old settings dropped a task after five attempts in 1.5 s),
+    then comes back; the later retries reach it and the job completes with no sweep and
+    no one acting on it. No task is dropped."""
+    defaults = DispatchSettings()
+    stack = make_stack(
+        env={
+            "FANOUT_MAX_ATTEMPTS": str(defaults.max_attempts),
+            "FANOUT_MIN_BACKOFF_SECONDS": str(defaults.min_backoff.total_seconds()),
+            "FANOUT_MAX_BACKOFF_SECONDS": str(defaults.max_backoff.total_seconds()),
+        },
+        supervise=False,  # the test brings the worker back
+    )
+    client = client_for(stack)
+    queue = LocalTaskQueue(stack.sqlite_path, defaults)
+    stack.kill("run_batch")
+    job_id = client.submit(_noop(3))["job_id"]
+
+    def fewest_attempts() -> int:
+        row = queue.db.conn().execute("SELECT MIN(attempts) FROM queue_tasks").fetchone()
+        return int(row[0] or 0)
+
+    wait_for(lambda: fewest_attempts() >= 5, what="five failed attempts of every task")
+    stack.start_process("run_batch")
+    job = wait_terminal(client, job_id, timeout=60)
+    assert (job["status"], job["completed_batches"]) == ("completed", 3)
+    assert _dropped(stack)() == 0
+    assert {b["dispatch_rounds"] for b in all_batches(client, job_id)} == {0}
