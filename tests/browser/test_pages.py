@@ -278,8 +278,8 @@ NOTES = {
 def test_pages_fit_a_390px_wide_screen(
     browser: Browser, client: FanoutClient, stack: LocalStack
 ) -> None:
-    """The list, a failed job with long unbroken names, the submit form with its errors
-    and a search with hits: none scrolls the page sideways at 390 px."""
+    """The list, a failed job with long unbroken names, the submit form with its errors,
+    a search with hits and the API reference: none scrolls the page sideways at 390 px."""
     notes = stack.state_dir / "notes"
     notes.mkdir()
     for name, text in NOTES.items():
@@ -308,6 +308,7 @@ def test_pages_fit_a_390px_wide_screen(
             "job-detail": f"/ui/jobs/{failed}",
             "submit": "/ui/submit",
             "search": "/ui/collections/notes?q=cancelled+job",
+            "docs": "/docs",
         }
         for name, path in pages.items():
             page.goto(path)
