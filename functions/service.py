@@ -65,10 +65,12 @@ CALLBACK_SWEEP_SECONDS = 120.0
 # outage drops every task of a job at once; the rest wait for the next sweep).
 DROPPED_PAGE = 500
 DROPPED_PER_SWEEP = 5_000
-# Of the batches pending since before the enqueue grace, a sweep asks the queue about this
-# many at most (one GetTask each in the cloud), oldest first: a task that used up its
-# attempts is among the oldest, since it was dispatched first.
-ASKED_PER_SWEEP = 200
+# A sweep asks the queue about the batches pending since before the enqueue grace, oldest
+# first (one GetTask each in the cloud), and stops after this many answers in a row that a
+# task is still queued: tasks run out of attempts oldest first, since they were dispatched
+# first, so a healthy queue costs a sweep a few calls, and a worker outage that dropped
+# thousands of tasks is found whole by one sweep.
+STILL_QUEUED_IN_A_ROW = 20
 
 
 def _traceback_tail(error: BaseException) -> str:
@@ -170,7 +172,7 @@ class _DroppedTasks:
         self.service = service
         self.asked_after = now - settings.enqueue_grace
         self.window_cutoff = now - retry_window(settings.dispatch) - settings.enqueue_grace
-        self.asks_left = ASKED_PER_SWEEP
+        self.queued_in_a_row = 0
 
     def page(self, *, limit: int) -> tuple[list[tuple[Job, Batch]], int]:
         """The dropped batches among the oldest `limit` candidates, and how many
@@ -184,10 +186,11 @@ class _DroppedTasks:
     def _dropped(self, job: Job, batch: Batch) -> bool:
         if batch.enqueued_at is not None and batch.enqueued_at < self.window_cutoff:
             return True
-        if self.asks_left <= 0:
+        if self.queued_in_a_row >= STILL_QUEUED_IN_A_ROW:
             return False
-        self.asks_left -= 1
-        return self.service.queue.task_gone(self.service.task_for(job, batch).name) is True
+        gone = self.service.queue.task_gone(self.service.task_for(job, batch).name)
+        self.queued_in_a_row = 0 if gone else self.queued_in_a_row + 1
+        return gone is True
 
 
 class FanoutService:
@@ -709,10 +712,10 @@ class FanoutService:
         retry once the worker is back. A cancelled job's such batches end cancelled.
 
         Which batches: those still pending the enqueue grace after their task was
-        enqueued, oldest first, whose task the queue says is gone (`task_gone`), asking
-        about at most `ASKED_PER_SWEEP` of them; and, when the queue cannot tell, those
-        still pending a whole retry window (plus the grace) after it. A dry run reads
-        what a sweep would take and changes nothing."""
+        enqueued, oldest first, whose task the queue says is gone (`task_gone`), until it
+        answers "still queued" `STILL_QUEUED_IN_A_ROW` times in a row; and, when the queue
+        cannot tell, those still pending a whole retry window (plus the grace) after it. A
+        dry run reads what a sweep would take and changes nothing."""
         dropped = _DroppedTasks(self, now)
         if dry_run:
             for job, batch in dropped.find(limit=DROPPED_PER_SWEEP):
