@@ -26,14 +26,19 @@ def hits_table(result: Mapping[str, Any]) -> Table:
         where = hit["heading_path"] or ""
         if hit["page"] is not None:
             where = f"{where} (page {hit['page']})".strip()
-        text = " ".join(hit["text"].split())
+        # An API from before `source` and `body`: the file's name, the whole text.
+        text = " ".join(hit.get("body", hit["text"]).split())
         table.add_row(
             f"{hit['score']:.4f}",
-            hit["uri"] if hit["uri"].startswith("gs://") else Path(hit["uri"]).name,
+            hit.get("source") or _name(hit["uri"]),
             where,
             text[:TEXT_SHOWN] + ("..." if len(text) > TEXT_SHOWN else ""),
         )
     return table
+
+
+def _name(uri: str) -> str:
+    return uri if uri.startswith("gs://") else Path(uri).name
 
 
 def cmd_search(args: argparse.Namespace) -> int:

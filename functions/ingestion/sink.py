@@ -130,6 +130,7 @@ class SearchHit:
     page: int | None
     position: int
     score: float
+    job_id: str = ""  # the job that wrote the chunk (where its location is)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -415,6 +416,7 @@ class Collection:
                 page=row["page"],
                 position=row["position"],
                 score=round(float(row[score]), 6),
+                job_id=row.get("job_id") or "",
             )
             for row in rows
         ]

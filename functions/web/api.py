@@ -20,6 +20,7 @@ from functions.observability.links import MARGIN_AFTER, MARGIN_BEFORE, LogsQuery
 from functions.observability.local_logs import read_job_logs
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
+from functions.web.hits import shown_sources
 from functions.web.http import view_response
 from functions.web.models import (
     BatchesPage,
@@ -203,12 +204,13 @@ class JobsApi:
 
     def search_collection(self, request: flask.Request, name: str) -> flask.Response:
         asked = parse_query(SearchQuery, request.args)
-        hits = search_collection(self.service.settings, name, asked.q, asked.k)
-        return view_response(
-            SearchResult(
-                collection=name, query=asked.q, hits=[SearchHitView.from_hit(h) for h in hits]
-            )
-        )
+        settings = self.service.settings
+        hits = search_collection(settings, name, asked.q, asked.k)
+        sources = shown_sources(hits, self.store, settings)
+        views = [
+            SearchHitView.from_hit(hit, source) for hit, source in zip(hits, sources, strict=True)
+        ]
+        return view_response(SearchResult(collection=name, query=asked.q, hits=views))
 
     def delete_job(self, request: flask.Request, job_id: str) -> flask.Response:
         self.store.delete_job(job_id)

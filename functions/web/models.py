@@ -21,6 +21,7 @@ from functions.ingestion.sink import SearchHit
 from functions.jobs import Batch, Job, JobStatus
 from functions.observability.lines import LogLine, LogPage
 from functions.observability.links import logs_url
+from functions.web.hits import without_headings
 
 # ISO 8601 in UTC with "Z", as `functions.serialize.jsonable` writes it. pydantic's own
 # serializer: a Python one here tripled the cost of a page of jobs (bench/api.py).
@@ -278,10 +279,15 @@ class SearchHitView(View):
     page: int | None
     position: int
     score: float
+    source: str = Field(
+        description="the document for people: its gs:// URI, or its path under its location"
+    )
+    body: str = Field(description="the text without the headings heading_path shows")
 
     @classmethod
-    def from_hit(cls, hit: SearchHit) -> SearchHitView:
-        return cls.model_validate(hit.to_dict())
+    def from_hit(cls, hit: SearchHit, source: str) -> SearchHitView:
+        body = without_headings(hit.text, hit.heading_path)
+        return cls.model_validate(hit.to_dict() | {"source": source, "body": body})
 
 
 class SearchResult(View):

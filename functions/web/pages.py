@@ -33,8 +33,9 @@ from functions.processors import processor_names
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.web.csrf import FIELD, check_same_site_post
+from functions.web.hits import shown_sources
 from functions.web.http import ANSWERED, error_answer
-from functions.web.models import BODY, ErrorBody, Problem
+from functions.web.models import BODY, ErrorBody, Problem, SearchHitView
 from functions.web.page_models import (
     ActionForm,
     BatchPageQuery,
@@ -384,7 +385,12 @@ class Pages:
                 raise CollectionNotFound(name)
             hits = None
         else:
-            hits = search_collection(settings, name, query.q, query.k)
+            found = search_collection(settings, name, query.q, query.k)
+            sources = shown_sources(found, self.service.store, settings)
+            hits = [
+                SearchHitView.from_hit(hit, source)
+                for hit, source in zip(found, sources, strict=True)
+            ]
         return page(
             request,
             "collection.html",
