@@ -162,6 +162,18 @@ class _Tally:
         return SweepReport(**self.counts, dry_run=dry_run, ids=ids)
 
 
+@dataclass(frozen=True, slots=True)
+class TaskCheck:
+    """What the queue says of a pending batch's task, for the API, the pages and the CLI:
+    `queued`, `dropped` (the sweeper re-dispatches the batch at its first run after
+    `redispatch_after`), or `unknown` (a queue that cannot tell: if the task was dropped,
+    the sweeper re-dispatches the batch at its first run after `redispatch_after`, the end
+    of the queue's retry window)."""
+
+    task: str
+    redispatch_after: datetime | None
+
+
 class _DroppedTasks:
     """One sweep's view of the batches whose task the queue dropped (see
     `FanoutService._sweep_dropped`): the queue's own word where it can give it, the retry
@@ -696,6 +708,20 @@ class FanoutService:
                     )
                     if self._enqueue(job, [batch]):
                         tally.add("requeued", batch.batch_id)
+
+    def check_task(self, job: Job, batch: Batch) -> TaskCheck | None:
+        """Ask the queue about a pending batch's task (None for any other batch): see
+        `TaskCheck`. The same question the sweeper asks (`_sweep_dropped`), which also
+        leaves a task alone for the enqueue grace."""
+        if batch.status is not JobStatus.PENDING or batch.enqueued_at is None:
+            return None
+        after_grace = batch.enqueued_at + self.settings.enqueue_grace
+        if self.clock() < after_grace:  # just enqueued: not worth a call to the queue
+            return TaskCheck("queued", None)
+        gone = self.queue.task_gone(self.task_for(job, batch).name)
+        if gone is None:
+            return TaskCheck("unknown", after_grace + retry_window(self.settings.dispatch))
+        return TaskCheck("dropped", after_grace) if gone else TaskCheck("queued", None)
 
     def _dropped_action(self, job: Job, batch: Batch) -> str:
         """What the sweep does with a batch whose task was dropped: the count it goes to."""

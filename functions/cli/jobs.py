@@ -65,6 +65,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     job = target.client.job(args.job_id)
     job_id = str(job["job_id"])
     failed = target.client.batches(job_id, status="failed", limit=str(FAILED_SHOWN))
+    dropped = _dropped_tasks(target, job)
     urls = {
         "status": target.job_url(job_id),
         "batches": target.job_url(job_id) + "/batches",
@@ -76,6 +77,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             {
                 "job": job,
                 "failed_batches": {"batches": failed["batches"], "total": failed["total"]},
+                "dropped_tasks": dropped,
                 "links": urls,
             }
         )
@@ -88,9 +90,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         if failed["total"] > len(failed["batches"]):
             more = failed["total"] - len(failed["batches"])
             console.print(Text(f"... and {more} more: {urls['page']}"))
+    if dropped:
+        console.print(Text(f"batches whose task the queue dropped ({len(dropped)}):", style="bold"))
+        for batch in dropped:
+            after = batch["redispatch_after"]
+            console.print(
+                Text(f"  #{batch['index']}: re-dispatched by the next sweep after {after}")
+            )
     console.print(Text("links:", style="bold"))
     console.print(links(urls.items()))
     return 0
+
+
+def _dropped_tasks(target: Target, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's first pending batches whose task the queue says it dropped."""
+    if job["status"] != "running":
+        return []
+    pending = target.client.batches(str(job["job_id"]), status="pending", limit=str(FAILED_SHOWN))
+    return [batch for batch in pending["batches"] if batch.get("task") == "dropped"]
 
 
 def _changed(job: dict[str, Any], what: str) -> None:

@@ -156,7 +156,10 @@ class JobsApi:
             job_id, status=asked.status, limit=asked.limit, cursor=asked.cursor
         )
         settings = self.service.settings
-        batches = [BatchView.build(batch, job, settings) for batch in page.items]
+        batches = [
+            BatchView.build(batch, job, settings, self.service.check_task(job, batch))
+            for batch in page.items
+        ]
         return view_response(
             BatchesPage(batches=batches, next_cursor=page.next_cursor, total=page.total)
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -22,6 +22,9 @@ from functions.jobs import Batch, Job, JobStatus
 from functions.observability.lines import LogLine, LogPage
 from functions.observability.links import logs_url
 from functions.web.hits import without_headings
+
+if TYPE_CHECKING:
+    from functions.service import TaskCheck
 
 # ISO 8601 in UTC with "Z", as `functions.serialize.jsonable` writes it. pydantic's own
 # serializer: a Python one here tripled the cost of a page of jobs (bench/api.py).
@@ -209,14 +212,29 @@ class BatchView(View):
     lease_expires_at: Timestamp | None
     ran_on: str | None = Field(description="where its latest attempt ran")
     dispatch_rounds: int
+    task: Literal["queued", "dropped", "unknown"] | None = Field(
+        default=None,
+        description="a pending batch's task, as the queue tells it: queued; dropped (its "
+        "attempts used up; the sweeper re-dispatches the batch after redispatch_after); "
+        "unknown (a queue that cannot tell); null for other batches",
+    )
+    redispatch_after: Timestamp | None = Field(
+        default=None,
+        description="the sweeper's first run after this re-dispatches the batch, if its "
+        "task is dropped (for an unknown task: the end of the queue's retry window)",
+    )
     logs_url: str
 
     @classmethod
-    def build(cls, batch: Batch, job: Job, settings: Settings) -> BatchView:
+    def build(
+        cls, batch: Batch, job: Job, settings: Settings, check: TaskCheck | None = None
+    ) -> BatchView:
         data = {name: getattr(batch, name) for name in _BATCH_FIELDS}
         data["item_count"] = len(batch.items)
         data["error_details"] = dict(batch.error_details) if batch.error_details else None
         data["logs_url"] = logs_url(job, settings, batch)
+        if check is not None:
+            data["task"], data["redispatch_after"] = check.task, check.redispatch_after
         return cls.model_validate(data)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from functions.config import Settings
 from functions.jobs import Batch, Job, JobStatus
 from functions.observability.links import logs_url
+from functions.service import TaskCheck
 from functions.store.protocol import DEFAULT_PAGE_SIZE, Page
 from functions.web.page_models import BatchPageQuery, JobPageQuery
 from functions.web.paging import Pager, decode_trail
@@ -109,13 +110,19 @@ class BatchRow:
     batch: Batch
     logs_url: str
     failed_items: list[tuple[str, str]]
+    # A pending batch's task as the queue tells it (dropped: the sweeper re-dispatches it).
+    task: TaskCheck | None = None
 
     @classmethod
-    def build(cls, batch: Batch, job: Job, settings: Settings) -> BatchRow:
+    def build(
+        cls, batch: Batch, job: Job, settings: Settings, task: TaskCheck | None = None
+    ) -> BatchRow:
         details = batch.error_details or {}
         failed = details.get("failed_items") or {}
         items = [(str(item), str(error)) for item, error in dict(failed).items()]
-        return cls(batch=batch, logs_url=logs_url(job, settings, batch), failed_items=items)
+        return cls(
+            batch=batch, logs_url=logs_url(job, settings, batch), failed_items=items, task=task
+        )
 
 
 @dataclass(frozen=True)

@@ -277,7 +277,10 @@ class Pages:
             summary=summary,
             facts=RequestFacts.of(job),
             percent=percent(job),
-            rows=[BatchRow.build(b, job, settings) for b in batches.items],
+            rows=[
+                BatchRow.build(b, job, settings, self.service.check_task(job, b))
+                for b in batches.items
+            ],
             links=PagerLinks.build(pager_for(batches, query), path, filters),
             filters=filters,
             query=query,

@@ -8,11 +8,16 @@ run without the supervisor, which would restart the worker at once."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
+from functions.cli.client import call
 from functions.config import DispatchSettings
 from functions.local.stack import LocalStack
 from functions.queue.local import LocalTaskQueue, TaskState
@@ -24,6 +29,7 @@ from tests.e2e.conftest import (
     wait_terminal,
 )
 
+FANOUT = Path(sys.executable).with_name("fanout")
 # 3 attempts of at most 1 s, backoffs 0.05 + 0.1 s (FAST_ENV), 0.5 s grace: a task is taken
 # for dropped 3.65 s after it was enqueued.
 RECOVERY_ENV = {
@@ -161,3 +167,44 @@ def test_a_job_submitted_while_the_worker_is_down_for_seconds_completes_by_the_r
     assert (job["status"], job["completed_batches"]) == ("completed", 3)
     assert _dropped(stack)() == 0
     assert {b["dispatch_rounds"] for b in all_batches(client, job_id)} == {0}
+
+
+def test_a_batch_whose_task_was_dropped_shows_as_such_until_the_sweep(
+    make_stack: StackFactory,
+) -> None:
+    """With the worker down, the queue drops a job's tasks. The API then marks each pending
+    batch `task: dropped` with the time after which the next sweep re-dispatches it, the
+    job's page and `fanout show` say so, and the next sweep re-dispatches them at once,
+    long before the queue's retry window (a minute here) has passed."""
+    stack = make_stack(
+        env={"FANOUT_MAX_ATTEMPTS": "3", "FANOUT_DISPATCH_DEADLINE_SECONDS": "20"},
+        supervise=False,
+    )
+    client = client_for(stack)
+    dropped = _dropped(stack)
+    stack.kill("run_batch")
+    job_id = client.submit(_noop(2))["job_id"]
+    wait_for(lambda: dropped() == 2, what="the dispatcher to drop the 2 tasks")
+
+    def all_dropped() -> list[dict[str, Any]]:
+        batches = all_batches(client, job_id)
+        return batches if all(b["task"] == "dropped" for b in batches) else []
+
+    batches = wait_for(all_dropped, what="the API to see the dropped tasks")
+    for batch in batches:
+        enqueued = datetime.fromisoformat(batch["enqueued_at"])
+        after = datetime.fromisoformat(batch["redispatch_after"])
+        assert after - enqueued == timedelta(seconds=0.5)  # the grace (FAST_ENV)
+    _, page = call("GET", f"{stack.url('jobs_api')}/ui/jobs/{job_id}")
+    assert str(page).count("task dropped by the queue") == 2
+    shown = subprocess.run(
+        [str(FANOUT), "show", job_id, "--api-url", stack.url("jobs_api")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "batches whose task the queue dropped (2):" in shown
+
+    assert stack.sweep()["redispatched"] == 2
+    assert {b["task"] for b in all_batches(client, job_id)} == {"queued"}
