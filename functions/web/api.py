@@ -7,21 +7,14 @@ is generated from the same declarations.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import replace
-
 import flask
 
-from functions.errors import LogsUnavailable
 from functions.ingestion.search import search_collection
-from functions.observability.cloud_logs import CloudLogsReader
-from functions.observability.lines import LogPage
-from functions.observability.links import MARGIN_AFTER, MARGIN_BEFORE, LogsQuery
-from functions.observability.local_logs import read_job_logs
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.web.hits import shown_sources
 from functions.web.http import view_response
+from functions.web.job_logs import read_logs
 from functions.web.models import (
     BatchesPage,
     BatchView,
@@ -114,12 +107,6 @@ API_ROUTES: list[Route] = [
 ]
 
 
-@functools.cache
-def _cloud_logs(project: str) -> CloudLogsReader:
-    """One reader per instance: its client is built at its first read, then reused."""
-    return CloudLogsReader(project)
-
-
 class JobsApi:
     """The handlers of `API_ROUTES`, bound to one service."""
 
@@ -168,35 +155,7 @@ class JobsApi:
         """The filters are checked before the backend is chosen: both answer the same 400s."""
         asked = parse_query(LogQuery, request.args)
         job = self.store.get_job(job_id)
-        settings = self.service.settings
-        page: LogPage
-        if settings.log_dir is not None:
-            # The job's time range as the Logs Explorer link has it (LogsQuery.for_job).
-            page = read_job_logs(
-                settings.log_dir,
-                job.job_id,
-                since=job.created_at - MARGIN_BEFORE,
-                until=job.finished_at + MARGIN_AFTER if job.finished_at else None,
-                batch_id=asked.batch_id,
-                severity=asked.severity,
-                event=asked.event,
-                cursor=asked.cursor,
-                limit=asked.limit,
-            )
-        elif settings.gcp_project is not None:
-            # Deployed: the link's own filter, read from Cloud Logging; the cursor is the
-            # API's page token.
-            query = LogsQuery.for_job(
-                job, project=settings.gcp_project, service_prefix=settings.service_prefix
-            )
-            query = replace(
-                query, batch_id=asked.batch_id, severity=asked.severity, event=asked.event
-            )
-            page = _cloud_logs(settings.gcp_project).read(
-                query, page_token=asked.cursor, limit=asked.limit
-            )
-        else:
-            raise LogsUnavailable(job.job_id)
+        page = read_logs(self.service.settings, job, asked)
         return view_response(LogsPage.build(job.job_id, page))
 
     def cancel_job(self, request: flask.Request, job_id: str) -> flask.Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import flask
 from werkzeug.datastructures import MultiDict
@@ -28,6 +29,7 @@ from functions.ingestion.search import COLLECTION_NAME, search_collection
 from functions.ingestion.sink import Collection
 from functions.jobs import Job, JobStatus, check_transition
 from functions.observability.links import logs_url
+from functions.observability.severity import SEVERITIES
 from functions.observability.trace import trace_id_from
 from functions.processors import processor_names
 from functions.service import FanoutService
@@ -35,6 +37,7 @@ from functions.store.protocol import JobQuery
 from functions.web.csrf import FIELD, check_same_site_post
 from functions.web.hits import shown_sources
 from functions.web.http import ANSWERED, error_answer
+from functions.web.job_logs import log_filters, read_logs
 from functions.web.models import BODY, ErrorBody, Problem, SearchHitView
 from functions.web.page_models import (
     ActionForm,
@@ -58,7 +61,7 @@ from functions.web.page_views import (
     ui_path,
     with_query,
 )
-from functions.web.queries import parse_query
+from functions.web.queries import LogQuery, parse_query
 from functions.web.routes import Handler, Route
 
 log = logging.getLogger("fanout.pages")
@@ -95,6 +98,16 @@ PAGE_ROUTES: list[Route] = [
         "The live region of a job's page (HTML fragment), polled while the job runs",
         query=BatchPageQuery,
         html=True,
+        tags=_TAGS,
+    ),
+    Route(
+        "GET",
+        "/ui/jobs/<job_id>/logs",
+        "job_logs_page",
+        "A job's log lines to read: filtered by batch, severity and event, page by page",
+        query=LogQuery,
+        html=True,
+        errors=(501, 502),
         tags=_TAGS,
     ),
     Route(
@@ -291,6 +304,32 @@ class Pages:
             live_url=with_query(f"{path}/live", batch_page_params(query)),
             can_cancel=not job.is_terminal,
             can_retry=job.status is JobStatus.FAILED,
+        )
+
+    def job_logs_page(self, request: flask.Request, job_id: str) -> flask.Response:
+        """The lines GET /jobs/{id}/logs answers, from the same reader, as a table."""
+        query = parse_query(LogQuery, request.args)
+        job = self.store.get_job(job_id)
+        found = read_logs(self.service.settings, job, query)
+        path = ui_path("jobs", job.job_id, "logs")
+        filters = log_filters(query)
+        return page(
+            request,
+            "job_logs.html",
+            self.service.clock(),
+            job=job,
+            lines=found.lines,
+            query=query,
+            severities=SEVERITIES,
+            job_path=ui_path("jobs", job.job_id),
+            path=path,
+            json_url=with_query(f"/jobs/{quote(job.job_id, safe='')}/logs", filters),
+            first_url=with_query(path, filters) if query.cursor else None,
+            next_url=(
+                with_query(path, filters | {"cursor": found.next_cursor})
+                if found.next_cursor
+                else None
+            ),
         )
 
     # -- cancel and retry -----------------------------------------------------------------

@@ -278,8 +278,9 @@ NOTES = {
 def test_pages_fit_a_390px_wide_screen(
     browser: Browser, client: FanoutClient, stack: LocalStack
 ) -> None:
-    """The list, a failed job with long unbroken names, the submit form with its errors,
-    a search with hits and the API reference: none scrolls the page sideways at 390 px."""
+    """The list, a failed job with long unbroken names and its logs, the submit form with
+    its errors, a search with hits and the API reference: none scrolls the page sideways at
+    390 px."""
     notes = stack.state_dir / "notes"
     notes.mkdir()
     for name, text in NOTES.items():
@@ -306,6 +307,7 @@ def test_pages_fit_a_390px_wide_screen(
         pages = {
             "jobs": "/ui/jobs",
             "job-detail": f"/ui/jobs/{failed}",
+            "job-logs": f"/ui/jobs/{failed}/logs",
             "submit": "/ui/submit",
             "search": "/ui/collections/notes?q=cancelled+job",
             "docs": "/docs",

@@ -23,9 +23,9 @@ from functions.jobs import Job
 from functions.observability.events import Event
 from functions.observability.links import LogsQuery
 from functions.service import FanoutService
-from functions.web.api import _cloud_logs
 from functions.web.app import web_router
 from functions.web.http import handle_errors
+from functions.web.job_logs import _cloud_logs
 from tests.observability.conftest import LogFile
 from tests.support.services import sqlite_service
 
