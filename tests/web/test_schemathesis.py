@@ -186,13 +186,15 @@ def _as_issued(case: Any, root: str) -> Any:
     (schemathesis' advice when valid-looking input is refused: extend the generators). A
     cursor is one a listing issued: a string drawn from its pattern is not (and is refused,
     as documented), so generated ones are left out. What ingest takes from a deployment's
-    configuration: items and a location under its allowed roots (`noop` takes any item,
-    `root` is an allowed location), each source's own options (none here), and a
-    callback URL it would call (https, a public host: none here)."""
+    configuration: items and a location under its allowed roots (`documents` requests go
+    to `noop`, which takes any item; `root` is an allowed location), each source's own
+    options (none here), and a callback URL it would call (https, a public host: none).
+    The source itself stays as drawn: the document lists the registered ones."""
     if case.query:
         case.query.pop("cursor", None)
     if isinstance(case.body, dict) and "source" in case.body:
-        case.body["source"] = "noop"
+        if case.body["source"] == "documents":
+            case.body["source"] = "noop"
         case.body.pop("options", None)
         case.body.pop("callback_url", None)
         if isinstance(case.body.get("location"), str):
