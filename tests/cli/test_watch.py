@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from pathlib import Path
 
 from tests.cli.conftest import FANOUT, Fanout
 
@@ -14,12 +13,12 @@ TERMINAL = {"completed", "failed", "cancelled"}
 AS_TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}
 
 
-def test_watch_of_two_jobs_where_one_fails_exits_1(fanout: Fanout, tmp_path: Path) -> None:
+def test_watch_of_two_jobs_where_one_fails_exits_1(fanout: Fanout) -> None:
     """Two jobs watched together until both end, one failing: exit 1. Into a pipe a line per
     change of either job (batches done and failed, items per second, ETA), then how each
     ended and where to see why the failed one failed; on a terminal a live bar per job.
     With --json, the final jobs."""
-    fail = tmp_path / "fail.txt"
+    fail = fanout.stack.state_dir / "watch-fail.txt"  # inside the allowed roots
     fail.write_text("doc-2\n")
     good = fanout.noop_job(12, batch_size=1, delay_ms=150)
     bad = fanout.noop_job(6, batch_size=2, delay_ms=150, fail_file=fail)
