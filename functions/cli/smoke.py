@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from google.api_core.exceptions import GoogleAPICallError
+from google.auth.exceptions import GoogleAuthError
 from rich.text import Text
 
 from functions.cli.client import ApiError, FanoutClient
@@ -131,8 +133,9 @@ class Smoke:
     def _step(self, name: str, step: Callable[[], str]) -> bool:
         try:
             detail, passed = step(), True
-        except (StepFailed, ApiError, OSError) as error:
-            detail, passed = str(error), False
+        except (StepFailed, ApiError, OSError, GoogleAPICallError, GoogleAuthError) as error:
+            # Cloud Storage and credentials errors say what is wrong in their first line.
+            detail, passed = str(error).splitlines()[0] if str(error) else repr(error), False
         self.results.append((name, passed, detail))
         mark = Text("PASS", style="green") if passed else Text("FAIL", style="bold red")
         console.print(Text.assemble(mark, f" {name:<8} {detail}"))

@@ -275,6 +275,36 @@ def test_the_smoke_check_passes_against_the_emulated_shape(stack: LocalStack) ->
     assert list(bucket.list_blobs(prefix="fanout-smoke/")) == []
 
 
+def test_a_smoke_check_that_cannot_stage_fails_in_one_line_and_exits_1(
+    stack: LocalStack,
+) -> None:
+    """`fanout smoke` with a --stage bucket that does not exist says FAIL at the stage
+    step, with Cloud Storage's reason and no traceback, skips to cleanup, and exits 1."""
+    assert stack.cloud is not None
+    result = subprocess.run(
+        [
+            str(FANOUT),
+            "smoke",
+            "--api-url",
+            stack.url("jobs_api"),
+            "--ingest-url",
+            stack.url("ingest"),
+            "--stage",
+            "gs://no-such-bucket-here/smoke",
+        ],
+        env={**os.environ, "STORAGE_EMULATOR_HOST": stack.cloud.storage_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line[:4] in ("PASS", "FAIL")]
+    assert [line.split()[:2] for line in lines] == [["FAIL", "stage"], ["PASS", "cleanup"]]
+    assert "404" in lines[0]
+
+
 def test_a_bad_message_is_acknowledged_once_logged_with_its_id_and_creates_nothing(
     stack: LocalStack,
 ) -> None:
