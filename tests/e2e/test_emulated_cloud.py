@@ -237,36 +237,31 @@ def test_a_job_submitted_while_run_batch_is_down_completes_once_it_is_back(
     assert stack.processes["run_batch"].pid != killed
 
 
-def test_the_smoke_check_passes_against_the_emulated_shape(stack: LocalStack) -> None:
-    """`fanout smoke` against the emulated deployment passes every step, one line each,
-    and leaves neither its job nor its staged document behind."""
+def _smoke(stack: LocalStack, stage: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`fanout smoke` against the stack, staging at `stage` on its Cloud Storage emulator:
+    the finished process, and its PASS/FAIL lines."""
     assert stack.cloud is not None
-    env = {**os.environ, "STORAGE_EMULATOR_HOST": stack.cloud.storage_url}
-    stage = f"gs://{SAMPLES_BUCKET}/fanout-smoke"
     result = subprocess.run(
         [
-            str(FANOUT),
-            "smoke",
-            "--api-url",
-            stack.url("jobs_api"),
-            "--ingest-url",
-            stack.url("ingest"),
-            "--stage",
-            stage,
-            "--timeout",
-            "120",
+            *(str(FANOUT), "smoke", "--api-url", stack.url("jobs_api")),
+            *("--ingest-url", stack.url("ingest"), "--stage", stage, "--timeout", "120"),
         ],
-        env=env,
+        env={**os.environ, "STORAGE_EMULATOR_HOST": stack.cloud.storage_url},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+    return result, [line for line in result.stdout.splitlines() if line[:4] in ("PASS", "FAIL")]
+
+
+def test_the_smoke_check_passes_against_the_emulated_shape(stack: LocalStack) -> None:
+    """`fanout smoke` against the emulated deployment passes every step, one line each,
+    and leaves neither its job nor its staged document behind."""
+    assert stack.cloud is not None
+    result, lines = _smoke(stack, f"gs://{SAMPLES_BUCKET}/fanout-smoke")
     assert result.returncode == 0, result.stdout + result.stderr
-    steps = [
-        line.split()[:2] for line in result.stdout.splitlines() if line[:4] in ("PASS", "FAIL")
-    ]
-    assert steps == [
+    assert [line.split()[:2] for line in lines] == [
         ["PASS", step] for step in ("stage", "submit", "finish", "search", "logs", "cleanup")
     ]
     client = client_for(stack)
@@ -280,27 +275,9 @@ def test_a_smoke_check_that_cannot_stage_fails_in_one_line_and_exits_1(
 ) -> None:
     """`fanout smoke` with a --stage bucket that does not exist says FAIL at the stage
     step, with Cloud Storage's reason and no traceback, skips to cleanup, and exits 1."""
-    assert stack.cloud is not None
-    result = subprocess.run(
-        [
-            str(FANOUT),
-            "smoke",
-            "--api-url",
-            stack.url("jobs_api"),
-            "--ingest-url",
-            stack.url("ingest"),
-            "--stage",
-            "gs://no-such-bucket-here/smoke",
-        ],
-        env={**os.environ, "STORAGE_EMULATOR_HOST": stack.cloud.storage_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result, lines = _smoke(stack, "gs://no-such-bucket-here/smoke")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    lines = [line for line in result.stdout.splitlines() if line[:4] in ("PASS", "FAIL")]
     assert [line.split()[:2] for line in lines] == [["FAIL", "stage"], ["PASS", "cleanup"]]
     assert "404" in lines[0]
 
