@@ -50,7 +50,8 @@ _UNRESOLVED = re.compile(rf"{_REF}(?:google_\w+|local|data|each|self|module)\.")
 _ENVIRONMENT = re.compile(r"\$\{(?:merge\(([^()]*)\)|(local\.\w+))\}")
 
 
-def _parse(path: Path) -> dict[str, list[Body]]:
+def parse(path: Path) -> dict[str, list[Body]]:
+    """One .tf file, without comments, strings unquoted."""
     options = hcl2.SerializationOptions(
         with_comments=False, explicit_blocks=False, strip_string_quotes=True
     )
@@ -67,7 +68,7 @@ class InfraConfig:
         self.locals: Body = {}
         self.resources: dict[str, dict[str, Body]] = {}
         for path in sorted(infra_dir.glob("*.tf")):
-            parsed = _parse(path)
+            parsed = parse(path)
             for block in parsed.get("locals", []):
                 self.locals.update(block)
             for block in parsed.get("resource", []):

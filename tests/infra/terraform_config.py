@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import hcl2
+from functions.local import terraform_env
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_DIR / "infra"
@@ -20,13 +20,8 @@ _LOCAL_REF = re.compile(r"\$\{local\.(\w+)\}")
 
 
 def parse(path: Path) -> Config:
-    """One .tf file, without comments, strings unquoted."""
-    options = hcl2.SerializationOptions(
-        with_comments=False, explicit_blocks=False, strip_string_quotes=True
-    )
-    with path.open(encoding="utf-8") as handle:
-        parsed: Config = hcl2.load(handle, serialization_options=options)
-    return parsed
+    """One .tf file, without comments, strings unquoted (as the emulated shape reads it)."""
+    return terraform_env.parse(path)
 
 
 def tf_files() -> list[Path]:
