@@ -51,3 +51,11 @@ def byte_size(count: int) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"  # unreachable: the loop returns at GiB
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 batch`, `2 batches`, `0 files`: the count and its noun in the right number."""
+    if count == 1:
+        return f"{count} {noun}"
+    suffix = "es" if noun.endswith(("s", "sh", "ch", "x", "z")) else "s"
+    return f"{count} {noun}{suffix}"

@@ -22,6 +22,7 @@ from functions.cli.output import console, print_json
 from functions.cli.parsing import positive_int
 from functions.cli.target import Target
 from functions.cli.watch import add_watch_options, watch_and_report
+from functions.humanize import plural
 
 if TYPE_CHECKING:
     from functions.cli.parsing import Commands
@@ -102,7 +103,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         said = (
             "submitted" if accepted.get("created", True) else "already submitted (same request id):"
         )
-        console.print(Text(f"{said} job {job_id} ({accepted.get('total_batches', 0)} batches)"))
+        batches = plural(accepted.get("total_batches", 0), "batch")
+        console.print(Text(f"{said} job {job_id} ({batches})"))
         console.print(Text(f"  status: {accepted.get('status_url') or target.job_url(job_id)}"))
         if not args.watch:
             console.print(Text(f"  watch:  fanout watch {job_id}"))

@@ -67,6 +67,7 @@ def test_submit_a_request_file_with_overrides_and_watch_it(fanout: Fanout, tmp_p
     )
     assert human.code == 0, human.stderr
     job_id = human.stdout.split("submitted job ", 1)[1].split()[0]
+    assert f"submitted job {job_id} (1 batch)" in human.stdout  # not "1 batches"
     assert f"{job_id} completed: 1/1 batches, 0 failed; 4 items in" in human.stdout
 
 
