@@ -16,6 +16,9 @@ STORE ?= sqlite
 # emulators (Firestore, Cloud Tasks, Pub/Sub, Cloud Storage), with infra/'s environment.
 CLOUD ?= local
 PORT_BASE ?= 8081
+# make dev ROOTS="~/notes ~/papers": folders of your own the stack may ingest.
+ROOTS ?=
+ALLOW := $(foreach root,$(ROOTS),--allow $(root))
 
 .PHONY: run dev test lint typecheck bench soak setup clean
 
@@ -69,11 +72,11 @@ test: lint typecheck $(CHROMIUM)
 # Start the local stack, ingest the sample corpus with a live progress bar, print the result,
 # stop everything.
 run: setup
-	$(BIN)/python -m functions.cli run --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE)
+	$(BIN)/python -m functions.cli run --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) $(ALLOW)
 
 # Start the local stack and keep it up (Ctrl-C stops every process it started).
 dev: setup
-	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE)
+	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) $(ALLOW)
 
 bench: setup
 	$(BIN)/python -m bench.store

@@ -204,9 +204,7 @@ class Settings:
                 queue_name=_read(env, "TASKS_QUEUE") or "fanout-batches",
                 duplicate_delivery=_flag(env, "DUPLICATE_DELIVERY"),
             ),
-            allowed_roots=tuple(
-                Path(p) for p in (_read(env, "ALLOWED_ROOTS") or "samples").split(os.pathsep) if p
-            ),
+            allowed_roots=_paths(env, "ALLOWED_ROOTS") or (Path("samples"),),
             api_url=(_read(env, "API_URL") or DEFAULT_API_URL).rstrip("/"),
             ingest_url=(_read(env, "INGEST_URL") or DEFAULT_INGEST_URL).rstrip("/"),
             progress_interval=timedelta(
@@ -257,15 +255,27 @@ class Settings:
 class CliSettings:
     """Where the `fanout` command sends its requests (functions/cli/target.py): a deployed
     API's URLs, or None for the local stack's. FANOUT_API_URL is the jobs API's public base
-    URL, the same setting the functions read."""
+    URL, the same setting the functions read. `allowed_roots`: folders of your own that
+    `make dev` and `make run` let the stack ingest, besides the sample corpus
+    (FANOUT_ALLOWED_ROOTS, the functions' own setting)."""
 
     api_url: str | None = None
     ingest_url: str | None = None
+    allowed_roots: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CliSettings:
         env = os.environ if environ is None else environ
-        return cls(api_url=_read(env, "API_URL"), ingest_url=_read(env, "INGEST_URL"))
+        return cls(
+            api_url=_read(env, "API_URL"),
+            ingest_url=_read(env, "INGEST_URL"),
+            allowed_roots=_paths(env, "ALLOWED_ROOTS"),
+        )
+
+
+def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
+    """A `os.pathsep`-separated list of paths; empty when unset."""
+    return tuple(Path(p) for p in (_read(env, name) or "").split(os.pathsep) if p)
 
 
 def _read(env: Mapping[str, str], name: str) -> str | None:

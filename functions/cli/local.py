@@ -27,7 +27,9 @@ from functions.cli.output import console
 from functions.cli.search import hits_table
 from functions.cli.views import failed_items, job_table, links
 from functions.cli.watch import display_for, watch_jobs
+from functions.config import CliSettings
 from functions.errors import StartupError
+from functions.humanize import plural
 from functions.local.emulators import ROOT
 from functions.local.stack import LocalStack, StackConfig
 from functions.observability.console import LogTailer, render
@@ -97,7 +99,7 @@ def _submit(stack: LocalStack, client: FanoutClient, request: dict[str, Any]) ->
     if stack.cloud is None:
         accepted = client.submit(request)
         console.print(
-            f"Submitted job {accepted['job_id']} ({accepted['total_batches']} batches)\n"
+            f"Submitted job {accepted['job_id']} ({plural(accepted['total_batches'], 'batch')})\n"
             f"  status: {accepted['status_url']}"
         )
         return str(accepted["job_id"])
@@ -144,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=args.store,
         cloud=args.cloud,
         sweep_interval=10.0,
+        allowed_roots=_allowed_roots(args),
     )
     corpus = args.state_dir.resolve() / "sample-corpus"
     files = generate(corpus)
@@ -178,6 +181,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
 
 
+def _allowed_roots(args: argparse.Namespace) -> tuple[Path, ...]:
+    """Folders of the user's own the stack may ingest: FANOUT_ALLOWED_ROOTS, then --allow."""
+    return (*CliSettings.from_env().allowed_roots, *args.allow)
+
+
 def _shape(args: argparse.Namespace) -> str:
     if args.cloud == "emulated":
         return "the deployed shape on Google's emulators"
@@ -200,6 +208,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         store=args.store,
         cloud=args.cloud,
         sweep_interval=30.0,
+        allowed_roots=_allowed_roots(args),
     )
     stack = LocalStack(config)
     # The console view: every line the stack's processes log from now on, as it is written.
@@ -243,6 +252,15 @@ def register(commands: Commands) -> None:
             "Storage emulators; each function with infra/'s environment)",
         )
         p.add_argument("--port-base", type=int, default=8081)
+        p.add_argument(
+            "--allow",
+            type=Path,
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="a folder of your own requests may ingest (repeatable); FANOUT_ALLOWED_ROOTS "
+            "adds more; the sample corpus is always allowed",
+        )
         p.add_argument("--state-dir", type=Path, default=ROOT / ".local")
         if name == "run":
             p.add_argument("--batch-size", type=int, default=10)

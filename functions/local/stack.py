@@ -82,6 +82,9 @@ class StackConfig:
     process_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Call cleanup_jobs this often, as Cloud Scheduler does in the cloud; None: never.
     sweep_interval: float | None = None
+    # Folders of the user's own that requests may ingest, besides the sample corpus and the
+    # state directory (`fanout dev --allow`, `make dev ROOTS=`, FANOUT_ALLOWED_ROOTS).
+    allowed_roots: tuple[Path, ...] = ()
     # Restart a process that dies, as Cloud Run would; off for tests that kill one on
     # purpose and restart it themselves.
     supervise: bool = True
@@ -182,7 +185,10 @@ class LocalStack:
             "FANOUT_API_URL": self.url("jobs_api"),
             "FANOUT_INGEST_URL": self.url("ingest"),
             "FANOUT_WORKER_SECRET": self.secret,
-            "FANOUT_ALLOWED_ROOTS": os.pathsep.join([str(ROOT / "samples"), str(self.state_dir)]),
+            "FANOUT_ALLOWED_ROOTS": os.pathsep.join(
+                [str(ROOT / "samples"), str(self.state_dir)]
+                + [str(root.expanduser().resolve()) for root in self.config.allowed_roots]
+            ),
             "FANOUT_LANCEDB_URI": str(self.state_dir / "lancedb"),
             # Every process appends its structured lines to logs/fanout.jsonl: the jobs API
             # serves a job's lines from it and `make dev` prints them as they come.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.cli.client import FanoutClient
+from functions.cli.client import ApiError, FanoutClient
 from functions.local.emulators import ROOT, free_port_block
 from functions.local.stack import FUNCTIONS, LocalStack
 from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
@@ -106,6 +106,49 @@ def test_dev_prints_the_stacks_lines_as_they_are_written(tmp_path: Path) -> None
         lines = output.read_text().splitlines()
         assert any("submitted" in line and job_id in line for line in lines)
         assert any(f"{job_id}_0001" in line and "batch_completed" in line for line in lines)
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=60) == 130, output.read_text()
+    finally:
+        if dev.poll() is None:
+            os.kill(dev.pid, signal.SIGKILL)
+        _kill_strays(state)
+
+
+def test_dev_ingests_folders_of_your_own_named_by_allow_and_the_environment(
+    tmp_path: Path,
+) -> None:
+    """`fanout dev --allow DIR` (what `make dev ROOTS=DIR` runs) and FANOUT_ALLOWED_ROOTS
+    both add a folder outside the repository to the sample roots: a documents job from
+    each completes, and a folder named by neither is refused with a 400 that names the
+    setting."""
+    notes, papers, other = (tmp_path / name for name in ("notes", "papers", "other"))
+    for folder in (notes, papers, other):
+        folder.mkdir()
+        (folder / "readme.md").write_text(f"# {folder.name}\n\nWhat {folder.name} holds.\n")
+    state, output, port_base = tmp_path / "state", tmp_path / "dev.out", free_port_block(5)
+    with output.open("w") as out:
+        dev = subprocess.Popen(
+            _cli("dev", state, port_base, "--allow", str(notes)),
+            cwd=ROOT,
+            env={**os.environ, "FANOUT_ALLOWED_ROOTS": str(papers)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        _wait_up(dev, output)
+        client = FanoutClient(
+            f"http://127.0.0.1:{port_base + FUNCTIONS['ingest']}",
+            f"http://127.0.0.1:{port_base + FUNCTIONS['jobs_api']}",
+        )
+        for folder in (notes, papers):
+            request = {"source": "documents", "collection": "mine", "location": str(folder)}
+            job = wait_terminal(client, client.submit(request)["job_id"])
+            assert (job["status"], job["stats"]["documents"]) == ("completed", 1), job
+        with pytest.raises(ApiError) as refused:
+            client.submit({"source": "documents", "collection": "mine", "location": str(other)})
+        assert refused.value.status == 400
+        assert "FANOUT_ALLOWED_ROOTS" in refused.value.body["message"]
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 130, output.read_text()
     finally:

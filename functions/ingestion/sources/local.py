@@ -103,7 +103,9 @@ class LocalSource:
         """The real path of `path`; `ValueError` when it is outside every allowed root."""
         real = Path(os.path.realpath(path))
         if not self._inside_roots(real):
-            raise ValueError(f"outside the allowed roots: {_describe(self._roots)}")
+            raise ValueError(
+                f"outside the allowed roots (FANOUT_ALLOWED_ROOTS): {_describe(self._roots)}"
+            )
         return real
 
     def _inside_roots(self, real: Path) -> bool:
