@@ -140,14 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from functions.local.sample_corpus import generate
 
     _show_supervision()
-    config = StackConfig(
-        state_dir=args.state_dir,
-        port_base=args.port_base,
-        store=args.store,
-        cloud=args.cloud,
-        sweep_interval=10.0,
-        allowed_roots=_allowed_roots(args),
-    )
+    config = _stack_config(args, sweep_interval=10.0)
     corpus = args.state_dir.resolve() / "sample-corpus"
     files = generate(corpus)
     bad = [f.path for f in files if f.phrase is None and f.format != "unknown"]
@@ -181,9 +174,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
 
 
-def _allowed_roots(args: argparse.Namespace) -> tuple[Path, ...]:
-    """Folders of the user's own the stack may ingest: FANOUT_ALLOWED_ROOTS, then --allow."""
-    return (*CliSettings.from_env().allowed_roots, *args.allow)
+def _stack_config(args: argparse.Namespace, *, sweep_interval: float) -> StackConfig:
+    """The stack `run` and `dev` start, from their shared options. The folders of the
+    user's own it may ingest: FANOUT_ALLOWED_ROOTS, then --allow."""
+    return StackConfig(
+        state_dir=args.state_dir,
+        port_base=args.port_base,
+        store=args.store,
+        cloud=args.cloud,
+        sweep_interval=sweep_interval,
+        allowed_roots=(*CliSettings.from_env().allowed_roots, *args.allow),
+    )
 
 
 def _shape(args: argparse.Namespace) -> str:
@@ -202,14 +203,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from functions.observability.handler import LOCAL_LOG_FILE
 
     _show_supervision()
-    config = StackConfig(
-        state_dir=args.state_dir,
-        port_base=args.port_base,
-        store=args.store,
-        cloud=args.cloud,
-        sweep_interval=30.0,
-        allowed_roots=_allowed_roots(args),
-    )
+    config = _stack_config(args, sweep_interval=30.0)
     stack = LocalStack(config)
     # The console view: every line the stack's processes log from now on, as it is written.
     tailer = LogTailer(stack.logs / LOCAL_LOG_FILE, lambda line: print_lines([line])).start()
