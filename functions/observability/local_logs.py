@@ -37,7 +37,7 @@ from functions.observability.lines import (
     check_log_limit,
 )
 from functions.observability.severity import SEVERITIES, parse_severity, severity_rank
-from functions.store.cursor import decode_cursor, encode_cursor
+from functions.paging import decode_cursor, encode_cursor
 
 CHUNK = 1 << 20
 # Bytes one call may read. Cloud Logging also ends a page early on a long scan; here it bounds

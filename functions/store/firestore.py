@@ -71,8 +71,9 @@ from functions.jobs import (
     parse_batch_id,
     utcnow,
 )
-from functions.store.cursor import decode_cursor, decode_job_cursor, encode_cursor
+from functions.paging import decode_cursor, encode_cursor
 from functions.store.finalize import expire_at_for, final_fields
+from functions.store.job_cursor import decode_job_cursor
 from functions.store.protocol import (
     DEFAULT_PAGE_SIZE,
     BatchCounts,

@@ -19,7 +19,7 @@ from functions.store.protocol import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 # Cursors are opaque tokens the stores produce; none is near this long.
 MAX_CURSOR_CHARS = 2048
-# The stores' cursors are unpadded base64url (functions/store/cursor.py).
+# The stores' cursors are unpadded base64url (functions/paging.py).
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 CURSOR_ABOUT = "the next_cursor of the page before; any other is refused with 400 (InvalidCursor)"
 MAX_FILTER_CHARS = 128

@@ -6,7 +6,7 @@ import pytest
 
 from functions.errors import InvalidArgument, InvalidCursor, JobNotFound
 from functions.jobs import JobStatus
-from functions.store.cursor import encode_cursor
+from functions.paging import encode_cursor
 from functions.store.protocol import MAX_PAGE_SIZE, JobQuery, JobStore
 from tests.contract.factories import new_job, planned_job, run
 

@@ -18,7 +18,7 @@ from functions.errors import InvalidArgument
 from functions.observability.events import Event
 from functions.observability.lines import LogLine, LogPage
 from functions.observability.local_logs import read_job_logs
-from functions.store.cursor import encode_cursor
+from functions.paging import encode_cursor
 from tests.observability.conftest import LogFile, LogFiles
 
 JOB = "job-1"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from functions.errors import InvalidCursor
-from functions.store.cursor import decode_cursor, decode_job_cursor, encode_cursor
+from functions.paging import decode_cursor, encode_cursor
+from functions.store.job_cursor import decode_job_cursor
 
 
 def test_cursor_round_trips_its_position() -> None:

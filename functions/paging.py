@@ -1,6 +1,7 @@
 """Opaque pagination cursors: base64url JSON naming the listing and the last key seen.
 
-Callers treat them as opaque strings; the stores decode them and refuse any they did not make.
+Callers treat them as opaque strings; whoever pages a listing (the job stores, the local log
+reader) decodes them and refuses any it did not make. Nothing here knows about jobs or logs.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import binascii
 import json
 from typing import Any
 
-from functions.errors import InvalidCursor, JobNotFound
-from functions.jobs import check_job_id
+from functions.errors import InvalidCursor
 
 
 def encode_cursor(kind: str, after: str | int) -> str:
@@ -33,12 +33,3 @@ def decode_cursor(cursor: str, kind: str, key_type: type[str] | type[int]) -> An
     if not isinstance(after, key_type) or isinstance(after, bool):
         raise InvalidCursor(f"cursor {cursor[:40]!r} has no valid position")
     return after
-
-
-def decode_job_cursor(cursor: str) -> str:
-    """The job id a `list_jobs` cursor resumes after."""
-    after: str = decode_cursor(cursor, "jobs", str)
-    try:
-        return check_job_id(after)
-    except JobNotFound:
-        raise InvalidCursor(f"cursor {cursor[:40]!r} has no valid position") from None
