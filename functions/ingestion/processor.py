@@ -101,8 +101,7 @@ class DocumentsProcessor:
                 (item.uri for item in source.list_items()), under=source.root_uri
             )
             log.info("job %s: pruned %d documents from %s", job.job_id, removed, job.collection)
-        report = collection.compact()
-        log.info("job %s: compacted %s: %s", job.job_id, job.collection, report)
+        log.info("job %s: compacted %s: %s", job.job_id, job.collection, collection.compact())
 
 
 @dataclass

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lancedb.table import Table
 
 from functions.errors import CollectionNotFound, InvalidArgument, TransientError
+from functions.humanize import plural
 from functions.ingestion.documents import Chunk
 
 log = logging.getLogger("fanout.ingestion.sink")
@@ -119,6 +120,21 @@ class WriteResult:
     deleted: int
     attempts: int
     version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """What one `compact()` did to a collection's table."""
+
+    fragments_before: int
+    fragments_after: int
+    rows: int
+
+    def __str__(self) -> str:
+        return (
+            f"{plural(self.fragments_before, 'fragment')} into {self.fragments_after}, "
+            f"{plural(self.rows, 'row')}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +362,7 @@ class Collection:
 
     # -- the once-per-job step ------------------------------------------------------------
 
-    def compact(self) -> dict[str, int]:
+    def compact(self) -> Compaction:
         """Fold the small fragments many batch writes left into few, merge new rows into
         the indexes, prune old versions, and build the vector index once the table is
         large enough. Retried on a conflict with a concurrent writer (LanceDB does not
@@ -365,7 +381,7 @@ class Collection:
             from lancedb.index import IvfPq
 
             table.create_index("vector", config=IvfPq(distance_type="cosine"))
-        return {"fragments_before": before, "fragments_after": self._fragments(table), "rows": rows}
+        return Compaction(before, self._fragments(table), rows)
 
     @staticmethod
     @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.1)

@@ -178,7 +178,7 @@ def test_compaction_survives_a_concurrent_write_from_another_job(
     done.set()
     writer.join(timeout=120)
     written_new = {c.split("#")[0] for c in collection.chunk_ids() if c.startswith("new-")}
-    assert report["fragments_after"] < report["fragments_before"]
+    assert report.fragments_after < report.fragments_before
     assert collection.count() == 30 * 3 + len(written_new) * 3
     assert len(written_new) >= 10
 
