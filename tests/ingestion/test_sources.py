@@ -187,14 +187,14 @@ def test_read_item_fails_a_file_deleted_after_listing(root: Path) -> None:
     source = open_source(str(root), settings_for((root,)))
     [item] = source.list_items()
     (root / "gone.txt").unlink()
-    with pytest.raises(ItemFailed, match=r"gone\.txt no longer exists"):
+    with pytest.raises(ItemFailed, match=r"^no longer exists$"):
         read_item(source, item.uri, max_bytes=MiB)
 
 
 def test_read_item_fails_an_oversize_local_file_naming_its_size(root: Path) -> None:
     path = write(root / "big.txt", b"x" * 2048)
     source = open_source(str(root), settings_for((root,)))
-    with pytest.raises(ItemFailed, match=r"big\.txt is 2048 bytes, over the 1024 byte limit"):
+    with pytest.raises(ItemFailed, match=r"^2048 bytes, over the 1024 byte limit$"):
         read_item(source, str(path), max_bytes=1024)
 
 
@@ -239,7 +239,7 @@ class _SpyingSource:
 def test_read_item_refuses_an_oversize_item_before_reading_any_byte(root: Path) -> None:
     path = write(root / "big.bin", b"x" * (3 * MiB))
     source = _SpyingSource(str(root))
-    with pytest.raises(ItemFailed, match=r"is 3145728 bytes, over the 1048576 byte limit"):
+    with pytest.raises(ItemFailed, match=r"^3145728 bytes, over the 1048576 byte limit$"):
         read_item(source, str(path), max_bytes=MiB)
     assert source.reads == []
 
@@ -260,7 +260,7 @@ def test_read_item_cuts_off_a_stream_of_unknown_size_past_the_limit() -> None:
         def open(self, uri: str) -> BinaryIO:
             return Unseekable(b"y" * 5000)
 
-    with pytest.raises(ItemFailed, match="endless is over the 100 byte limit"):
+    with pytest.raises(ItemFailed, match=r"^over the 100 byte limit$"):
         read_item(Endless(), "endless", max_bytes=100)
     assert read_item(Endless(), "endless", max_bytes=5000) == b"y" * 5000
 
@@ -271,9 +271,9 @@ def test_read_item_fails_a_named_item_that_is_not_a_regular_file(root: Path) -> 
     fifo = root / "pipe"
     os.mkfifo(fifo)
     source = source_for_item(str(fifo), settings_for((root,)))
-    with pytest.raises(ItemFailed, match="pipe is not a regular file"):
+    with pytest.raises(ItemFailed, match=r"^not a regular file$"):
         read_item(source, str(fifo), max_bytes=MiB)
-    with pytest.raises(ItemFailed, match="is not a regular file"):
+    with pytest.raises(ItemFailed, match=r"^not a regular file$"):
         read_item(source, str(root), max_bytes=MiB)
 
 
@@ -459,14 +459,14 @@ def test_gcs_read_item_fails_an_object_deleted_after_listing(
     source = open_source(f"gs://{bucket}", settings_for(buckets=(bucket,)))
     [item] = source.list_items()
     gcs_client.bucket(bucket).blob("gone.txt").delete()
-    with pytest.raises(ItemFailed, match=re.escape(f"gs://{bucket}/gone.txt no longer exists")):
+    with pytest.raises(ItemFailed, match=r"^no longer exists$"):
         read_item(source, item.uri, max_bytes=MiB)
 
 
 def test_gcs_read_item_fails_an_oversize_object_naming_its_size(make_bucket: MakeBucket) -> None:
     bucket = make_bucket({"big.bin": b"x" * 5000})
     source = open_source(f"gs://{bucket}", settings_for(buckets=(bucket,)))
-    with pytest.raises(ItemFailed, match=r"big\.bin is 5000 bytes, over the 4096 byte limit"):
+    with pytest.raises(ItemFailed, match=r"^5000 bytes, over the 4096 byte limit$"):
         read_item(source, f"gs://{bucket}/big.bin", max_bytes=4096)
 
 
@@ -587,7 +587,7 @@ def test_gcs_unreachable_endpoint_is_transient() -> None:
 def test_gcs_permission_denied_fails_the_item_not_the_batch(stub_gcs: _StubGcs) -> None:
     stub_gcs.status = {"list": 403, "metadata": 403, "media": 403}
     source = stub_source(stub_gcs.url)
-    with pytest.raises(ItemFailed, match=r"a\.txt could not be read: 403"):
+    with pytest.raises(ItemFailed, match=r"^could not be read: 403"):
         read_item(source, "gs://stub-bucket/a.txt", max_bytes=10)
     with pytest.raises(FanoutError, match="listing gs://stub-bucket/ failed: 403") as info:
         list(source.list_items())
@@ -598,5 +598,5 @@ def test_gcs_object_replaced_while_being_read_fails_the_item(stub_gcs: _StubGcs)
     """Reads pin the generation seen when the item was opened; Cloud Storage answers 412
     once it is replaced (fake-gcs-server ignores the condition, hence the stub)."""
     stub_gcs.status["media"] = 412
-    with pytest.raises(ItemFailed, match=r"a\.txt changed while it was being read"):
+    with pytest.raises(ItemFailed, match=r"^changed while it was being read$"):
         read_item(stub_source(stub_gcs.url), "gs://stub-bucket/a.txt", max_bytes=10)

@@ -113,5 +113,5 @@ def item_error(exc: Exception, uri: str) -> Exception:
     if isinstance(exc, api_exceptions.NotFound):
         return FileNotFoundError(uri)
     if isinstance(exc, api_exceptions.PreconditionFailed):
-        return ItemFailed(f"{uri} changed while it was being read")
-    return ItemFailed(f"{uri} could not be read: {exc}")
+        return ItemFailed("changed while it was being read")
+    return ItemFailed(f"could not be read: {exc}")

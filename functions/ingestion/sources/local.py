@@ -93,7 +93,7 @@ class LocalSource:
         fd = os.open(real, _OPEN_FLAGS)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ItemFailed(f"{uri} is not a regular file")
+                raise ItemFailed("not a regular file")
             return os.fdopen(fd, "rb")
         except BaseException:
             os.close(fd)

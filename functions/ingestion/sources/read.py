@@ -12,6 +12,7 @@ from functions.ingestion.sources.protocol import Source
 def read_item(source: Source, uri: str, *, max_bytes: int) -> bytes:
     """The bytes of item `uri` of `source`, read as a stream.
 
+    Its `ItemFailed` messages do not repeat `uri`: every failure is shown beside its item.
     Raises `ItemFailed` when the item is over `max_bytes` (found from its size before any
     byte is read; a file that grows while being read is cut off at `max_bytes + 1` bytes),
     when it no longer exists, when the source refuses it, or on any other I/O error.
@@ -21,19 +22,19 @@ def read_item(source: Source, uri: str, *, max_bytes: int) -> bytes:
         with source.open(uri) as stream:
             size = _size(stream)
             if size is not None and size > max_bytes:
-                raise ItemFailed(f"{uri} is {size} bytes, over the {max_bytes} byte limit")
+                raise ItemFailed(f"{size} bytes, over the {max_bytes} byte limit")
             # With a known size, ask for one byte more, to notice a file that grew since;
             # without one, read up to the cap plus one byte.
             data = stream.read(max_bytes + 1 if size is None else size + 1)
             if size is not None and len(data) > size:
                 data += stream.read(max_bytes + 1 - len(data))
             if len(data) > max_bytes:
-                raise ItemFailed(f"{uri} is over the {max_bytes} byte limit")
+                raise ItemFailed(f"over the {max_bytes} byte limit")
             return data
     except FileNotFoundError:
-        raise ItemFailed(f"{uri} no longer exists") from None
+        raise ItemFailed("no longer exists") from None
     except OSError as exc:
-        raise ItemFailed(f"{uri} could not be read: {exc.strerror or exc}") from exc
+        raise ItemFailed(f"could not be read: {exc.strerror or exc}") from exc
 
 
 def _size(stream: BinaryIO) -> int | None:
