@@ -89,7 +89,17 @@ def _print_where(job: dict[str, Any], stack: LocalStack, collection: str) -> Non
             ]
         )
     )
-    console.print("  keep the stack up to explore: make dev")
+    # `run` stops its stack as soon as this is printed: say how to get the links back.
+    if stack.config.cloud == "local" and stack.config.store == "sqlite":
+        console.print(
+            "These links need the stack, which stops now: make dev brings it back, "
+            "with this job in it."
+        )
+    else:
+        console.print(
+            "These links need the stack, which stops now, and its emulators keep nothing: "
+            "make dev starts it again, empty."
+        )
 
 
 def _submit(stack: LocalStack, client: FanoutClient, request: dict[str, Any]) -> str:

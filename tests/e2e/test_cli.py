@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +41,14 @@ def _alive(pid: int) -> bool:
     return stat.split(") ", 1)[1][0] != "Z"
 
 
+# What people should never read: a Python repr ({'a': 1}, ['x'], <Foo object at 0x..>,
+# Foo(a=1)) or a count of one in the plural.
+RAW_REPR = re.compile(r"\{'|\['|<[\w.]+ object at 0x|\b[A-Z]\w+\(\w+=")
+ONE_IN_PLURAL = re.compile(
+    r"\b1 (?:batches|files|items|documents|chunks|rows|fragments|processes)\b"
+)
+
+
 def test_run_ingests_the_sample_corpus_and_stops_everything(tmp_path: Path) -> None:
     """`fanout run` generates the sample corpus, ingests it for real on the stack, names
     the two files that fail on purpose with their errors, prints a search over the new
@@ -54,7 +64,20 @@ def test_run_ingests_the_sample_corpus_and_stops_everything(tmp_path: Path) -> N
     assert "search: how do I stop a job" in out
     assert "cancel" in out.split("search: how do I stop a job", 1)[1].lower()
     assert "Where to look next" in out
+    assert "make dev brings it back" in out
     assert not strays
+    # Neither the summary nor the stack's log lines show a raw repr or "1 batches".
+    messages = [
+        json.loads(line)["message"]
+        for line in (state / "logs" / "fanout.jsonl").read_text().splitlines()
+    ]
+    assert any(" compacted " in message for message in messages)
+    for text in (out, *messages):
+        assert not RAW_REPR.search(text), text
+        assert not ONE_IN_PLURAL.search(text), text
+    # A failed item is named once: its error does not repeat its path.
+    oversized = next(line for line in out.splitlines() if "byte limit" in line)
+    assert "oversized" not in oversized and "/" not in oversized, oversized
 
 
 @pytest.mark.parametrize(
