@@ -8,8 +8,9 @@ import pytest
 
 from tests.support.reports import PHASE_REPORTS
 
-# The Cloud Storage emulator fixtures serve both the ingestion and the end-to-end tests.
-pytest_plugins = ["tests.support.gcs"]
+# The Cloud Storage emulator fixtures serve both the ingestion and the end-to-end tests;
+# `starts` prints how many stacks and emulators the run started.
+pytest_plugins = ["tests.support.gcs", "tests.support.starts"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
