@@ -112,10 +112,7 @@ def test_dev_prints_the_stacks_lines_as_they_are_written(tmp_path: Path) -> None
     dev = _start_dev(state, port_base, output)
     try:
         _wait_up(dev, output)
-        client = FanoutClient(
-            f"http://127.0.0.1:{port_base + FUNCTIONS['ingest']}",
-            f"http://127.0.0.1:{port_base + FUNCTIONS['jobs_api']}",
-        )
+        client = _client_at(port_base)
         request = {"source": "noop", "collection": "docs", "items": ["a", "b"], "batch_size": 1}
         job_id = client.submit(request)["job_id"]
 
@@ -163,10 +160,7 @@ def test_dev_ingests_folders_of_your_own_named_by_allow_and_the_environment(
         )
     try:
         _wait_up(dev, output)
-        client = FanoutClient(
-            f"http://127.0.0.1:{port_base + FUNCTIONS['ingest']}",
-            f"http://127.0.0.1:{port_base + FUNCTIONS['jobs_api']}",
-        )
+        client = _client_at(port_base)
         for folder in (notes, papers):
             request = {"source": "documents", "collection": "mine", "location": str(folder)}
             job = wait_terminal(client, client.submit(request)["job_id"])
@@ -194,22 +188,25 @@ def _kill_strays(state_dir: Path) -> None:
 
 def test_a_stack_left_by_a_killed_cli_is_ended_by_the_next_one(tmp_path: Path) -> None:
     """SIGKILL of the CLI leaves its stack running (nothing runs on SIGKILL). The next
-    `fanout run` on the same state directory and ports ends those processes, says so, and
-    runs its job."""
-    state, output, port_base = tmp_path / "state", tmp_path / "dev.out", free_port_block(5)
-    dev = _start_dev(state, port_base, output)
+    stack on the same state directory and ports ends those processes, says so, and serves."""
+    state, port_base = tmp_path / "state", free_port_block(5)
+    first, second = tmp_path / "first.out", tmp_path / "second.out"
+    dev = _start_dev(state, port_base, first)
     try:
-        _wait_up(dev, output)
+        _wait_up(dev, first)
         left = _stack_pids(state)
         dev.kill()
         dev.wait(timeout=30)
         assert {pid for pid in left if _alive(pid)} == left  # the processes outlive the CLI
 
-        result = _run(state, port_base)
-
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "left running by an earlier stack" in result.stdout
-        assert not {pid for pid in left | _stack_pids(state) if _alive(pid)}
+        again = _start_dev(state, port_base, second)
+        _wait_up(again, second)
+        assert not {pid for pid in left if _alive(pid)}
+        assert "left running by an earlier stack" in second.read_text()
+        assert _client_at(port_base).jobs()["total"] == 0
+        again.send_signal(signal.SIGINT)
+        assert again.wait(timeout=60) == 130
+        assert not {pid for pid in _stack_pids(state) if _alive(pid)}
     finally:
         _kill_strays(state)
 
@@ -248,6 +245,14 @@ def _start_dev(state: Path, port_base: int, output: Path) -> subprocess.Popen[st
             stderr=subprocess.STDOUT,
             text=True,
         )
+
+
+def _client_at(port_base: int) -> FanoutClient:
+    """A client of the stack `fanout dev --port-base port_base` started."""
+    return FanoutClient(
+        f"http://127.0.0.1:{port_base + FUNCTIONS['ingest']}",
+        f"http://127.0.0.1:{port_base + FUNCTIONS['jobs_api']}",
+    )
 
 
 def _wait_up(dev: subprocess.Popen[str], output: Path) -> None:
