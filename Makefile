@@ -9,6 +9,9 @@ TASKS_VENV := .venv-tasks-emulator
 # checkov (the infra/ scanner) pins packages the main venv pins differently: a venv of its own.
 CHECKOV_VENV := .venv-checkov
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Independent prerequisites build side by side: the four environments of `setup`, then lint
+# and typecheck (about half a minute less from a fresh clone).
+MAKEFLAGS += --jobs=4
 
 # make run STORE=firestore runs the same job on a local Firestore emulator.
 STORE ?= sqlite
