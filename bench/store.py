@@ -5,8 +5,9 @@
 (b) fan-in: 2,000 batches, every one delivered twice, run by 16 concurrent workers through
     the worker's real path (claim, then finish if granted). Reports batches per second, the
     final `completed_batches` (must be 2,000), and the store round trips per batch on the
-    happy path (claim + finish + finalize check), counted at the transport: RPCs for
-    Firestore, write transactions for SQLite (reads there are in-process).
+    happy path (claim + finish, plus the finalize check where one runs), counted at the
+    transport: RPCs for Firestore, write transactions for SQLite (reads there are
+    in-process).
 
 Usage: python -m bench.store [--firestore auto|npm|google|none] [--batches N]
 """

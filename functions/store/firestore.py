@@ -21,10 +21,13 @@ commits a batch atomically, and an emulator that applies writes in order stops a
 failure, which is the marker. No transaction (and so no lock and no retry-on-contention) is
 needed for these guarantees, which is also why they hold under heavy concurrency.
 
-Finalize once: after its own counting commit, a worker sums the shards (an aggregation
-query, strongly consistent). Firestore serializes commits, so the last commit to land is
-followed by a read that sees every count; that reader (and maybe others) tries the
-`done/final` commit, and exactly one wins.
+Finalize once: the counting commit's `Increment`s return the shard's new counts (the
+write's transform results), and a shard knows how many batches count into it (`shard_size`).
+Only a commit that completes its shard goes on to sum every shard (an aggregation query,
+strongly consistent). The commit that completes the job necessarily completes its shard,
+and Firestore serializes commits, so it is followed by a read that sees every count; that
+reader (and maybe others) tries the `done/final` commit, and exactly one wins. A commit whose
+transform results are missing (the npm emulator returns none) sums the shards every time.
 
 No hot document (rule 3): counts never touch the parent. They go to
 `counters/{index % shards}`, where `shards` grows with the job's size. The parent is written
@@ -44,7 +47,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,7 +88,7 @@ from functions.store.protocol import (
     check_limit,
     check_progress,
 )
-from functions.store.shards import MATERIALIZED, shard_of
+from functions.store.shards import MATERIALIZED, shard_of, shard_size
 
 # Writes per commit when writing many documents; commits of a bulk write run in parallel.
 CHUNK = 400
@@ -120,6 +123,26 @@ def _batch_doc(batch: Batch) -> dict[str, Any]:
     doc["batch_index"] = doc.pop("index")
     doc["enqueued"] = batch.enqueued_at is not None
     return doc
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """A counting commit that landed. `shard_ended` is its shard's completed + failed batches
+    just after it, or None when the commit did not report them."""
+
+    shard_ended: int | None
+
+
+def _ended_after(result: Any, increments: Mapping[str, Any]) -> int | None:
+    """completed + failed batches of a shard just after the write whose `WriteResult` is
+    `result`. Firestore returns one transform result per field transform, in the order they
+    were sent, and the client sends a write's transforms sorted by field path. None when the
+    results are missing (the npm emulator sends none)."""
+    values = list(result.transform_results)
+    if len(values) != len(increments):
+        return None
+    after = dict(zip(sorted(increments), values, strict=True))
+    return sum(int(after[name].integer_value) for name in ("completed_batches", "failed_batches"))
 
 
 def _job(snap: Snapshot) -> Job:
@@ -565,16 +588,24 @@ class FirestoreJobStore:
         self, job: Job, batch: Batch, outcome: BatchOutcome, *, now: datetime | None = None
     ) -> FinishResult:
         now = now or utcnow()
-        if not self._commit_outcome(job, batch, outcome, now):
+        counted = self._commit_outcome(job, batch, outcome, now)
+        if counted is None:
             return FinishResult(False, False, job)
-        done = self._count_done(job.job_id)
-        if done < job.total_batches:
+        # While its shard waits for batches, so does the job: no read needed (docstring).
+        shard = shard_of(batch.index, job.total_batches)
+        if counted.shard_ended is not None and (
+            counted.shard_ended < shard_size(shard, job.total_batches)
+        ):
+            return FinishResult(True, False, job)
+        if self._count_done(job.job_id) < job.total_batches:
             return FinishResult(True, False, job)
         return self._finalize(job, now, counted=True)
 
-    def _commit_outcome(self, job: Job, batch: Batch, outcome: BatchOutcome, now: datetime) -> bool:
+    def _commit_outcome(
+        self, job: Job, batch: Batch, outcome: BatchOutcome, now: datetime
+    ) -> _Counted | None:
         """The counting step: marker `done/{index}` first, then the batch's terminal state
-        and the shard increments. False if the batch had already been counted."""
+        and the shard increments. None if the batch had already been counted."""
         if not batch.is_terminal:  # a terminal copy is a duplicate: the marker answers it
             check_transition("batch", batch.status, outcome.status)
         wb = self.db.batch()
@@ -596,10 +627,10 @@ class FirestoreJobStore:
         shard, increments = self._counter_writes(job, batch, +1, outcome)
         wb.set(shard, increments, merge=True)
         try:
-            wb.commit()
+            results = wb.commit()
         except gexc.AlreadyExists:
-            return False
-        return True
+            return None
+        return _Counted(_ended_after(results[-1], increments))
 
     def finalize_if_complete(self, job_id: str, *, now: datetime | None = None) -> FinishResult:
         return self._finalize(self.get_job(job_id), now or utcnow(), counted=False)

@@ -31,3 +31,10 @@ def counter_shards(total_batches: int) -> int:
 
 def shard_of(batch_index: int, total_batches: int) -> int:
     return batch_index % counter_shards(total_batches)
+
+
+def shard_size(shard: int, total_batches: int) -> int:
+    """How many batches count into `shard`: fixed by their indexes (`shard_of`), so a shard
+    knows when it is complete, and the job is complete once every shard is."""
+    shards = counter_shards(total_batches)
+    return total_batches // shards + int(shard < total_batches % shards)

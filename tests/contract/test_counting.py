@@ -90,6 +90,26 @@ def test_job_is_running_with_true_sums_until_last_batch(store: JobStore) -> None
     assert run(store, job, 39).finalized
 
 
+def test_shards_complete_one_by_one_and_only_the_jobs_last_batch_finalizes(
+    store: JobStore,
+) -> None:
+    """70 batches count into 3 shards of 24, 23 and 23 batches (index % 3). Finished shard
+    by shard, a completed shard leaves the job running with its exact sums, and only the
+    job's last batch finalizes it."""
+    job = planned_job(store, 70)
+    results = []
+    for n, i in enumerate(sorted(range(70), key=lambda i: (i % 3, i)), start=1):
+        results.append(run(store, job, i))
+        if n in (24, 47):  # shards 0, then 1, just completed
+            partial = store.get_job(job.job_id)
+            assert partial.status is JobStatus.RUNNING
+            assert (partial.completed_batches, partial.stats.files) == (n, 2 * n)
+    assert [r.finalized for r in results] == [False] * 69 + [True]
+    assert all(r.counted for r in results)
+    final = store.get_job(job.job_id)
+    assert final.status is JobStatus.COMPLETED and final.completed_batches == 70
+
+
 def test_finishing_a_terminal_batch_changes_nothing(store: JobStore) -> None:
     """A late duplicate (even claiming another outcome) neither counts nor rewrites."""
     job = planned_job(store, 2)

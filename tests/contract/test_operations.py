@@ -69,6 +69,26 @@ def test_retry_reopens_failed_batches_and_completes_the_job(store: JobStore) -> 
     assert final.stats == JobStats(files=10, processed=10, chunks=30, documents=10)
 
 
+def test_a_retry_across_shards_finalizes_once_more(store: JobStore) -> None:
+    """70 batches in 3 shards; batches 4 and 5 (shards 1 and 2) fail. The retry takes them
+    out of their shards, which are incomplete again, and the re-run finalizes the job once,
+    completed, with exact sums."""
+    job = planned_job(store, 70)
+    first = [
+        run(store, job, i, JobStatus.FAILED if i in (4, 5) else JobStatus.COMPLETED)
+        for i in range(70)
+    ]
+    assert [r.finalized for r in first] == [False] * 69 + [True]
+    assert store.get_job(job.job_id).status is JobStatus.FAILED
+    store.retry_failed(job.job_id)
+    again = [run(store, job, i) for i in (5, 4)]
+    assert [r.finalized for r in again] == [False, True]
+    final = store.get_job(job.job_id)
+    assert final.status is JobStatus.COMPLETED
+    assert (final.completed_batches, final.failed_batches) == (70, 0)
+    assert final.stats == JobStats(files=140, processed=140, chunks=420, documents=140)
+
+
 def test_retry_is_refused_unless_the_job_failed(store: JobStore) -> None:
     """Only a failed job can be retried; refusing changes nothing."""
     job = planned_job(store, 1)
