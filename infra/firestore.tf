@@ -62,6 +62,48 @@ resource "google_firestore_field" "batches_error_details_no_index" {
 }
 
 # ---------------------------------------------------------------------------
+# Fields that every batch writes with values that only grow (timestamps,
+# counts), at up to the queue's dispatch rate. Firestore caps writes to a
+# collection with sequential indexed values near 500/s; a field that no query
+# filters, orders or sums on is lifted out of that cap by indexing nothing on
+# it. The sweeper's queries on batches use composite indexes (below), and
+# counter shards are read whole, never aggregated (docs/design.md, "The write
+# budget").
+# ---------------------------------------------------------------------------
+locals {
+  per_batch_unindexed_fields = [
+    "batches.started_at",
+    "batches.heartbeat_at",
+    "batches.finished_at",
+    "leases.at",
+    "leases.lease_expires_at",
+    "done.at",
+    "done.status",
+    "counters.completed_batches",
+    "counters.failed_batches",
+    "counters.cancelled_batches",
+    "counters.files",
+    "counters.processed",
+    "counters.failed",
+    "counters.chunks",
+    "counters.documents",
+    "counters.skipped",
+    "counters.bytes_read",
+  ]
+}
+
+resource "google_firestore_field" "per_batch_no_index" {
+  for_each = toset(local.per_batch_unindexed_fields)
+
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = split(".", each.value)[0]
+  field      = split(".", each.value)[1]
+
+  index_config {}
+}
+
+# ---------------------------------------------------------------------------
 # Composite indexes on jobs (top-level collection, COLLECTION scope).
 # Every list query orders by job_id DESCENDING, with optional equality/in
 # filters on status, source and client_id: one index per non-empty subset of

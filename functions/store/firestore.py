@@ -23,8 +23,8 @@ needed for these guarantees, which is also why they hold under heavy concurrency
 
 Finalize once: the counting commit's `Increment`s return the shard's new counts (the
 write's transform results), and a shard knows how many batches count into it (`shard_size`).
-Only a commit that completes its shard goes on to sum every shard (an aggregation query,
-strongly consistent). The commit that completes the job necessarily completes its shard,
+Only a commit that completes its shard goes on to sum every shard (one query reading the
+shards, strongly consistent). The commit that completes the job necessarily completes its shard,
 and Firestore serializes commits, so it is followed by a read that sees every count; that
 reader (and maybe others) tries the `done/final` commit, and exactly one wins. A commit whose
 transform results are missing (the npm emulator returns none) sums the shards every time.
@@ -236,15 +236,22 @@ class FirestoreJobStore:
 
     # -- counters -------------------------------------------------------------------------
 
+    def _shard_sums(self, job_id: str) -> dict[str, int]:
+        """Every counter of the job, summed over its shards, read whole by one query (at most
+        MAX_SHARDS documents). Not an aggregation: an aggregation needs its fields indexed,
+        and the counters' only-growing values are left unindexed (infra/firestore.tf)."""
+        sums = dict.fromkeys((*_COUNTER_FIELDS, "cancelled_batches"), 0)
+        for snap in self._job_ref(job_id).collection("counters").stream():
+            for name, value in (snap.to_dict() or {}).items():
+                if name in sums:
+                    sums[name] += int(value)
+        return sums
+
     def _sum_shards(self, job: Job) -> Job:
         """`job` with its counters replaced by the true sums over its shards."""
         if job.status in MATERIALIZED:
             return job
-        sums = dict.fromkeys(_COUNTER_FIELDS, 0)
-        for snap in self._job_ref(job.job_id).collection("counters").stream():
-            for name, value in (snap.to_dict() or {}).items():
-                if name in sums:
-                    sums[name] += int(value)
+        sums = self._shard_sums(job.job_id)
         return replace(
             job,
             completed_batches=sums["completed_batches"],
@@ -253,14 +260,9 @@ class FirestoreJobStore:
         )
 
     def _count_done(self, job_id: str) -> int:
-        """completed + failed batches, summed over the shards by one aggregation query."""
-        query = (
-            self._job_ref(job_id)
-            .collection("counters")
-            .sum("completed_batches", alias="completed")
-            .sum("failed_batches", alias="failed")
-        )
-        return sum(int(r.value or 0) for row in query.get() for r in row)
+        """completed + failed batches, summed over the shards."""
+        sums = self._shard_sums(job_id)
+        return sums["completed_batches"] + sums["failed_batches"]
 
     def _counter_writes(
         self, job: Job, batch: Batch, sign: int, outcome: BatchOutcome
@@ -269,13 +271,12 @@ class FirestoreJobStore:
         deltas = {
             "completed_batches": int(outcome.status is JobStatus.COMPLETED),
             "failed_batches": int(outcome.status is JobStatus.FAILED),
-            # Not summed with the others (see below): written only when it counts.
             "cancelled_batches": int(outcome.status is JobStatus.CANCELLED),
             **outcome.stats.to_dict(),
         }
         ref = self._job_ref(job.job_id).collection("counters").document(str(shard))
-        # Both batch counters are always written (Increment(0) included): a query with
-        # several aggregations only sums documents that hold every summed field.
+        # Both batch counters are always written (Increment(0) included), so that the
+        # commit's transform results report the shard's completed + failed (_ended_after).
         return ref, {
             k: firestore.Increment(sign * v)
             for k, v in deltas.items()
@@ -427,16 +428,15 @@ class FirestoreJobStore:
         )
 
     def batch_counts(self, job: Job) -> BatchCounts:
-        # Aggregations are billed one read per 1,000 index entries they match: running
-        # batches are as few as the queue runs at once, and the shards at most MAX_SHARDS.
+        # A count is billed one read per 1,000 index entries it matches: running batches
+        # are as few as the queue runs at once. The shards are at most MAX_SHARDS reads.
         if job.status not in (JobStatus.RUNNING, JobStatus.CANCELLED):
             return BatchCounts.of(job)  # every batch has ended, or none was planned yet
         batches = self._job_ref(job.job_id).collection("batches")
         running = _count(batches.where(filter=FieldFilter("status", "==", JobStatus.RUNNING.value)))
         if job.status is not JobStatus.CANCELLED:
             return BatchCounts.of(job, running=running)
-        query = self._job_ref(job.job_id).collection("counters").sum("cancelled_batches")
-        cancelled = sum(int(r.value or 0) for row in query.get() for r in row)
+        cancelled = self._shard_sums(job.job_id)["cancelled_batches"]
         return BatchCounts.of(job, running=running, cancelled=cancelled)
 
     # -- the batch lifecycle --------------------------------------------------------------

