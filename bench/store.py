@@ -182,6 +182,7 @@ def fan_in(make_store: Callable[[], JobStore], batches: int, workers: int) -> di
         "fanin_deliveries": len(deliveries),
         "fanin_workers": workers,
         "fanin_batches_per_s": round(batches / elapsed, 1),
+        "fanin_deliveries_per_s": round(len(deliveries) / elapsed, 1),
         "fanin_completed_batches": final.completed_batches,
         "fanin_exact": final.completed_batches == batches
         and final.stats.processed == batches

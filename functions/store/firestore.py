@@ -24,10 +24,11 @@ needed for these guarantees, which is also why they hold under heavy concurrency
 Finalize once: the counting commit's `Increment`s return the shard's new counts (the
 write's transform results), and a shard knows how many batches count into it (`shard_size`).
 Only a commit that completes its shard goes on to sum every shard (one query reading the
-shards, strongly consistent). The commit that completes the job necessarily completes its shard,
-and Firestore serializes commits, so it is followed by a read that sees every count; that
-reader (and maybe others) tries the `done/final` commit, and exactly one wins. A commit whose
-transform results are missing (the npm emulator returns none) sums the shards every time.
+shards, strongly consistent). The commit that completes the job necessarily completes its
+shard, and Firestore serializes commits, so it is followed by a read that sees every count;
+that reader (and maybe others) tries the `done/final` commit, and exactly one wins. A commit
+whose transform results are missing (the npm emulator returns none) sums the shards every
+time.
 
 No hot document (rule 3): counts never touch the parent. They go to
 `counters/{index % shards}`, where `shards` grows with the job's size. The parent is written
@@ -591,7 +592,7 @@ class FirestoreJobStore:
         counted = self._commit_outcome(job, batch, outcome, now)
         if counted is None:
             return FinishResult(False, False, job)
-        # While its shard waits for batches, so does the job: no read needed (docstring).
+        # While its shard waits for batches, so does the job: no read (module docstring).
         shard = shard_of(batch.index, job.total_batches)
         if counted.shard_ended is not None and (
             counted.shard_ended < shard_size(shard, job.total_batches)
