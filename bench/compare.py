@@ -1,6 +1,7 @@
 """Before and after in one session: run a bench module at two git revisions, interleaved
 (the order flips each round, so a machine that slows down weighs on both sides), and print
-one JSON line per backend: each numeric figure's median per side and head / base.
+one JSON line per backend: each numeric figure's median per side, head / base, and every
+run's value.
 
 Each revision is exported with `git archive` into a scratch directory and run there with
 this interpreter, so the working tree is never touched.
@@ -77,8 +78,11 @@ def main() -> None:
         compared: dict[str, Any] = {"backend": backend, **sides, "rounds": opts.rounds}
         for name in (n for n in base if n in head):
             pair: dict[str, Any] = {"base": base[name], "head": head[name]}
-            if not isinstance(base[name], bool) and base[name]:
-                pair["head_over_base"] = round(head[name] / base[name], 3)
+            if not isinstance(base[name], bool):
+                if base[name]:
+                    pair["head_over_base"] = round(head[name] / base[name], 3)
+                for side in sides:  # the spread, which the medians hide
+                    pair[f"{side}_runs"] = [r[name] for r in figures[(backend, side)]]
             compared[name] = pair
         print(json.dumps(compared), flush=True)
 
