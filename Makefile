@@ -19,6 +19,8 @@ STORE ?= sqlite
 # emulators (Firestore, Cloud Tasks, Pub/Sub, Cloud Storage), with infra/'s environment.
 CLOUD ?= local
 PORT_BASE ?= 8081
+# Where the stack keeps its state and logs; another directory (and PORT_BASE) runs a second stack.
+STATE_DIR ?= .local
 # make dev ROOTS="~/notes ~/papers": folders of your own the stack may ingest.
 ROOTS ?=
 ALLOW := $(foreach root,$(ROOTS),--allow $(root))
@@ -75,11 +77,14 @@ test: lint typecheck $(CHROMIUM)
 # Start the local stack, ingest the sample corpus with a live progress bar, print the result,
 # stop everything.
 run: setup
-	$(BIN)/python -m functions.cli run --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) $(ALLOW)
+	$(BIN)/python -m functions.cli run --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) \
+		--state-dir $(STATE_DIR) $(ALLOW)
 
-# Start the local stack and keep it up (Ctrl-C stops every process it started).
+# Start the local stack and keep it up (Ctrl-C, `kill` or a closed terminal stops every
+# process it started).
 dev: setup
-	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) $(ALLOW)
+	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) \
+		--state-dir $(STATE_DIR) $(ALLOW)
 
 bench: setup
 	$(BIN)/python -m bench.store

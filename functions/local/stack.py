@@ -63,6 +63,11 @@ READY_SECONDS = 60
 # per-instance concurrency). Batch work is CPU-bound Python under one GIL: more threads
 # than this only queue on it (measured with bench/e2e.py on 2 cores).
 WORKER_THREADS = "4"
+# How long the stack's processes get to exit after SIGTERM before SIGKILL: gunicorn (under
+# functions-framework) finishes its requests in hand first. Hurried (a second Ctrl-C or
+# `kill` while stopping): at most this long.
+STOP_SECONDS = 10.0
+HURRIED_STOP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class LocalStack:
         self.failure: FanoutError | None = None  # why the stack stopped by itself
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+        self._hurried = False
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -136,9 +142,8 @@ class LocalStack:
 
     def start(self) -> Self:
         self.logs.mkdir(parents=True, exist_ok=True)
+        # The owner reports these (the CLI prints one line); a log line too would say it twice.
         self.leftovers_ended = self.pids.end_leftovers()
-        if self.leftovers_ended:
-            log.warning("ended %d processes left by an earlier stack", self.leftovers_ended)
         for target in FUNCTIONS:
             if port_open(f"{self.config.host}:{self.port(target)}"):
                 raise StartupError(
@@ -316,25 +321,52 @@ class LocalStack:
         self.failure = error
         self.stop()
 
+    def hurry(self) -> None:
+        """Cut the grace of the stop under way (or the next one) to HURRIED_STOP_SECONDS:
+        what a second Ctrl-C or `kill` asks for. Called from a signal handler, so it only
+        sets a flag (no lock, no exception)."""
+        self._hurried = True
+
     def stop(self) -> None:
+        """End every process the stack started (functions, dispatcher, emulators) and the
+        groups they lead: SIGTERM to all groups at once, up to STOP_SECONDS for them to exit
+        (HURRIED_STOP_SECONDS once `hurry` was called), then SIGKILL. Idempotent: a second
+        call, from another thread or after a crash loop stopped the stack, waits for the
+        first and does nothing more."""
         self._scheduler_stop.set()
         if self.supervisor is not None:
             self.supervisor.stop()  # first: no restart from here on
         with self._stop_lock:  # the supervisor (on a crash loop) and the owner may both stop
-            self._end_processes()
+            if not self._stopped.is_set():
+                self._end_processes()
         self._stopped.set()
 
     def _end_processes(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for name, process in list(self.processes.items()):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop on SIGTERM; killing it", name)
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        leaders = dict(self.processes)
+        if self.emulator is not None:
+            leaders[self.emulator.name] = self.emulator.process
+        if self.cloud is not None:
+            leaders.update({emulator.name: emulator.process for emulator in self.cloud.emulators})
+        # Only groups whose leader is not reaped yet (running, or dead and unnoticed): one
+        # reaped earlier was killed whole then (supervisor, `kill`), and its number may
+        # belong to another process by now.
+        running = {name: leader for name, leader in leaders.items() if leader.returncode is None}
+        for leader in running.values():
+            _signal_group(leader, signal.SIGTERM)
+        began = time.monotonic()
+        while alive := [name for name, leader in running.items() if leader.poll() is None]:
+            grace = HURRIED_STOP_SECONDS if self._hurried else STOP_SECONDS
+            if time.monotonic() - began >= grace:
+                # Asked for when hurried; a surprise (a process stuck) when not.
+                level = logging.INFO if self._hurried else logging.WARNING
+                log.log(level, "%s did not stop within %g s; killing", ", ".join(alive), grace)
+                break
+            time.sleep(0.05)  # polling the children's exit; the grace bounds it
+        for leader in running.values():
+            # Also the group of a leader that exited: what it started may outlive it.
+            _signal_group(leader, signal.SIGKILL)
+            leader.wait()
+        # Each emulator has exited by now; this closes what the stack holds of them.
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
@@ -374,3 +406,8 @@ class LocalStack:
                 self.sweep()
             except OSError as error:
                 log.warning("local scheduler: cleanup_jobs failed: %s", error)
+
+
+def _signal_group(leader: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited
+        os.killpg(leader.pid, sig)
