@@ -7,8 +7,9 @@ environment infra/ gives it.
 
 Each child runs in its own process group, and `stop()` ends the groups, so Ctrl-C (or a
 failing test) leaves no stray process. The groups are also recorded in
-`state_dir/stack.pids`, so a stack whose CLI was killed with SIGKILL is ended by the next
-one started on the same state directory. State lives in `state_dir` (default `.local/`).
+`state_dir/stack.pids`, so a stack whose owner was killed with SIGKILL is ended by its
+reaper (functions/local/reaper.py) or, failing that, by the next one started on the same
+state directory. State lives in `state_dir` (default `.local/`).
 
 A child that dies while the stack is up is started again, as Cloud Run would start a new
 instance, and one that keeps dying stops the stack (functions/local/supervisor.py).
@@ -43,6 +44,7 @@ from functions.local.emulators import (
     start_npm_firestore,
 )
 from functions.local.pidfile import PidFile
+from functions.local.reaper import Reaper
 from functions.local.supervisor import RestartPolicy, Supervisor
 
 if TYPE_CHECKING:
@@ -115,6 +117,7 @@ class LocalStack:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._hurried = False
+        self._reaper: Reaper | None = None
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -151,6 +154,8 @@ class LocalStack:
                     "choose another port base"
                 )
         try:
+            # From here on, however this process ends, what the stack starts ends with it.
+            self._reaper = Reaper(self.pids.path, self.logs / "reaper.log")
             self._env = self._emulated_env() if self.emulated else self._base_env()
             for name in self.process_names:
                 self.start_process(name)
@@ -373,6 +378,9 @@ class LocalStack:
         if self.cloud is not None:
             self.cloud.stop()
         self.pids.clear()
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
     def __enter__(self) -> Self:
         return self.start()

@@ -162,16 +162,31 @@ def _kill_strays(state_dir: Path) -> None:
             continue
 
 
+def _reaper_pid(state_dir: Path) -> int:
+    """The stack's reaper (functions/local/reaper.py), known by its command line."""
+    wanted = [b"functions.local.reaper", str(state_dir.resolve() / "stack.pids").encode()]
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and all(
+                word in (entry / "cmdline").read_bytes().split(b"\0") for word in wanted
+            ):
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no reaper for {state_dir}")
+
+
 def test_a_stack_left_by_a_killed_cli_is_ended_by_the_next_one(tmp_path: Path) -> None:
-    """SIGKILL of the CLI leaves its stack running (nothing runs on SIGKILL). The next
-    stack on the same state directory and ports ends those processes, says so once, and
-    serves."""
+    """SIGKILL of the CLI and of its reaper (as a machine's OOM killer might) leaves the
+    stack running: nothing runs on SIGKILL. The next stack on the same state directory and
+    ports ends those processes, says so once, and serves."""
     state, port_base = tmp_path / "state", free_port_block(5)
     first, second = tmp_path / "first.out", tmp_path / "second.out"
     dev = _start_dev(state, port_base, first)
     try:
         _wait_up(dev, first)
         left = _stack_pids(state)
+        os.kill(_reaper_pid(state), signal.SIGKILL)
         dev.kill()
         dev.wait(timeout=30)
         assert {pid for pid in left if _alive(pid)} == left  # the processes outlive the CLI

@@ -17,7 +17,7 @@ import pytest
 from functions.local.emulators import ROOT, free_port_block
 from functions.local.stack import FUNCTIONS
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_cli import _alive, _cli, _kill_strays, _stack_pids, _wait_up
+from tests.e2e.test_cli import _alive, _cli, _kill_strays, _reaper_pid, _stack_pids, _wait_up
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,8 @@ def make_dev(tmp_path: Path) -> Iterator[Running]:
 
 def _assert_stopped_whole(running: Running, started: set[int]) -> None:
     """No process of the stack runs (neither one seen at the start nor any started since),
-    the pid file is gone, and each port takes a new server."""
+    and each port takes a new server."""
     assert not {pid for pid in started | _stack_pids(running.state) if _alive(pid)}
-    assert not (running.state / "stack.pids").exists()
     for offset in FUNCTIONS.values():
         with socket.socket() as server:
             server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
@@ -132,6 +131,7 @@ def test_the_stack_stops_whole_whatever_stops_it(dev: Running, way: Way) -> None
 
     assert dev.process.wait(timeout=60) == way.exit_code, dev.output.read_text()
     _assert_stopped_whole(dev, started)
+    assert not (dev.state / "stack.pids").exists()  # nothing for a next stack to end
     out = dev.output.read_text()
     assert out.rstrip().endswith("stopped") and "Traceback" not in out, out
     assert "restarting" not in out, out  # the supervisor took no stopped process for a crash
@@ -147,5 +147,25 @@ def test_make_dev_stops_whole_on_a_group_sigterm(make_dev: Running) -> None:
 
     assert make_dev.process.wait(timeout=60) == -signal.SIGTERM, make_dev.output.read_text()
     _assert_stopped_whole(make_dev, started)
+    assert not (make_dev.state / "stack.pids").exists()
     out = make_dev.output.read_text()
     assert "] Error 143" in out and "Traceback" not in out, out
+
+
+def test_kill_9_of_the_cli_is_followed_by_its_reaper(dev: Running) -> None:
+    """Nothing runs in a process on SIGKILL: the stack's reaper, which watches the CLI
+    from a session of its own, ends what the CLI started, without waiting for a next
+    stack to find them."""
+    started = dev.up()
+    reaper = _reaper_pid(dev.state)
+
+    dev.process.kill()
+
+    assert dev.process.wait(timeout=60) == -signal.SIGKILL
+    wait_for(
+        lambda: not {pid for pid in started if _alive(pid)},
+        timeout=60,
+        what="the reaper to end the stack",
+    )
+    wait_for(lambda: not _alive(reaper), timeout=30, what="the reaper to exit")
+    _assert_stopped_whole(dev, started)
