@@ -45,6 +45,7 @@ from functions.local.emulators import (
 )
 from functions.local.pidfile import PidFile
 from functions.local.reaper import Reaper
+from functions.local.signals import held_signals
 from functions.local.supervisor import RestartPolicy, Supervisor
 
 if TYPE_CHECKING:
@@ -258,7 +259,8 @@ class LocalStack:
         """Start (or restart) one process of the stack; with `supervise`, leave restarts
         to the supervisor."""
         env = self.environment(name)
-        with (self.logs / f"{name}.log").open("ab") as out:
+        # A Ctrl-C meanwhile is raised once the process is kept and recorded, for stop().
+        with held_signals(), (self.logs / f"{name}.log").open("ab") as out:
             self.processes[name] = subprocess.Popen(
                 self.command(name),
                 cwd=ROOT,
@@ -267,7 +269,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.pids.record(self.processes[name].pid)
+            self.pids.record(self.processes[name].pid)
         return self.processes[name]
 
     def _wait_ready(self, name: str) -> None:

@@ -99,6 +99,13 @@ def dev(tmp_path: Path) -> Iterator[Running]:
 
 
 @pytest.fixture
+def dev_on_firestore(tmp_path: Path) -> Iterator[Running]:
+    yield from _start(
+        tmp_path, lambda state, port_base: _cli("dev", state, port_base, "--store", "firestore")
+    )
+
+
+@pytest.fixture
 def make_dev(tmp_path: Path) -> Iterator[Running]:
     yield from _start(
         tmp_path,
@@ -169,3 +176,42 @@ def test_kill_9_of_the_cli_is_followed_by_its_reaper(dev: Running) -> None:
     )
     wait_for(lambda: not _alive(reaper), timeout=30, what="the reaper to exit")
     _assert_stopped_whole(dev, started)
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields 3 on of /proc/PID/stat: state, ppid, pgrp, session, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+
+
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), _stat(int(entry.name))
+            except OSError:
+                continue
+
+
+def _emulator_child(parent: int) -> int | None:
+    """The Firestore emulator `parent` started (it leads a session of its own)."""
+    for pid, stat in _processes():
+        try:
+            if int(stat[1]) == parent and b"firestore" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def test_ctrl_c_while_the_stack_starts_ends_what_it_started(dev_on_firestore: Running) -> None:
+    """Ctrl-C while `fanout dev --store firestore` waits for its Firestore emulator to come
+    up: the emulator, with everything in its session (gcloud starts Java), is ended too."""
+    dev = dev_on_firestore
+    emulator = wait_for(lambda: _emulator_child(dev.process.pid), what="the emulator to start")
+
+    os.killpg(dev.process.pid, signal.SIGINT)
+
+    assert dev.process.wait(timeout=60) == 130, dev.output.read_text()
+    left = [pid for pid, stat in _processes() if int(stat[3]) == emulator and stat[0] != "Z"]
+    assert not left, left
+    assert not {pid for pid in _stack_pids(dev.state) if _alive(pid)}
