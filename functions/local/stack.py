@@ -79,6 +79,9 @@ class StackConfig:
     host: str = "127.0.0.1"
     port_base: int = 8081
     store: Literal["sqlite", "firestore"] = "sqlite"
+    # store="firestore" on an emulator already running (host:port), in a project of the
+    # stack's own, instead of starting one: tests share one emulator between many stacks.
+    firestore_emulator: str | None = None
     # "local": SQLite (or a Firestore emulator) and the local dispatcher; "emulated": the
     # deployed shape on Google's emulators (`store` does not apply).
     cloud: Literal["local", "emulated"] = "local"
@@ -207,7 +210,10 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
             "THREADS": WORKER_THREADS,
         }
-        if self.config.store == "firestore":
+        if self.config.store == "firestore" and self.config.firestore_emulator:
+            env["FIRESTORE_EMULATOR_HOST"] = self.config.firestore_emulator
+            env["FANOUT_GCP_PROJECT"] = f"fanout-local-{secrets.token_hex(6)}"
+        elif self.config.store == "firestore":
             start = start_google_firestore if google_firestore_available() else start_npm_firestore
             self.emulator = start(self.logs)
             self.pids.record(self.emulator.process.pid)

@@ -49,6 +49,10 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
             state_dir=tmp_path / f"stack{len(stacks)}",
             port_base=free_port_block(len(FUNCTIONS)),
             store=store,
+            # One emulator for the session, a project of its own per stack.
+            firestore_emulator=(
+                request.getfixturevalue("firestore_emulator").host if store == "firestore" else None
+            ),
             env={**FAST_ENV, **(env or {})},
             process_env=process_env or {},
             supervise=supervise,
