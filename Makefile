@@ -25,7 +25,7 @@ STATE_DIR ?= .local
 ROOTS ?=
 ALLOW := $(foreach root,$(ROOTS),--allow $(root))
 
-.PHONY: run dev test lint typecheck bench soak setup clean
+.PHONY: run dev test lint typecheck bench bench-search soak setup clean
 
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed $(CHECKOV_VENV)/.installed
 
@@ -86,12 +86,23 @@ dev: setup
 	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) \
 		--state-dir $(STATE_DIR) $(ALLOW)
 
-bench: setup
+bench: setup bench-search
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.api
+
+# bench.search's corpus is the Python documentation Debian ships (apt, not PyPI).
+PYTHON_DOC := /usr/share/doc/python3.11/html
+$(PYTHON_DOC):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq --no-install-recommends python3.11-doc
+
+# Search quality (recall@1, recall@5, MRR@5), e.g. BENCH_SEARCH_ARGS="--queries 50".
+BENCH_SEARCH_ARGS ?=
+bench-search: setup $(PYTHON_DOC)
+	$(BIN)/python -m bench.search $(BENCH_SEARCH_ARGS)
 
 # Minutes of load on the local stack with its worker killed every minute (not part of
 # `make bench`): exact counts, restarts, peak memory. make soak SOAK_MINUTES=2 for less.
