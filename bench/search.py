@@ -18,6 +18,7 @@ Figures: recall@1 (the right page is the first hit), recall@5 (in the first 5) a
 (mean of 1/rank, 0 past 5), per kind and overall.
 
 Usage: python -m bench.search [--queries 100] [--library-every 5] [--options JSON]
+                              [--misses FILE] [--state DIR]
 """
 
 from __future__ import annotations
@@ -174,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--library-every", type=int, default=5, help="1: every library page")
     parser.add_argument("--options", default="{}", help="the request's options, as JSON")
     parser.add_argument("--misses", type=Path, help="write the queries not ranked first here")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="keep the corpus and collection here; a later run with the same --state only "
+        "searches (to compare query-time ranking without embedding again)",
+    )
     args = parser.parse_args(argv)
     if not DOC_ROOT.is_dir():
         sys.exit(
@@ -182,15 +189,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     options = json.loads(args.options)
     pages = corpus_pages(DOC_ROOT, args.library_every)
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "python3.11-html"
-        copy_corpus(pages, DOC_ROOT, corpus)
+    with contextlib.ExitStack() as cleanup:
+        state = args.state or Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        corpus = state / "python3.11-html"
         settings = Settings(
             allowed_roots=(corpus,),
-            ingestion=IngestionSettings(lancedb_uri=str(Path(tmp) / "lancedb")),
+            ingestion=IngestionSettings(lancedb_uri=str(state / "lancedb")),
         )
         start = time.perf_counter()
-        stats = ingest(corpus, settings, options)
+        if Collection(settings.ingestion.lancedb_uri, COLLECTION).exists():
+            stats = JobStats(chunks=Collection(settings.ingestion.lancedb_uri, COLLECTION).count())
+        else:
+            copy_corpus(pages, DOC_ROOT, corpus)
+            stats = ingest(corpus, settings, options)
         ingest_seconds = time.perf_counter() - start
         documents = [
             load_document(SourceItem(item.uri, item.size), Path(item.uri).read_bytes())

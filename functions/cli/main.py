@@ -12,7 +12,7 @@ show      a job: its stats, its failed batches with their errors, its links
 cancel    cancel a job
 retry     run a failed job's failed batches again
 delete    delete an ended job
-search    search a collection (hybrid: vector + full text)
+search    search a collection (hybrid: vector + full text), one hit per document
 logs      a job's log lines (local stack or Cloud Logging), or --follow them
 smoke     check a deployment end to end: submit a tiny ingestion, wait, search it, check
           its logs link, delete what it made; one PASS/FAIL line per step
