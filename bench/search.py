@@ -18,7 +18,7 @@ Figures: recall@1 (the right page is the first hit), recall@5 (in the first 5) a
 (mean of 1/rank, 0 past 5), per kind and overall.
 
 Usage: python -m bench.search [--queries 100] [--library-every 5] [--options JSON]
-                              [--misses FILE] [--state DIR]
+                              [--by document|chunk] [--misses FILE] [--state DIR]
 """
 
 from __future__ import annotations
@@ -154,12 +154,12 @@ def _figures(ranks: Sequence[int | None]) -> dict[str, float]:
 
 
 def evaluate(
-    settings: Settings, queries: Sequence[tuple[str, str, str]]
+    settings: Settings, queries: Sequence[tuple[str, str, str]], *, by_document: bool
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ranks: dict[str, list[int | None]] = defaultdict(list)
     misses: list[dict[str, Any]] = []
     for kind, query, uri in queries:
-        hits = search_collection(settings, COLLECTION, query, k=K)
+        hits = search_collection(settings, COLLECTION, query, k=K, by_document=by_document)
         uris = [hit.uri for hit in hits]
         rank = uris.index(uri) + 1 if uri in uris else None
         ranks[kind].append(rank)
@@ -174,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=100, help="queries of each kind")
     parser.add_argument("--library-every", type=int, default=5, help="1: every library page")
     parser.add_argument("--options", default="{}", help="the request's options, as JSON")
+    parser.add_argument(
+        "--by", choices=("document", "chunk"), default="document", help="the hits' unit"
+    )
     parser.add_argument("--misses", type=Path, help="write the queries not ranked first here")
     parser.add_argument(
         "--state",
@@ -209,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ]
         queries = make_queries(documents, args.queries)
         start = time.perf_counter()
-        figures, misses = evaluate(settings, queries)
+        figures, misses = evaluate(settings, queries, by_document=args.by == "document")
         search_seconds = time.perf_counter() - start
         embedder = Collection(settings.ingestion.lancedb_uri, COLLECTION).embedder()
     if args.misses:
@@ -217,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = {
         "corpus": f"{DOC_PACKAGE} HTML, {len(pages)} pages",
         "options": options,
+        "by": args.by,
         "embedder": f"{embedder[0]}:{embedder[1]}",
         "chunks": stats.chunks,
         "mb": round(stats.bytes_read / 1_000_000, 2),
