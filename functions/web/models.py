@@ -301,7 +301,7 @@ class SearchHitView(View):
     matched_chunks: int = Field(
         description=(
             "by=document: how many of the document's chunks are among the best-ranked "
-            "candidates (at least 100); by=chunk: 1"
+            "candidates (at least 20); by=chunk: 1"
         )
     )
     source: str = Field(

@@ -161,6 +161,17 @@ def test_hits_are_distinct_documents_with_how_many_of_their_chunks_matched(
     assert quoted[0].matched_chunks == holding
 
 
+def test_too_few_documents_among_the_candidates_means_a_deeper_search(
+    corpus: Searchable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first candidates (here 2 chunks) hold fewer documents than asked: the search
+    goes deeper rather than answer with fewer."""
+    monkeypatch.setattr(sink, "MIN_CANDIDATES", 2)
+    monkeypatch.setattr(sink, "CANDIDATES_PER_HIT", 0)
+    names = corpus.names("exactly once delivery guarantee", k=5)
+    assert names[0] == "delivery.md" and len(set(names)) == 5
+
+
 def test_quoted_words_must_appear_as_a_phrase_in_every_hit(corpus: Searchable) -> None:
     """retries.md holds "exactly" and "once" apart: found without quotes, never with them.
     The phrase matches across a line break and in any case."""
