@@ -19,11 +19,13 @@ STORE ?= sqlite
 # emulators (Firestore, Cloud Tasks, Pub/Sub, Cloud Storage), with infra/'s environment.
 CLOUD ?= local
 PORT_BASE ?= 8081
+# Where the stack keeps its state and logs; another directory (and PORT_BASE) runs a second stack.
+STATE_DIR ?= .local
 # make dev ROOTS="~/notes ~/papers": folders of your own the stack may ingest.
 ROOTS ?=
 ALLOW := $(foreach root,$(ROOTS),--allow $(root))
 
-.PHONY: run dev test lint typecheck bench soak setup clean
+.PHONY: run dev test lint typecheck bench bench-search soak setup clean
 
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed $(CHECKOV_VENV)/.installed
 
@@ -75,18 +77,32 @@ test: lint typecheck $(CHROMIUM)
 # Start the local stack, ingest the sample corpus with a live progress bar, print the result,
 # stop everything.
 run: setup
-	$(BIN)/python -m functions.cli run --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) $(ALLOW)
+	$(BIN)/python -m functions.cli run --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) \
+		--state-dir $(STATE_DIR) $(ALLOW)
 
-# Start the local stack and keep it up (Ctrl-C stops every process it started).
+# Start the local stack and keep it up (Ctrl-C, `kill` or a closed terminal stops every
+# process it started).
 dev: setup
-	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) $(ALLOW)
+	$(BIN)/python -m functions.cli dev --store $(STORE) --cloud $(CLOUD) --port-base $(PORT_BASE) \
+		--state-dir $(STATE_DIR) $(ALLOW)
 
-bench: setup
+bench: setup bench-search
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.logs
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.api
+
+# bench.search's corpus is the Python documentation Debian ships (apt, not PyPI).
+PYTHON_DOC := /usr/share/doc/python3.11/html
+$(PYTHON_DOC):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq --no-install-recommends python3.11-doc
+
+# Search quality (recall@1, recall@5, MRR@5), e.g. BENCH_SEARCH_ARGS="--queries 50".
+BENCH_SEARCH_ARGS ?=
+bench-search: setup $(PYTHON_DOC)
+	$(BIN)/python -m bench.search $(BENCH_SEARCH_ARGS)
 
 # Minutes of load on the local stack with its worker killed every minute (not part of
 # `make bench`): exact counts, restarts, peak memory. make soak SOAK_MINUTES=2 for less.

@@ -8,9 +8,15 @@ import pytest
 
 from tests.support.reports import PHASE_REPORTS
 
-# The Cloud Storage emulator fixtures serve both the ingestion and the end-to-end tests;
-# `starts` prints how many stacks and emulators the run started.
-pytest_plugins = ["tests.support.gcs", "tests.support.starts"]
+# The Cloud Storage and Firestore emulator fixtures serve several suites;
+# `starts` prints how many stacks and emulators the run started; `background_stops` waits
+# for the stacks passing tests left stopping.
+pytest_plugins = [
+    "tests.support.gcs",
+    "tests.support.firestore",
+    "tests.support.starts",
+    "tests.support.background_stops",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -166,8 +166,11 @@ class FanoutClient:
     def retry(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"{self.api_url}/jobs/{_quote(job_id)}/retry"))
 
-    def search(self, collection: str, query: str, k: int = 5) -> dict[str, Any]:
-        params = _query({"q": query, "k": str(k)})
+    def search(
+        self, collection: str, query: str, k: int = 5, *, by: str = "document"
+    ) -> dict[str, Any]:
+        # `by` only when not the default: an API from before it refuses unknown parameters.
+        params = _query({"q": query, "k": str(k), **({"by": by} if by != "document" else {})})
         return dict(
             self._call("GET", f"{self.api_url}/collections/{_quote(collection)}/search{params}")
         )

@@ -17,11 +17,14 @@ import argparse
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
+from functions.cli import termination
 from functions.cli.client import FanoutClient
 from functions.cli.output import console
 from functions.cli.search import hits_table
@@ -50,9 +53,22 @@ DEV_TARGETS = ("ingest", "jobs_api", "run_batch", "cleanup_jobs", "ingest_pubsub
 def _report_leftovers(stack: LocalStack) -> None:
     if stack.leftovers_ended:
         console.print(
-            f"[yellow]Ended {stack.leftovers_ended} processes left running by an earlier "
-            f"stack in {stack.state_dir}[/]"
+            f"[yellow]Ended {plural(stack.leftovers_ended, 'process group')} left running by "
+            f"an earlier stack in {stack.state_dir}[/]"
         )
+
+
+@contextmanager
+def _saying_so_when_stopped() -> Iterator[None]:
+    """A signal stops the stack on the way out (LocalStack.__exit__), which takes a few
+    seconds: say so first (if the terminal is still there to show it)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with suppress(OSError):
+            console.print("Stopping the local stack ... (a second Ctrl-C hurries it)")
+            console.file.flush()
+        raise
 
 
 class _SupervisionLines(logging.Handler):
@@ -159,7 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"(on purpose: {', '.join(bad)} fail, and one file of an unknown type is skipped)"
     )
     console.print(f"Starting the local stack ({_shape(args)}) ...")
-    with LocalStack(config) as stack:
+    stack = LocalStack(config)
+    termination.on_repeat(stack.hurry)
+    with stack, _saying_so_when_stopped():
         _report_leftovers(stack)
         try:
             client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
@@ -215,10 +233,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     _show_supervision()
     config = _stack_config(args, sweep_interval=30.0)
     stack = LocalStack(config)
+    termination.on_repeat(stack.hurry)
     # The console view: every line the stack's processes log from now on, as it is written.
     tailer = LogTailer(stack.logs / LOCAL_LOG_FILE, lambda line: print_lines([line])).start()
     try:
-        with stack:
+        with stack, _saying_so_when_stopped():
             _report_leftovers(stack)
             for target in DEV_TARGETS:
                 console.print(Text(f"  {target:<14} {stack.url(target)}"))

@@ -12,7 +12,7 @@ show      a job: its stats, its failed batches with their errors, its links
 cancel    cancel a job
 retry     run a failed job's failed batches again
 delete    delete an ended job
-search    search a collection (hybrid: vector + full text)
+search    search a collection (hybrid: vector + full text), one hit per document
 logs      a job's log lines (local stack or Cloud Logging), or --follow them
 smoke     check a deployment end to end: submit a tiny ingestion, wait, search it, check
           its logs link, delete what it made; one PASS/FAIL line per step
@@ -22,19 +22,19 @@ FANOUT_INGEST_URL) name a deployed one; there every request carries a Google ID 
 Application Default Credentials. Each takes --json: one JSON document on stdout.
 
 Exit codes: 0 done; 1 an API or runtime error (one `error:` line on stderr), or a watched
-job failed; 2 bad usage, or a watched job was cancelled; 130 Ctrl-C; 141 the reader of
-stdout went away (`fanout watch J | head -1`).
+job failed; 2 bad usage, or a watched job was cancelled; 130 Ctrl-C (SIGINT), 143 `kill`
+(SIGTERM), 129 a closed terminal (SIGHUP), as functions/cli/termination.py explains; 141 the
+reader of stdout went away (`fanout watch J | head -1`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import signal
 import sys
-from typing import NoReturn
 
-from functions.cli import jobs, local, logs, search, smoke, submit, watch
+from functions.cli import jobs, local, logs, search, smoke, submit, termination, watch
 from functions.cli.client import ApiError, ApiUnreachable
 from functions.cli.errors import UsageError
 from functions.cli.output import print_error, print_note
@@ -47,7 +47,7 @@ from functions.errors import (
     StartupError,
 )
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_CLOSED_PIPE = 1, 2, 130, 141
+EXIT_ERROR, EXIT_USAGE, EXIT_CLOSED_PIPE = 1, 2, 141
 # Errors of what was asked for, not of what happened: exit 2, like argparse's. A local
 # stack that cannot start (a port in use, a crash loop) exits 2 as `make run` documents.
 _USAGE_ERRORS: tuple[type[FanoutError], ...] = (
@@ -70,17 +70,6 @@ def parser() -> argparse.ArgumentParser:
     for module in (submit, watch, jobs, search, logs, smoke):
         module.register(commands, shared)
     return main
-
-
-def _stop_on_termination() -> None:
-    """`kill` (SIGTERM) and a closing terminal (SIGHUP) stop the command like Ctrl-C does:
-    `run` and `dev` start children in their own sessions, which nothing else would stop."""
-
-    def raise_interrupt(signum: int, frame: object) -> NoReturn:
-        raise KeyboardInterrupt
-
-    for termination in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(termination, raise_interrupt)
 
 
 def describe(error: BaseException) -> tuple[str, int] | None:
@@ -111,16 +100,19 @@ def _silence_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _stop_on_termination()
+    # `kill` and a closing terminal stop the command as Ctrl-C does: `run` and `dev` start
+    # children in their own sessions, which nothing else would stop.
+    termination.install()
     try:
         code: int = args.handler(args)
         return code
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_CLOSED_PIPE
-    except KeyboardInterrupt:
-        print_note("stopped")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more lines
+            print_note("stopped")
+        return termination.exit_code(interrupt)
     except Exception as error:
         described = describe(error)
         if described is None:

@@ -1,5 +1,5 @@
-"""`fanout search COLLECTION QUERY`: the chunks of a collection that best match a query
-(hybrid: vector and full text), as a table or --json."""
+"""`fanout search COLLECTION QUERY`: the documents (or, with --chunks, the chunks) of a
+collection that best match a query (hybrid: vector and full text), as a table or --json."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ TEXT_SHOWN = 160  # characters of each hit's text in the table
 
 
 def hits_table(result: Mapping[str, Any]) -> Table:
-    table = Table("score", "source", "heading / page", "text", title=f"search: {result['query']}")
+    by_document = result.get("by") == "document"
+    columns = ["score", "source", *(["chunks"] if by_document else []), "heading / page", "text"]
+    table = Table(*columns, title=f"search: {result['query']}")
     for hit in result["hits"]:
         where = hit["heading_path"] or ""
         if hit["page"] is not None:
@@ -31,6 +33,7 @@ def hits_table(result: Mapping[str, Any]) -> Table:
         table.add_row(
             f"{hit['score']:.4f}",
             hit.get("source") or _name(hit["uri"]),
+            *([str(hit["matched_chunks"])] if by_document else []),
             where,
             text[:TEXT_SHOWN] + ("..." if len(text) > TEXT_SHOWN else ""),
         )
@@ -42,7 +45,8 @@ def _name(uri: str) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    result = Target.from_args(args).client.search(args.collection, args.query, args.k)
+    by = "chunk" if args.chunks else "document"
+    result = Target.from_args(args).client.search(args.collection, args.query, args.k, by=by)
     if args.json:
         print_json(result)
     else:
@@ -52,9 +56,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def register(commands: Commands, parents: Sequence[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
-        "search", parents=list(parents), help="search a collection (vector + full text)"
+        "search",
+        parents=list(parents),
+        help="search a collection (vector + full text): the best documents",
     )
     p.set_defaults(handler=cmd_search)
     p.add_argument("collection")
     p.add_argument("query", help='words, or "a phrase" in quotes')
-    p.add_argument("-k", type=positive_int, default=5, help="how many chunks (default 5)")
+    p.add_argument("-k", type=positive_int, default=5, help="how many hits (default 5)")
+    p.add_argument(
+        "--chunks",
+        action="store_true",
+        help="the best chunks, several of a document possible (default: one per document)",
+    )

@@ -25,6 +25,7 @@ from functions.cli.client import FanoutClient
 from functions.cli.output import console, duration, print_json, print_note
 from functions.cli.parsing import positive_seconds
 from functions.cli.target import Target
+from functions.cli.termination import exit_code
 from functions.cli.views import STATUS_STYLES, status_text
 
 if TYPE_CHECKING:
@@ -273,9 +274,9 @@ def watch_and_report(
             display_for(console, quiet=args.json),
             interval=args.interval,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print_note("stopped watching; the jobs go on (fanout cancel JOB stops one)")
-        return 130  # as for any Ctrl-C (main.py)
+        return exit_code(interrupt)
     if args.json:
         print_json({**(document or {}), "jobs": jobs})
     else:

@@ -57,9 +57,11 @@ def _splitter(size: ChunkSize) -> MarkdownSplitter:
     )
 
 
-def chunk_id(uri: str, position: int, text: str) -> str:
-    """Deterministic: the same document, position and text give the same id on every run."""
-    digest = hashlib.sha256(f"{uri}\x00{position}\x00{text}".encode())
+def chunk_id(uri: str, position: int, text: str, heading_path: str = "") -> str:
+    """Deterministic: the same document, position, text and heading path give the same id
+    on every run. The heading path is part of what is embedded and indexed, so a chunk
+    whose heading changed is a new chunk."""
+    digest = hashlib.sha256(f"{uri}\x00{position}\x00{text}\x00{heading_path}".encode())
     return digest.hexdigest()[:32]
 
 
@@ -118,12 +120,13 @@ def chunk_document(document: Document, size: ChunkSize = ChunkSize()) -> Iterato
         for offset, text in splitter.chunk_indices(section)
     )
     for position, (offset, anchor, text) in enumerate(pieces):
+        heading_path = outline.heading_path(anchor)
         yield Chunk(
-            chunk_id=chunk_id(document.uri, position, text),
+            chunk_id=chunk_id(document.uri, position, text, heading_path),
             uri=document.uri,
             position=position,
             text=text,
-            heading_path=outline.heading_path(anchor),
+            heading_path=heading_path,
             page=outline.page(offset),
             start=offset,
             tokens=count_tokens(text),

@@ -52,8 +52,9 @@ class Document:
 class Chunk:
     """One piece of a document, small enough for the embedder's window.
 
-    `chunk_id` is derived from the document URI, the chunk's position and its text, so a
-    re-run produces the same ids and an unchanged document's chunks are upserted in place.
+    `chunk_id` is derived from the document URI, the chunk's position, text and heading
+    path, so a re-run produces the same ids and an unchanged document's chunks are upserted
+    in place.
     """
 
     chunk_id: str
@@ -64,3 +65,9 @@ class Chunk:
     page: int | None = None
     start: int = 0
     tokens: int = 0
+
+    @property
+    def embedded_text(self) -> str:
+        """What the embedder reads: the heading path, then the text, so a query that names
+        a section finds its chunks."""
+        return f"{self.heading_path}\n\n{self.text}" if self.heading_path else self.text

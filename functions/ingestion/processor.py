@@ -170,7 +170,9 @@ class DocumentBatch:
             if chunk.chunk_id in stored:
                 vectors[row] = stored[chunk.chunk_id]
         if new:
-            vectors[new] = self.embedder.embed_documents([self._chunks[r].text for r in new])
+            vectors[new] = self.embedder.embed_documents(
+                [self._chunks[r].embedded_text for r in new]
+            )
         return vectors
 
 

@@ -12,6 +12,7 @@ queue retries the batch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 from functions.errors import CollectionNotFound, InvalidArgument, TransientError
 from functions.humanize import plural
 from functions.ingestion.documents import Chunk
+from functions.ingestion.query_text import (
+    ParsedQuery,
+    identifiers,
+    phrase_pattern,
+    search_terms,
+)
 
 log = logging.getLogger("fanout.ingestion.sink")
 
@@ -50,6 +57,16 @@ COMPACT_EVERY_VERSIONS = 100
 # capped, a worker's memory stays bounded whatever the corpus size.
 INDEX_CACHE_BYTES = 128 * 1024 * 1024
 METADATA_CACHE_BYTES = 64 * 1024 * 1024
+# The column full-text search reads: a chunk's heading path and text as terms (see
+# query_text.search_terms). Collections from before it are given it at their next submit.
+TERMS_COLUMN = "search_text"
+# Document hits are grouped from this many of the best chunks of each search (4 per hit
+# asked, at least 20), deeper when those hold fewer documents than asked. Deeper lists fuse
+# worse: a chunk fair in both searches outranks one first in either (bench/search.py, all
+# queries, recall@1 / @5: 0.885 / 0.99 at 20, 0.885 / 0.985 at 50, 0.89 / 0.96 at 100).
+MIN_CANDIDATES = 20
+CANDIDATES_PER_HIT = 4
+MAX_CANDIDATES = 1280
 
 
 class CommitConflict(Exception):
@@ -69,6 +86,7 @@ def chunk_schema(dimension: int | None, embedder: str) -> pa.Schema:
         pa.field("page", pa.int32(), nullable=True),
         pa.field("tokens", pa.int32(), nullable=False),
         pa.field("job_id", pa.string(), nullable=False),
+        pa.field(TERMS_COLUMN, pa.string(), nullable=True),
     ]
     if dimension:
         fields.append(pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False))
@@ -96,8 +114,14 @@ def _connect(uri: str) -> lancedb.DBConnection:
 def _fts() -> Any:
     from lancedb.index import FTS
 
-    # Positions make "quoted words" a phrase query, not a bag of words.
-    return FTS(with_position=True)
+    # Split at whitespace only: the terms column already holds each identifier whole and
+    # in parts. Phrases are checked on the text itself, so no positions are needed.
+    return FTS(base_tokenizer="whitespace", with_position=False)
+
+
+def chunk_terms(chunk: Chunk) -> str:
+    """What full-text search matches of a chunk: its heading path's terms and its text's."""
+    return search_terms(f"{chunk.heading_path}\n{chunk.text}")
 
 
 def _sql_string(value: str) -> str:
@@ -147,6 +171,8 @@ class SearchHit:
     position: int
     score: float
     job_id: str = ""  # the job that wrote the chunk (where its location is)
+    # Of a document hit: how many of the document's chunks are among the best candidates.
+    matched_chunks: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,11 +183,66 @@ class SearchHit:
             "page": self.page,
             "position": self.position,
             "score": self.score,
+            "matched_chunks": self.matched_chunks,
         }
 
 
 def _has_text_index(table: Table) -> bool:
-    return any(index.columns == ["text"] for index in table.list_indices())
+    return any(index.columns == [TERMS_COLUMN] for index in table.list_indices())
+
+
+def _phrase_filter(phrases: Sequence[str]) -> str | None:
+    """A filter keeping the chunks whose text holds every phrase."""
+    return (
+        " AND ".join(f"regexp_like(text, {_sql_string(phrase_pattern(p))})" for p in phrases)
+        or None
+    )
+
+
+def _match(terms: str, column: str, *, every: bool = False) -> Any:
+    """Any of `terms` (all of them when `every`), in `column`'s full-text index."""
+    from lancedb.query import FullTextOperator, MatchQuery
+
+    operator = FullTextOperator.AND if every else FullTextOperator.OR
+    # Its other fields have defaults, which mypy's pydantic view does not see.
+    return MatchQuery(terms, column, operator=operator)  # type: ignore[call-arg]
+
+
+def _terms_query(text: str) -> Any:
+    """The query's terms, ranked by BM25, in chunks holding every identifier it names."""
+    from lancedb.query import BooleanQuery, Occur
+
+    words = _match(search_terms(text), TERMS_COLUMN)
+    required = identifiers(text)
+    if not required:
+        return words
+    return BooleanQuery(
+        [(Occur.MUST, _match(" ".join(required), TERMS_COLUMN, every=True)), (Occur.SHOULD, words)]
+    )
+
+
+def _hit(row: dict[str, Any], score: str) -> SearchHit:
+    return SearchHit(
+        chunk_id=row["id"],
+        uri=row["uri"],
+        text=row["text"],
+        heading_path=row["heading_path"],
+        page=row["page"],
+        position=row["position"],
+        score=round(float(row[score]), 6),
+        job_id=row.get("job_id") or "",
+    )
+
+
+def _distinct_documents(hits: Iterable[SearchHit], k: int) -> list[SearchHit]:
+    """The best hit of each document, best first, with how many of its chunks are among
+    `hits`; at most `k` documents."""
+    best: dict[str, SearchHit] = {}
+    counts: dict[str, int] = {}
+    for hit in hits:
+        best.setdefault(hit.uri, hit)
+        counts[hit.uri] = counts.get(hit.uri, 0) + 1
+    return [dataclasses.replace(hit, matched_chunks=counts[uri]) for uri, hit in best.items()][:k]
 
 
 class Collection:
@@ -192,7 +273,19 @@ class Collection:
                         f"cannot create collection {self.name!r}: {error}"
                     ) from error
         self.check_embedder(embedder=embedder, dimension=dimension)
+        self.ensure_terms_column(self.table())
         self.ensure_text_index(self.table())
+
+    def ensure_terms_column(self, table: Table) -> None:
+        """Give a collection from before the terms column one, filled with its rows' heading
+        paths and texts as they are (their next ingestion writes their terms proper)."""
+        if TERMS_COLUMN in table.schema.names:
+            return
+        try:
+            table.add_columns({TERMS_COLUMN: "concat(heading_path, ' ', text)"})
+        except (OSError, RuntimeError, ValueError) as error:
+            if TERMS_COLUMN not in self.table().schema.names:  # not a concurrent submit's
+                raise TransientError(f"cannot upgrade collection {self.name!r}: {error}") from error
 
     def check_embedder(self, *, embedder: str, dimension: int | None) -> None:
         """`InvalidArgument` unless the collection's vectors came from `embedder`: vectors
@@ -213,7 +306,7 @@ class Collection:
         if _has_text_index(table):
             return
         try:
-            table.create_index("text", config=_fts())
+            table.create_index(TERMS_COLUMN, config=_fts())
         except RuntimeError as error:
             if not _has_text_index(self.table()):  # the latest version, not `table`'s
                 raise TransientError(f"cannot index collection {self.name!r}: {error}") from error
@@ -327,6 +420,8 @@ class Collection:
             "tokens": [c.tokens for c in chunks],
             "job_id": [job_id] * len(chunks),
         }
+        if TERMS_COLUMN in schema.names:
+            columns[TERMS_COLUMN] = [chunk_terms(c) for c in chunks]
         if "vector" in schema.names:
             dimension = schema.field("vector").type.list_size
             if vectors is None or vectors.shape != (len(chunks), dimension):
@@ -405,37 +500,48 @@ class Collection:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def search(self, text: str, vector: np.ndarray | None, *, k: int) -> list[SearchHit]:
+    def search(
+        self, query: ParsedQuery, vector: np.ndarray | None, *, k: int, by_document: bool = True
+    ) -> list[SearchHit]:
         """Hybrid search (vector + full text, fused by reciprocal rank) when the collection
-        has vectors, full text alone otherwise. Words in double quotes match as a phrase."""
+        has vectors, full text alone otherwise; only chunks holding every phrase of `query`.
+        By document: the best chunk of each of the `k` best documents."""
         from lancedb.rerankers import RRFReranker
 
         table = self.table()
-        if vector is not None and "vector" in table.schema.names:
-            query = (
-                table.search(query_type="hybrid")
-                .vector(vector.tolist())
-                .text(text)
-                .rerank(RRFReranker(K=60))
-            )
-            score = "_relevance_score"
-        else:
-            query = table.search(text, query_type="fts")
-            score = "_score"
-        rows = query.limit(k).to_list()
-        return [
-            SearchHit(
-                chunk_id=row["id"],
-                uri=row["uri"],
-                text=row["text"],
-                heading_path=row["heading_path"],
-                page=row["page"],
-                position=row["position"],
-                score=round(float(row[score]), 6),
-                job_id=row.get("job_id") or "",
-            )
-            for row in rows
-        ]
+        if TERMS_COLUMN in table.schema.names:
+            terms = _terms_query(query.text)
+        else:  # a collection not upgraded yet: its old index on the text
+            terms = _match(query.text, "text")
+        hybrid = vector is not None and "vector" in table.schema.names
+        score = "_relevance_score" if hybrid else "_score"
+        phrases = _phrase_filter(query.phrases)
+
+        def best(limit: int) -> tuple[list[SearchHit], int]:
+            """The best `limit` chunks, and how many rows the search gave."""
+            if vector is not None and hybrid:
+                builder: Any = (
+                    table.search(query_type="hybrid")
+                    .vector(vector.tolist())
+                    .text(terms)
+                    .rerank(RRFReranker(K=60))
+                )
+            else:
+                builder = table.search(terms, query_type="fts")
+            if phrases is not None:
+                builder = builder.where(phrases, prefilter=True)
+            rows = builder.limit(limit).to_list()
+            return [_hit(row, score) for row in rows], len(rows)
+
+        if not by_document:
+            return best(k)[0]
+        limit = max(MIN_CANDIDATES, k * CANDIDATES_PER_HIT)
+        while True:
+            hits, found = best(limit)
+            documents = _distinct_documents(hits, k)
+            if len(documents) == k or found < limit or limit >= MAX_CANDIDATES:
+                return documents
+            limit *= 4
 
     def chunk_ids(self) -> Iterator[str]:
         """Every chunk id, once per row (duplicates would show twice)."""

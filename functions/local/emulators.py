@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from functions.errors import StartupError
+from functions.local.signals import held_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 90
@@ -86,21 +87,30 @@ class Emulator:
 def start_emulator(
     name: str, argv: list[str], port: int, log_dir: Path, ready: Callable[[str], bool]
 ) -> Emulator:
+    """Start an emulator and wait until `ready`; on any way out but success (a failure,
+    Ctrl-C), its process group is ended before the exception goes on."""
     log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    emulator = Emulator(name, f"127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StartupError(f"{name} exited early:\n{log.read_text()[-2000:]}")
-        if ready(emulator.host):
-            return emulator
-        time.sleep(0.2)  # polling a port that is not up yet; not a stand-in for sync
-    emulator.stop()
-    raise StartupError(f"{name} not ready after {STARTUP_SECONDS}s:\n{log.read_text()[-2000:]}")
+    emulator: Emulator | None = None
+    try:
+        # A Ctrl-C meanwhile is raised once the handle is kept, here in the `try`.
+        with held_signals():
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            emulator = Emulator(name, f"127.0.0.1:{port}", process, log)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StartupError(f"{name} exited early:\n{log.read_text()[-2000:]}")
+            if ready(emulator.host):
+                return emulator
+            time.sleep(0.2)  # polling a port that is not up yet; not a stand-in for sync
+        raise StartupError(f"{name} not ready after {STARTUP_SECONDS}s:\n{log.read_text()[-2000:]}")
+    except BaseException:
+        if emulator is not None:
+            emulator.stop()
+        raise
 
 
 def port_open(host: str) -> bool:

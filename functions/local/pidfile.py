@@ -1,8 +1,9 @@
 """The local stack's record of the process groups it started (`<state_dir>/stack.pids`).
 
 A stack stops its children on Ctrl-C, `kill` or a closed terminal. A CLI killed with
-SIGKILL cannot; its children keep their ports. The next stack on the same state directory
-reads this file and ends those groups first, so `make run` works again.
+SIGKILL cannot: its reaper (functions/local/reaper.py) reads this file and ends those
+groups, and should the reaper be gone too, the next stack on the same state directory does
+so first, so `make run` works again.
 
 A process is known by its pid and its start time (from `/proc`), so a recycled pid is
 never signalled. Where there is no `/proc`, nothing is recorded, and leftovers show up as
@@ -39,8 +40,10 @@ class PidFile:
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
-    def end_leftovers(self) -> int:
-        """End the recorded groups whose leaders still run; return how many there were."""
+    def end_leftovers(self, *, clear: bool = True) -> int:
+        """End the recorded groups whose leaders still run; return how many there were.
+        Then remove the file, unless `clear` is False (the reaper: a new stack may have
+        started on the same file meanwhile)."""
         leftovers = [
             (pid, started)
             for e in self._read()
@@ -54,7 +57,8 @@ class PidFile:
         for pid, started in leftovers:
             if _start_time(pid) == started:
                 _signal_group(pid, signal.SIGKILL)
-        self.clear()
+        if clear:
+            self.clear()
         return len(leftovers)
 
     def _read(self) -> list[dict[str, object]]:

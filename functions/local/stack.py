@@ -7,8 +7,9 @@ environment infra/ gives it.
 
 Each child runs in its own process group, and `stop()` ends the groups, so Ctrl-C (or a
 failing test) leaves no stray process. The groups are also recorded in
-`state_dir/stack.pids`, so a stack whose CLI was killed with SIGKILL is ended by the next
-one started on the same state directory. State lives in `state_dir` (default `.local/`).
+`state_dir/stack.pids`, so a stack whose owner was killed with SIGKILL is ended by its
+reaper (functions/local/reaper.py) or, failing that, by the next one started on the same
+state directory. State lives in `state_dir` (default `.local/`).
 
 A child that dies while the stack is up is started again, as Cloud Run would start a new
 instance, and one that keeps dying stops the stack (functions/local/supervisor.py).
@@ -43,6 +44,8 @@ from functions.local.emulators import (
     start_npm_firestore,
 )
 from functions.local.pidfile import PidFile
+from functions.local.reaper import Reaper
+from functions.local.signals import held_signals
 from functions.local.supervisor import RestartPolicy, Supervisor
 
 if TYPE_CHECKING:
@@ -63,6 +66,11 @@ READY_SECONDS = 60
 # per-instance concurrency). Batch work is CPU-bound Python under one GIL: more threads
 # than this only queue on it (measured with bench/e2e.py on 2 cores).
 WORKER_THREADS = "4"
+# How long the stack's processes get to exit after SIGTERM before SIGKILL: gunicorn (under
+# functions-framework) finishes its requests in hand first. Hurried (a second Ctrl-C or
+# `kill` while stopping): at most this long.
+STOP_SECONDS = 10.0
+HURRIED_STOP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,9 @@ class StackConfig:
     host: str = "127.0.0.1"
     port_base: int = 8081
     store: Literal["sqlite", "firestore"] = "sqlite"
+    # store="firestore" on an emulator already running (host:port), in a project of the
+    # stack's own, instead of starting one: tests share one emulator between many stacks.
+    firestore_emulator: str | None = None
     # "local": SQLite (or a Firestore emulator) and the local dispatcher; "emulated": the
     # deployed shape on Google's emulators (`store` does not apply).
     cloud: Literal["local", "emulated"] = "local"
@@ -109,6 +120,8 @@ class LocalStack:
         self.failure: FanoutError | None = None  # why the stack stopped by itself
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+        self._hurried = False
+        self._reaper: Reaper | None = None
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -136,9 +149,8 @@ class LocalStack:
 
     def start(self) -> Self:
         self.logs.mkdir(parents=True, exist_ok=True)
+        # The owner reports these (the CLI prints one line); a log line too would say it twice.
         self.leftovers_ended = self.pids.end_leftovers()
-        if self.leftovers_ended:
-            log.warning("ended %d processes left by an earlier stack", self.leftovers_ended)
         for target in FUNCTIONS:
             if port_open(f"{self.config.host}:{self.port(target)}"):
                 raise StartupError(
@@ -146,6 +158,8 @@ class LocalStack:
                     "choose another port base"
                 )
         try:
+            # From here on, however this process ends, what the stack starts ends with it.
+            self._reaper = Reaper(self.pids.path, self.logs / "reaper.log")
             self._env = self._emulated_env() if self.emulated else self._base_env()
             for name in self.process_names:
                 self.start_process(name)
@@ -196,7 +210,10 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
             "THREADS": WORKER_THREADS,
         }
-        if self.config.store == "firestore":
+        if self.config.store == "firestore" and self.config.firestore_emulator:
+            env["FIRESTORE_EMULATOR_HOST"] = self.config.firestore_emulator
+            env["FANOUT_GCP_PROJECT"] = f"fanout-local-{secrets.token_hex(6)}"
+        elif self.config.store == "firestore":
             start = start_google_firestore if google_firestore_available() else start_npm_firestore
             self.emulator = start(self.logs)
             self.pids.record(self.emulator.process.pid)
@@ -248,7 +265,8 @@ class LocalStack:
         """Start (or restart) one process of the stack; with `supervise`, leave restarts
         to the supervisor."""
         env = self.environment(name)
-        with (self.logs / f"{name}.log").open("ab") as out:
+        # A Ctrl-C meanwhile is raised once the process is kept and recorded, for stop().
+        with held_signals(), (self.logs / f"{name}.log").open("ab") as out:
             self.processes[name] = subprocess.Popen(
                 self.command(name),
                 cwd=ROOT,
@@ -257,7 +275,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.pids.record(self.processes[name].pid)
+            self.pids.record(self.processes[name].pid)
         return self.processes[name]
 
     def _wait_ready(self, name: str) -> None:
@@ -316,31 +334,61 @@ class LocalStack:
         self.failure = error
         self.stop()
 
+    def hurry(self) -> None:
+        """Cut the grace of the stop under way (or the next one) to HURRIED_STOP_SECONDS:
+        what a second Ctrl-C or `kill` asks for. Called from a signal handler, so it only
+        sets a flag (no lock, no exception)."""
+        self._hurried = True
+
     def stop(self) -> None:
+        """End every process the stack started (functions, dispatcher, emulators) and the
+        groups they lead: SIGTERM to all groups at once, up to STOP_SECONDS for them to exit
+        (HURRIED_STOP_SECONDS once `hurry` was called), then SIGKILL. Idempotent: a second
+        call, from another thread or after a crash loop stopped the stack, waits for the
+        first and does nothing more."""
         self._scheduler_stop.set()
         if self.supervisor is not None:
             self.supervisor.stop()  # first: no restart from here on
         with self._stop_lock:  # the supervisor (on a crash loop) and the owner may both stop
-            self._end_processes()
+            if not self._stopped.is_set():
+                self._end_processes()
         self._stopped.set()
 
     def _end_processes(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for name, process in list(self.processes.items()):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop on SIGTERM; killing it", name)
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        leaders = dict(self.processes)
+        if self.emulator is not None:
+            leaders[self.emulator.name] = self.emulator.process
+        if self.cloud is not None:
+            leaders.update({emulator.name: emulator.process for emulator in self.cloud.emulators})
+        # Only groups whose leader is not reaped yet (running, or dead and unnoticed): one
+        # reaped earlier was killed whole then (supervisor, `kill`), and its number may
+        # belong to another process by now.
+        running = {name: leader for name, leader in leaders.items() if leader.returncode is None}
+        for leader in running.values():
+            _signal_group(leader, signal.SIGTERM)
+        began = time.monotonic()
+        while alive := [name for name, leader in running.items() if leader.poll() is None]:
+            grace = HURRIED_STOP_SECONDS if self._hurried else STOP_SECONDS
+            if time.monotonic() - began >= grace:
+                # Asked for when hurried; a surprise (a process stuck) when not.
+                level = logging.INFO if self._hurried else logging.WARNING
+                log.log(level, "%s did not stop within %g s; killing", ", ".join(alive), grace)
+                break
+            time.sleep(0.05)  # polling the children's exit; the grace bounds it
+        for leader in running.values():
+            # Also the group of a leader that exited: what it started may outlive it.
+            _signal_group(leader, signal.SIGKILL)
+            leader.wait()
+        # Each emulator has exited by now; this closes what the stack holds of them.
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
         if self.cloud is not None:
             self.cloud.stop()
         self.pids.clear()
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -374,3 +422,8 @@ class LocalStack:
                 self.sweep()
             except OSError as error:
                 log.warning("local scheduler: cleanup_jobs failed: %s", error)
+
+
+def _signal_group(leader: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited
+        os.killpg(leader.pid, sig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import flask
 
+from functions.ingestion.query_text import parse_search_query
 from functions.ingestion.search import search_collection
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
@@ -98,7 +99,7 @@ API_ROUTES: list[Route] = [
         "GET",
         "/collections/<name>/search",
         "search_collection",
-        "The chunks of a collection that best match a query (hybrid search)",
+        "The documents (or chunks) of a collection that best match a query (hybrid search)",
         query=SearchQuery,
         response=SearchResult,
         errors=(502, 503),
@@ -167,12 +168,17 @@ class JobsApi:
     def search_collection(self, request: flask.Request, name: str) -> flask.Response:
         asked = parse_query(SearchQuery, request.args)
         settings = self.service.settings
-        hits = search_collection(settings, name, asked.q, asked.k)
+        hits = search_collection(
+            settings, name, asked.q, asked.k, by_document=asked.by == "document"
+        )
         sources = shown_sources(hits, self.store, settings)
         views = [
             SearchHitView.from_hit(hit, source) for hit, source in zip(hits, sources, strict=True)
         ]
-        return view_response(SearchResult(collection=name, query=asked.q, hits=views))
+        phrases = list(parse_search_query(asked.q).phrases)
+        return view_response(
+            SearchResult(collection=name, query=asked.q, by=asked.by, phrases=phrases, hits=views)
+        )
 
     def delete_job(self, request: flask.Request, job_id: str) -> flask.Response:
         self.store.delete_job(job_id)

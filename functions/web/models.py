@@ -22,6 +22,7 @@ from functions.jobs import Batch, Job, JobStatus
 from functions.observability.lines import LogLine, LogPage
 from functions.observability.links import logs_url
 from functions.web.hits import without_headings
+from functions.web.queries import SearchUnit
 
 if TYPE_CHECKING:
     from functions.service import TaskCheck
@@ -288,7 +289,7 @@ class LogsPage(View):
 
 
 class SearchHitView(View):
-    """One chunk that matches the query."""
+    """One hit: a document as its best chunk (`by=document`), or one chunk."""
 
     chunk_id: str
     uri: str = Field(description="the document it came from")
@@ -297,6 +298,12 @@ class SearchHitView(View):
     page: int | None
     position: int
     score: float
+    matched_chunks: int = Field(
+        description=(
+            "by=document: how many of the document's chunks are among the best-ranked "
+            "candidates (at least 20); by=chunk: 1"
+        )
+    )
     source: str = Field(
         description="the document for people: its gs:// URI, or its path under its location"
     )
@@ -309,10 +316,12 @@ class SearchHitView(View):
 
 
 class SearchResult(View):
-    """The chunks of the collection that best match the query, best first."""
+    """The documents (or chunks) of the collection that best match the query, best first."""
 
     collection: str
     query: str
+    by: SearchUnit
+    phrases: list[str] = Field(description="the quoted phrases every hit holds, as read")
     hits: list[SearchHitView]
 
 

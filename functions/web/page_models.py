@@ -12,7 +12,15 @@ from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
 from functions.ingest_request import IngestRequest, one_input_schema
 from functions.ingestion.search import MAX_QUERY_CHARS, MAX_RESULTS
-from functions.web.queries import SEARCH_TEXT, BatchListQuery, JobListQuery, QueryModel
+from functions.web.queries import (
+    SEARCH_BY,
+    SEARCH_TEXT,
+    BatchListQuery,
+    JobListQuery,
+    QueryModel,
+    SearchUnit,
+    searchable,
+)
 
 # The trail of the pages before this one (functions/web/paging.py): cursors joined by ".",
 # "~" standing for the first page. At most MAX_TRAIL of them are kept.
@@ -53,6 +61,9 @@ class SearchPageQuery(QueryModel):
         description="what to search for (not only spaces)",
     )
     k: int = Field(default=10, ge=1, le=MAX_RESULTS, description="how many hits at most")
+    by: SearchUnit = Field(default="document", description=SEARCH_BY)
+
+    _q = field_validator("q", mode="before")(searchable)
 
 
 class NoQuery(QueryModel):

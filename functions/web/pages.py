@@ -427,7 +427,9 @@ class Pages:
                 raise CollectionNotFound(name)
             hits = None
         else:
-            found = search_collection(settings, name, query.q, query.k)
+            found = search_collection(
+                settings, name, query.q, query.k, by_document=query.by == "document"
+            )
             sources = shown_sources(found, self.service.store, settings)
             hits = [
                 SearchHitView.from_hit(hit, source)

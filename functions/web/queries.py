@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.datastructures import MultiDict
 
 from functions.errors import InvalidArgument
+from functions.ingestion.query_text import TYPOGRAPHIC_QUOTES, parse_search_query
 from functions.ingestion.search import MAX_QUERY_CHARS, MAX_RESULTS
 from functions.jobs import JobStatus
 from functions.observability.lines import DEFAULT_LOG_PAGE, MAX_LOG_PAGE
@@ -23,8 +24,14 @@ MAX_CURSOR_CHARS = 2048
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 CURSOR_ABOUT = "the next_cursor of the page before; any other is refused with 400 (InvalidCursor)"
 MAX_FILTER_CHARS = 128
-# A search must have something str.strip() leaves (which strips \x1c-\x1f too).
-SEARCH_TEXT = r"[^\s\x1c-\x1f]"
+# A search must have something str.strip() leaves (which strips \x1c-\x1f too) that is not
+# a quote mark: only quotes has nothing to search for (query_text.parse_search_query).
+SEARCH_TEXT = f'[^\\s\\x1c-\\x1f"{TYPOGRAPHIC_QUOTES}]'
+SearchUnit = Literal["document", "chunk"]
+SEARCH_BY = (
+    "document: each hit is a document, as its best chunk with how many of its chunks "
+    "matched; chunk: the best chunks, several of one document possible"
+)
 
 
 class QueryModel(BaseModel):
@@ -115,6 +122,16 @@ class LogQuery(QueryModel):
     _severity = field_validator("severity", mode="before")(_severity_name)
 
 
+def searchable(value: str | None) -> str | None:
+    """A query with words outside its quote marks (only quotes has nothing to search)."""
+    if value is not None:
+        try:
+            parse_search_query(value)
+        except InvalidArgument as error:
+            raise ValueError(error.message) from None
+    return value
+
+
 class SearchQuery(QueryModel):
     """GET /collections/{name}/search."""
 
@@ -122,9 +139,15 @@ class SearchQuery(QueryModel):
         min_length=1,
         max_length=MAX_QUERY_CHARS,
         pattern=SEARCH_TEXT,
-        description="what to search for (not only spaces)",
+        description=(
+            'what to search for; "words in double quotes" must appear as a phrase in every '
+            "hit (an unpaired quote is ignored; only quotes is a 400)"
+        ),
     )
     k: int = Field(default=5, ge=1, le=MAX_RESULTS, description="how many hits at most")
+    by: SearchUnit = Field(default="document", description=SEARCH_BY)
+
+    _q = field_validator("q", mode="before")(searchable)
 
 
 Query = TypeVar("Query", bound=QueryModel)

@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, syn
 from functions.cli.client import FanoutClient
 from functions.local.stack import LocalStack
 from tests.e2e.conftest import FAST_ENV, client_for, print_logs, shared_stack
+from tests.support.background_stops import stop_in_background
 from tests.support.reports import failed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One stack for the module: its tests use jobs of their own (own client ids)."""
     running = shared_stack(tmp_path_factory, "browser", BROWSER_ENV)
     yield running
-    running.stop()
+    stop_in_background(running)  # its tests print its logs when they fail
 
 
 @pytest.fixture

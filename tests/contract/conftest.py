@@ -17,12 +17,7 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
-from functions.local.emulators import (
-    Emulator,
-    google_firestore_available,
-    start_google_firestore,
-    start_npm_firestore,
-)
+from functions.local.emulators import Emulator, google_firestore_available
 from functions.store.firestore import FirestoreJobStore
 from functions.store.protocol import JobStore
 from functions.store.sqlite import SqliteJobStore
@@ -66,20 +61,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(
                     pytest.mark.xfail(strict=True, reason=f"{emulator} gap: {gap.args[0]}")
                 )
-
-
-@pytest.fixture(scope="session")
-def firestore_npm_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    emulator = start_npm_firestore(tmp_path_factory.mktemp("emulators"))
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(scope="session")
-def firestore_google_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    emulator = start_google_firestore(tmp_path_factory.mktemp("emulators"))
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture

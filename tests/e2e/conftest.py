@@ -16,6 +16,7 @@ import pytest
 from functions.cli.client import FanoutClient
 from functions.local.emulators import free_port_block
 from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
+from tests.support.background_stops import stop_in_background
 from tests.support.reports import failed
 
 # Fast retries and short leases, so recovery paths finish in seconds.
@@ -48,6 +49,10 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
             state_dir=tmp_path / f"stack{len(stacks)}",
             port_base=free_port_block(len(FUNCTIONS)),
             store=store,
+            # One emulator for the session, a project of its own per stack.
+            firestore_emulator=(
+                request.getfixturevalue("firestore_emulator").host if store == "firestore" else None
+            ),
             env={**FAST_ENV, **(env or {})},
             process_env=process_env or {},
             supervise=supervise,
@@ -57,11 +62,13 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
         return stack.start()
 
     yield make
-    for stack in stacks:
-        stack.stop()
     if failed(request.node):
         for stack in stacks:
+            stack.stop()
             print_logs(stack)
+    else:
+        for stack in stacks:
+            stop_in_background(stack)
 
 
 def shared_stack(

@@ -203,6 +203,24 @@ def test_html_keeps_the_main_text_with_markdown_headings_and_drops_the_chrome() 
     assert doc.title == "Backoff guide"
 
 
+def test_html_headings_and_definitions_lose_their_permalink_marks() -> None:
+    """Sphinx's `¶` (and newer Sphinx's and MkDocs' `#`) permalinks are not part of a
+    title; a link into the page with words of its own is kept."""
+    page = (
+        '<main><h1>Sorting HOW TO<a class="headerlink" href="#sorting" title="Permalink">¶</a>'
+        '</h1><h2>Key Functions<a class="headerlink" href="#key">#</a></h2>'
+        '<dl><dt id="f">sorted(iterable, key=None)<a class="headerlink" href="#f">¶</a></dt>'
+        '<dd><p>See <a href="#key">Key Functions</a> and '
+        '<a href="#x" aria-label="link">§</a>.</p></dd></dl></main>'
+    )
+    doc = load("sorting.html", page.encode())
+    assert [h.title for h in doc.headings] == ["Sorting HOW TO", "Key Functions"]
+    assert doc.text == (
+        "# Sorting HOW TO\n\n## Key Functions\n\nsorted(iterable, key=None)\n\n"
+        "See Key Functions and ."
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [

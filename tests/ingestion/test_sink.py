@@ -18,6 +18,7 @@ import pytest
 from functions.errors import CollectionNotFound, InvalidArgument
 from functions.ingestion import sink
 from functions.ingestion.documents import Chunk
+from functions.ingestion.query_text import ParsedQuery
 from functions.ingestion.sink import Collection
 
 DIMENSION = 8
@@ -100,7 +101,7 @@ def test_two_submits_racing_to_index_a_new_collection_both_go_on(tmp_path: Path)
         collection = Collection(db, name)
         handles = [collection.table(), collection.table()]  # each submit opened it
         _at_once([functools.partial(collection.ensure_text_index, t) for t in handles])
-        assert [index.columns for index in collection.table().list_indices()] == [["text"]]
+        assert [index.columns for index in collection.table().list_indices()] == [["search_text"]]
 
 
 def test_a_missing_collection_is_not_found(tmp_path: Path) -> None:
@@ -223,10 +224,13 @@ def test_compaction_builds_a_vector_index_once_the_table_is_large_enough(
     for i in range(10):
         _write(collection, f"small-{i}.md", 20)
     collection.compact()
-    assert {index.columns[0] for index in collection.table().list_indices()} == {"text"}
+    assert {index.columns[0] for index in collection.table().list_indices()} == {"search_text"}
     for i in range(20):
         _write(collection, f"more-{i}.md", 20)
     collection.compact()
-    assert {index.columns[0] for index in collection.table().list_indices()} == {"text", "vector"}
-    hits = collection.search("v1 text 3", _vectors(1)[0], k=3)
+    assert {index.columns[0] for index in collection.table().list_indices()} == {
+        "search_text",
+        "vector",
+    }
+    hits = collection.search(ParsedQuery("v1 text 3"), _vectors(1)[0], k=3, by_document=False)
     assert len(hits) == 3

@@ -11,6 +11,7 @@ import pytest
 from functions.cli.client import call
 from functions.local.stack import LocalStack
 from tests.e2e.conftest import FAST_ENV, print_logs, shared_stack
+from tests.support.background_stops import stop_in_background
 from tests.support.reports import failed
 
 # No embedding model: a `documents` job (the fuzzer's, or a test's) embeds nothing, and
@@ -23,7 +24,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One stack for the module's tests, which do not interfere with each other."""
     running = shared_stack(tmp_path_factory, "web", WEB_ENV)
     yield running
-    running.stop()
+    stop_in_background(running)  # its tests print its logs when they fail
 
 
 @pytest.fixture

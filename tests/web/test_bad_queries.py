@@ -134,13 +134,18 @@ def test_a_cursor_the_store_did_not_make_is_refused(stack: LocalStack, jobs: lis
 
 
 def test_bad_search_and_log_queries_are_400_too(stack: LocalStack, jobs: list[str]) -> None:
-    """The same for the other query strings: search's k and q, the logs' limit, severity and
-    unknown parameters."""
+    """The same for the other query strings: search's k, q (too long, only quotes) and by,
+    the logs' limit, severity and unknown parameters."""
     api = stack.url("jobs_api")
     cases = {
         f"{api}/collections/docs/search?q=x&k=zero": "k",
         f"{api}/collections/docs/search?q=x&k=51": "k",
         f"{api}/collections/docs/search?q={LONG}": "q",
+        f"{api}/collections/docs/search?q={'x' * 10_000}": "q",
+        f"{api}/collections/docs/search?q=%22": "q",
+        f"{api}/collections/docs/search?q=%22%22%20%22%22": "q",
+        f"{api}/collections/docs/search?q=%E2%80%9C%E2%80%9D": "q",
+        f"{api}/collections/docs/search?q=x&by=page": "by",
         f"{api}/collections/docs/search": "q",
         f"{api}/jobs/{jobs[0]}/logs?limit={HUGE}": "limit",
         f"{api}/jobs/{jobs[0]}/logs?severity=LOUD": "severity",

@@ -1,9 +1,9 @@
 """HTML (.html, .htm): the page's main text, with its h1-h6 as Markdown heading lines.
 
-Navigation, scripts, forms and the like are removed first; the main content is the first
-`main`, else the top-level `article`s, else `[role=main]`, else `body`. The tree is walked
-iteratively (no recursion, so deep nesting cannot overflow the stack), and each block
-element ends a paragraph.
+Navigation, scripts, forms, permalink marks (`¶`) and the like are removed first; the main
+content is the first `main`, else the top-level `article`s, else `[role=main]`, else
+`body`. The tree is walked iteratively (no recursion, so deep nesting cannot overflow the
+stack), and each block element ends a paragraph.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ BLOCK_TAGS = frozenset({
     "summary", "table", "tbody", "tfoot", "thead", "tr", "ul",
 })  # fmt: skip
 HEADING_LEVELS = {f"h{level}": level for level in range(1, 7)}
+# Permalinks sites put after headings and definitions (Sphinx and MkDocs `¶` or `#`,
+# others `§` or a link symbol): a link to the page itself whose text is only such a mark.
+PERMALINK_MARKS = frozenset({"", "¶", "#", "§", "🔗", "​"})
 CELL_TAGS = frozenset({"td", "th"})
 # A <meta charset> (or http-equiv content type) near the top; bounded, so it cannot backtrack.
 _META_CHARSET = re.compile(
@@ -42,10 +45,19 @@ def load_html(uri: str, data: bytes) -> Document:
     title_node = parser.head.css_first("title") if parser.head is not None else None
     title = title_node.text() if title_node is not None else ""
     parser.strip_tags(DROPPED_TAGS, recursive=True)
+    _drop_permalinks(parser)
     builder = TextBuilder()
     for root in _main_content(parser):
         _Walker(builder).walk(root)
     return builder.build(uri, title=title, encoding=encoding)
+
+
+def _drop_permalinks(parser: LexborHTMLParser) -> None:
+    for link in parser.css('a[href^="#"]'):
+        if "headerlink" in (link.attributes.get("class") or "") or (
+            link.text(deep=True).strip() in PERMALINK_MARKS
+        ):
+            link.decompose()
 
 
 def _main_content(parser: LexborHTMLParser) -> list[LexborNode]:
