@@ -25,6 +25,7 @@ DEFAULT_WORKER_URL = "http://127.0.0.1:8082/"
 DEFAULT_API_URL = "http://127.0.0.1:8083"
 DEFAULT_FIRESTORE_DATABASE = "(default)"
 DEFAULT_LANCEDB_URI = ".local/lancedb"
+DEFAULT_MODEL_CACHE = Path(".local/models")
 MiB = 1024 * 1024
 # An HMAC key shorter than this is refused (the cloud's is 48 random characters).
 MIN_SECRET_CHARS = 16
@@ -38,6 +39,10 @@ class IngestionSettings:
     lancedb_uri: str = DEFAULT_LANCEDB_URI
     # The default embedder of a request that names none.
     embedder: EmbedderKind = "local"
+    # The model `local` runs (functions/ingestion/embedders/local_models.py), and where
+    # its int8 copy is cached.
+    local_model: str = "minilm-l6"
+    model_cache: Path = DEFAULT_MODEL_CACHE
     vertex_model: str = "text-embedding-005"
     vertex_location: str = "us-central1"
     # gs:// sources must be in one of these buckets; none allowed when empty.
@@ -225,6 +230,8 @@ class Settings:
             ingestion=IngestionSettings(
                 lancedb_uri=_read(env, "LANCEDB_URI") or DEFAULT_LANCEDB_URI,
                 embedder=_choice(env, "EMBEDDER", ("local", "vertex", "none"), "local"),  # type: ignore[arg-type]
+                local_model=_read(env, "LOCAL_MODEL") or "minilm-l6",
+                model_cache=Path(_read(env, "MODEL_CACHE") or DEFAULT_MODEL_CACHE),
                 vertex_model=_read(env, "VERTEX_MODEL") or "text-embedding-005",
                 vertex_location=_read(env, "VERTEX_LOCATION") or "us-central1",
                 allowed_buckets=tuple(

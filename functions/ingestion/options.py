@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -33,8 +33,11 @@ class DocumentOptions(BaseModel):
     chunk_overlap: int = Field(
         default=DEFAULT_OVERLAP_TOKENS, ge=0, description="tokens shared by neighbours"
     )
-    embedder: Literal["local", "vertex", "none"] | None = Field(
-        default=None, description="overrides FANOUT_EMBEDDER; none: full-text search only"
+    embedder: str | None = Field(
+        default=None,
+        max_length=64,
+        description="overrides FANOUT_EMBEDDER: local, local/<model> (minilm-l6, minilm-l3, "
+        "minilm-l6-shipped), vertex, or none (full-text search only)",
     )
     text_field: str = Field(
         default="text", min_length=1, max_length=128, description="JSON records' text field"

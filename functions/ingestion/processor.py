@@ -55,7 +55,7 @@ class DocumentsProcessor:
     def check_request(self, request: IngestRequest) -> None:
         options = DocumentOptions.parse(request.options)
         name = self._embedder_name(options)
-        check_embedder_available(name)
+        check_embedder_available(name, self.settings)
         if options.prune and request.location is None:
             raise InvalidArgument("prune needs a location: it removes what is no longer there")
         if request.location is None:

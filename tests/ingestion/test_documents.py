@@ -11,7 +11,7 @@ import pytest
 from functions.config import IngestionSettings, Settings
 from functions.errors import CollectionNotFound, InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
-from functions.ingestion.embedders import VertexEmbedder, embedder_for_collection
+from functions.ingestion.embedders import LocalEmbedder, VertexEmbedder, embedder_for_collection
 from functions.ingestion.processor import DocumentsProcessor
 from functions.ingestion.search import search_collection
 from functions.ingestion.sink import Collection
@@ -94,6 +94,33 @@ def test_a_collection_keeps_the_embedder_it_was_made_with(settings: Settings) ->
                 source="documents", collection="docs", items=[item], options={"embedder": "none"}
             )
         )
+
+
+def test_a_collection_never_mixes_local_models(settings: Settings) -> None:
+    """Both local models make 384 numbers, but not comparable ones: a collection made with
+    MiniLM-L6 (int8 or as shipped, the same network) refuses MiniLM-L3, and a MiniLM-L3
+    collection embeds its queries with MiniLM-L3 whatever the deployment's default."""
+    item = str(SEEDS / "leases.md")
+    _ingest(settings, [item])
+    processor = DocumentsProcessor(settings)
+
+    def request(embedder: str, collection: str = "docs") -> IngestRequest:
+        options = {"embedder": embedder}
+        return IngestRequest(
+            source="documents", collection=collection, items=[item], options=options
+        )
+
+    processor.check_request(request("local/minilm-l6-shipped"))
+    with pytest.raises(InvalidArgument, match="local embeddings"):
+        processor.check_request(request("local/minilm-l3"))
+    Collection(settings.ingestion.lancedb_uri, "small").ensure(
+        embedder="local/minilm-l3", dimension=384
+    )
+    with pytest.raises(InvalidArgument, match="local/minilm-l3"):
+        processor.check_request(request("local", collection="small"))
+    query_embedder = embedder_for_collection("local/minilm-l3", settings)
+    assert isinstance(query_embedder, LocalEmbedder)
+    assert query_embedder.model.name == "minilm-l3"
 
 
 def test_full_text_only_collections_search_without_vectors(settings: Settings) -> None:

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from pytest_mock import MockerFixture
 from functions.config import IngestionSettings, Settings
 from functions.errors import ConfigError, EmbeddingError, InvalidArgument, TransientError
 from functions.ingestion.embedders import (
+    LOCAL_MODELS,
     LocalEmbedder,
     NoEmbedder,
     Vectors,
@@ -77,14 +79,31 @@ def test_local_same_text_gives_the_same_vector(local: LocalEmbedder) -> None:
     assert np.allclose(first, LocalEmbedder().embed_query(CANCEL), atol=ATOL)  # new session
 
 
-def test_local_batch_matches_one_at_a_time_across_batches_and_lengths() -> None:
-    """Texts of varied lengths, in batches of 2: sorting by length and padding change
-    nothing, and every row comes back at its input position."""
-    embedder = LocalEmbedder(batch_size=2)
+@pytest.mark.parametrize("model", list(LOCAL_MODELS))
+def test_length_bucketed_embeddings_equal_one_at_a_time_ones(model: str) -> None:
+    """Texts of varied lengths, bucketed by length into padded runs of several (the float
+    model) or run alone (int8, whose scale is per run): every row equals the text embedded
+    on its own (cosine >= 0.999) and comes back at its input position."""
+    embedder = LocalEmbedder(model, batch_size=4, batch_tokens=2048)
     texts = [LONG_TEXT, "short", CANCEL, *OTHERS, "mid length text about jobs", LONG_TEXT[:300]]
     batch = embedder.embed_documents(texts)
     singles = np.stack([embedder.embed_query(text) for text in texts])
-    assert np.allclose(batch, singles, atol=ATOL)
+    assert np.min(np.sum(batch * singles, axis=1)) >= 0.999
+
+
+def test_local_int8_is_made_once_and_keeps_the_models_vectors(tmp_path: Path) -> None:
+    """The int8 copy is made on first use and reused by the next process's embedder; its
+    vectors stay those of the model as shipped (both write `local` collections)."""
+    first = LocalEmbedder("minilm-l6", model_cache=tmp_path)
+    texts = [CANCEL, *OTHERS, LONG_TEXT]
+    int8 = first.embed_documents(texts)
+    (copy,) = tmp_path.glob("minilm-l6-int8-*.onnx")
+    made = copy.stat().st_mtime_ns
+    again = LocalEmbedder("minilm-l6", model_cache=tmp_path).embed_documents(texts)
+    assert copy.stat().st_mtime_ns == made and list(tmp_path.iterdir()) == [copy]
+    assert np.allclose(again, int8, atol=ATOL)
+    shipped = LocalEmbedder("minilm-l6-shipped").embed_documents(texts)
+    assert np.min(np.sum(int8 * shipped, axis=1)) >= 0.98
 
 
 def test_local_empty_list_gives_zero_rows(local: LocalEmbedder) -> None:
@@ -388,13 +407,15 @@ def test_get_embedder_unknown_name_is_invalid_argument() -> None:
 
 
 def test_check_embedder_available_accepts_the_known_ones_here() -> None:
-    for name in ("vertex", "none", "local"):
-        check_embedder_available(name)
+    for name in ("vertex", "none", "local", *(f"local/{model}" for model in LOCAL_MODELS)):
+        check_embedder_available(name, Settings())
 
 
 def test_check_embedder_available_refuses_unknown_names() -> None:
     with pytest.raises(InvalidArgument, match="bogus"):
-        check_embedder_available("bogus")
+        check_embedder_available("bogus", Settings())
+    with pytest.raises(InvalidArgument, match="local/bogus"):
+        check_embedder_available("local/bogus", Settings())
 
 
 def test_check_embedder_available_refuses_local_without_onnxruntime(
@@ -402,5 +423,5 @@ def test_check_embedder_available_refuses_local_without_onnxruntime(
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(InvalidArgument, match="onnxruntime"):
-        check_embedder_available("local")
-    check_embedder_available("vertex")
+        check_embedder_available("local", Settings())
+    check_embedder_available("vertex", Settings())

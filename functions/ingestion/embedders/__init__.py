@@ -1,25 +1,33 @@
 """Embedders: texts to unit-length vectors, chosen by name.
 
-`local` runs MiniLM on the CPU (local stack only), `vertex` calls Vertex AI (the cloud),
-`none` makes no vectors (full-text search only). Each is built on first request and kept
-for the process; none loads a model or opens a connection before its first use.
+`local` runs a MiniLM model on the CPU (local stack only): the deployment's
+(FANOUT_LOCAL_MODEL), or the one `local/<model>` names. `vertex` calls Vertex AI (the
+cloud), `none` makes no vectors (full-text search only). Each is built on first request and
+kept for the process; none loads a model or opens a connection before its first use.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import threading
 
 from functions.config import Settings
 from functions.errors import InvalidArgument
 from functions.ingestion.embedders.base import Embedder, Vectors, l2_normalise
-from functions.ingestion.embedders.local import LOCAL_PACKAGES, MISSING_PACKAGES, LocalEmbedder
+from functions.ingestion.embedders.local import LocalEmbedder
+from functions.ingestion.embedders.local_models import (
+    LOCAL_MODELS,
+    LocalModel,
+    local_model,
+    model_for_identity,
+)
 from functions.ingestion.embedders.none import NoEmbedder
 from functions.ingestion.embedders.vertex import VertexEmbedder
 
 __all__ = [
+    "EMBEDDER_CHOICES",
     "EMBEDDER_NAMES",
+    "LOCAL_MODELS",
     "Embedder",
     "LocalEmbedder",
     "NoEmbedder",
@@ -33,17 +41,21 @@ __all__ = [
 ]
 
 EMBEDDER_NAMES = ("local", "vertex", "none")
+# `local/<model>` picks a local model by name; plain `local` is the deployment's.
+EMBEDDER_CHOICES = (*EMBEDDER_NAMES, *(f"local/{name}" for name in LOCAL_MODELS))
 
 _built: dict[tuple[str | None, ...], Embedder] = {}
 _built_lock = threading.Lock()
 
 
-def check_embedder_available(name: str) -> None:
-    """Raise `InvalidArgument` (at submit) for an unknown embedder, or for `local` where its
-    packages are not installed. Imports nothing."""
+def check_embedder_available(name: str, settings: Settings) -> None:
+    """Raise `InvalidArgument` (at submit) for an unknown embedder or local model, or for a
+    local model whose packages are not installed here. Imports nothing."""
     _check_name(name)
-    if name == "local" and any(importlib.util.find_spec(p) is None for p in LOCAL_PACKAGES):
-        raise InvalidArgument(MISSING_PACKAGES)
+    if _is_local(name):
+        problem = _local_model(name, settings).missing()
+        if problem:
+            raise InvalidArgument(problem)
 
 
 def get_embedder(name: str, settings: Settings) -> Embedder:
@@ -60,9 +72,12 @@ def get_embedder(name: str, settings: Settings) -> Embedder:
 
 def embedder_id(embedder: Embedder) -> str:
     """What a collection records of the embedder its vectors came from: the name, and the
-    model where the name alone does not fix it (Vertex AI offers several of one size)."""
+    model where the name alone does not fix it (Vertex AI offers several of one size; the
+    local models' vectors are comparable only within one identity)."""
     if isinstance(embedder, VertexEmbedder):
         return f"vertex/{embedder.model}"
+    if isinstance(embedder, LocalEmbedder):
+        return embedder.model.identity
     return embedder.name
 
 
@@ -73,12 +88,24 @@ def embedder_for_collection(identity: str, settings: Settings) -> Embedder:
     if name == "vertex" and model:
         ingestion = dataclasses.replace(settings.ingestion, vertex_model=model)
         settings = dataclasses.replace(settings, ingestion=ingestion)
+    if name == "local":
+        return get_embedder(f"local/{model_for_identity(identity).name}", settings)
     return get_embedder(name, settings)
 
 
+def _is_local(name: str) -> bool:
+    return name.partition("/")[0] == "local"
+
+
+def _local_model(name: str, settings: Settings) -> LocalModel:
+    """`local` is the deployment's model, `local/<model>` the one named."""
+    _, _, model = name.partition("/")
+    return local_model(model or settings.ingestion.local_model)
+
+
 def _check_name(name: str) -> None:
-    if name not in EMBEDDER_NAMES:
-        known = ", ".join(EMBEDDER_NAMES)
+    if name not in EMBEDDER_CHOICES:
+        known = ", ".join(EMBEDDER_CHOICES)
         raise InvalidArgument(f"unknown embedder {name!r}; known: {known}")
 
 
@@ -88,12 +115,15 @@ def _key(name: str, settings: Settings) -> tuple[str | None, ...]:
     if name == "vertex":
         ingestion = settings.ingestion
         return (name, settings.gcp_project, ingestion.vertex_location, ingestion.vertex_model)
+    if _is_local(name):
+        return ("local", _local_model(name, settings).name, str(settings.ingestion.model_cache))
     return (name,)
 
 
 def _build(name: str, settings: Settings) -> Embedder:
-    if name == "local":
-        return LocalEmbedder()
+    if _is_local(name):
+        model = _local_model(name, settings)
+        return LocalEmbedder(model.name, model_cache=settings.ingestion.model_cache)
     if name == "vertex":
         return VertexEmbedder(
             project=settings.gcp_project,

