@@ -12,9 +12,17 @@
     (files are streamed; LanceDB's caches are capped; the table is compacted as it grows);
 (d) concurrent writers: 8 and 32 processes upserting into one LanceDB table at once, each
     writing its own documents and then all the same ones: rows lost, duplicate ids, and
-    commit attempts beyond one per write (conflicts LanceDB retried).
+    commit attempts beyond one per write (conflicts LanceDB retried);
+(e) embedding: real documentation (the reStructuredText sources of python3.11-doc, the
+    first `--real-mb` MB in a fixed shuffled order) through one stack, with today's path
+    (MiniLM-L6 as its package ships it, 32 tokens of overlap) and the new one (the local
+    default, `NEW_OPTIONS`, or `--new-options`), alternated over `--rounds` rounds, each
+    job into a collection of its own: tokens/s, chunks/s, MB/s and run_batch CPU seconds
+    per MB of each, and new / today. A tiny job of each path first loads both models, so
+    neither pays for it.
 
 Usage: python -m bench.ingest [--mb 50] [--memory-mb 10,100] [--embed-mb 5] [--writers 8,32]
+                              [--real-mb 1] [--rounds 2] [--sections stack,memory,writers,embedding]
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import argparse
 import contextlib
 import json
 import multiprocessing
+import random
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -31,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.procs import group_pids, peak_rss_kib
+from bench.procs import cpu_seconds, group_pids, peak_rss_kib
 from functions.cli.client import FanoutClient
 from functions.config import IngestionSettings, Settings
 from functions.errors import ItemFailed, ItemSkipped
@@ -49,6 +59,9 @@ from functions.processors import BatchContext
 BATCH_SIZE = 25
 TERMINAL = {"completed", "failed", "cancelled"}
 MB = 1_000_000
+DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
+TODAY_OPTIONS: dict[str, Any] = {"embedder": "local/minilm-l6-shipped", "chunk_overlap": 32}
+NEW_OPTIONS: dict[str, Any] = {"embedder": "local"}
 
 
 def _rates(stats: dict[str, int], seconds: float) -> dict[str, float]:
@@ -118,6 +131,104 @@ def through_stack(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
         return figures
 
 
+# -- embedding: today's path against the new one -------------------------------------
+
+
+def real_corpus(target: Path, megabytes: float) -> Path:
+    """The first `megabytes` of python3.11-doc's .rst sources in a fixed shuffled order
+    (every part of the manual, not one chapter), copied flat into `target`."""
+    if not DOC_SOURCES.is_dir():
+        raise SystemExit(
+            f"the embedding section needs {DOC_SOURCES}: apt-get install python3.11-doc"
+        )
+    files = sorted(DOC_SOURCES.rglob("*.txt"))
+    random.Random(15).shuffle(files)
+    target.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for file in files:
+        if total >= megabytes * MB:
+            break
+        shutil.copyfile(file, target / "__".join(file.relative_to(DOC_SOURCES).parts))
+        total += file.stat().st_size
+    return target
+
+
+def _run_job(
+    client: FanoutClient, worker: int, location: Path, collection: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    before = sum(cpu_seconds(pid) for pid in group_pids(worker))
+    start = time.perf_counter()
+    accepted = client.submit(
+        {
+            "source": "documents",
+            "collection": collection,
+            "location": str(location),
+            "batch_size": BATCH_SIZE,
+            "options": options,
+        }
+    )
+    while (job := client.job(accepted["job_id"]))["status"] not in TERMINAL:
+        time.sleep(0.5)
+    seconds = time.perf_counter() - start
+    if job["status"] != "completed" or job["stats"]["failed"]:
+        raise SystemExit(f"embedding bench: job {job['job_id']} ended {job['status']}: {job}")
+    return {
+        "seconds": seconds,
+        "cpu_seconds": sum(cpu_seconds(pid) for pid in group_pids(worker)) - before,
+        "bytes": job["stats"]["bytes_read"],
+        "chunks": job["stats"]["chunks"],
+    }
+
+
+def _tokens(lancedb_uri: str, collection: str) -> int:
+    table = Collection(lancedb_uri, collection).table()
+    return int(sum(table.search().select(["tokens"]).limit(None).to_arrow()["tokens"].to_pylist()))
+
+
+def embedding(
+    corpus: Path, state: Path, rounds: int, new_options: dict[str, Any]
+) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {"today": TODAY_OPTIONS, "new": new_options}
+    warmup = state / "embed-warmup"
+    warmup.mkdir(exist_ok=True)
+    shutil.copyfile(next(iter(sorted(corpus.iterdir()))), warmup / "one.txt")
+    config = StackConfig(
+        state_dir=state / "stack-embedding",
+        port_base=free_port_block(5),
+        env={"FANOUT_ALLOWED_ROOTS": f"{corpus}:{warmup}", "FANOUT_EMBEDDER": "local"},
+    )
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
+    with LocalStack(config) as stack:
+        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+        worker = stack.processes["run_batch"].pid
+        for name, options in paths.items():
+            _run_job(client, worker, warmup, f"warmup-{name}", options)
+        for round_ in range(rounds):
+            for name, options in paths.items():
+                collection = f"{name}-{round_}"
+                run = _run_job(client, worker, corpus, collection, options)
+                run["tokens"] = _tokens(str(config.state_dir / "lancedb"), collection)
+                runs[name].append(run)
+    figures: dict[str, Any] = {"options": paths, "rounds": rounds}
+    for name, done in runs.items():
+        seconds = sum(r["seconds"] for r in done)
+        megabytes = sum(r["bytes"] for r in done) / MB
+        figures[name] = {
+            "mb_per_s": round(megabytes / seconds, 4),
+            "chunks_per_s": round(sum(r["chunks"] for r in done) / seconds, 1),
+            "tokens_per_s": round(sum(r["tokens"] for r in done) / seconds),
+            "cpu_s_per_mb": round(sum(r["cpu_seconds"] for r in done) / megabytes, 1),
+            "chunks": done[0]["chunks"],
+            "tokens": done[0]["tokens"],
+            "seconds": [round(r["seconds"], 1) for r in done],
+        }
+    today, new = figures["today"], figures["new"]
+    figures["new_vs_today_mb_per_s"] = round(new["mb_per_s"] / today["mb_per_s"], 2)
+    figures["today_vs_new_cpu_per_mb"] = round(today["cpu_s_per_mb"] / new["cpu_s_per_mb"], 2)
+    figures["mb"] = round(runs["new"][0]["bytes"] / MB, 3)
+    return figures
+
+
 # -- concurrent writers ---------------------------------------------------------------
 
 
@@ -160,6 +271,10 @@ def writers(count: int, state: Path) -> dict[str, int]:
     return figures
 
 
+def _sizes(args: argparse.Namespace) -> list[float]:
+    return sorted({args.mb, *(float(m) for m in args.memory_mb.split(",") if m)})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--mb", type=float, default=50)
@@ -171,10 +286,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="corpus size with embeddings (the local model embeds ~60 chunks/s on 2 cores)",
     )
     parser.add_argument("--writers", default="8,32")
+    parser.add_argument("--real-mb", type=float, default=1, help="real documents, embedding")
+    parser.add_argument("--rounds", type=int, default=2, help="embedding: alternations")
+    parser.add_argument(
+        "--new-options", default=json.dumps(NEW_OPTIONS), help="embedding: the new path's"
+    )
+    parser.add_argument("--sections", default="stack,memory,writers,embedding")
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
+        if "embedding" in sections:
+            real = real_corpus(state / "python-docs", args.real_mb)
+            new_options = json.loads(args.new_options)
+            figures["embedding"] = embedding(real, state, args.rounds, new_options)
 
         def corpus(mb: float) -> Path:
             path = state / f"corpus-{mb:g}mb"
@@ -184,24 +310,28 @@ def main(argv: Sequence[str] | None = None) -> None:
                 generate(path, target_bytes=int(mb * MB), oversized_bytes=1)
             return path
 
-        for embedder, mb in (("none", args.mb), ("local", args.embed_mb)):
-            files = corpus(mb)
-            stack = through_stack(files, state, embedder)
-            limit = direct(files, state / embedder, embedder)
-            figures[f"{embedder}_{mb:g}mb"] = {
-                "stack": stack,
-                "direct": limit,
-                "stack_vs_direct": round(stack["mb_per_s"] / limit["mb_per_s"], 3),
+        if "stack" in sections:
+            for embedder, mb in (("none", args.mb), ("local", args.embed_mb)):
+                files = corpus(mb)
+                stack = through_stack(files, state, embedder)
+                limit = direct(files, state / embedder, embedder)
+                figures[f"{embedder}_{mb:g}mb"] = {
+                    "stack": stack,
+                    "direct": limit,
+                    "stack_vs_direct": round(stack["mb_per_s"] / limit["mb_per_s"], 3),
+                }
+        if "memory" in sections:
+            memory = {mb: through_stack(corpus(mb), state, "none") for mb in _sizes(args)}
+            figures["memory"] = {
+                f"at_{mb:g}mb": {
+                    "peak_rss_mb": run["peak_rss_mb"],
+                    "stack_mb_per_s": run["mb_per_s"],
+                }
+                for mb, run in sorted(memory.items())
             }
-        memory = {args.mb: figures[f"none_{args.mb:g}mb"]["stack"]}
-        for mb in (float(m) for m in args.memory_mb.split(",") if m):
-            memory[mb] = through_stack(corpus(mb), state, "none")
-        figures["memory"] = {
-            f"at_{mb:g}mb": {"peak_rss_mb": run["peak_rss_mb"], "stack_mb_per_s": run["mb_per_s"]}
-            for mb, run in sorted(memory.items())
-        }
-        for count in (int(c) for c in args.writers.split(",")):
-            figures[f"writers_{count}"] = writers(count, state)
+        if "writers" in sections:
+            for count in (int(c) for c in args.writers.split(",")):
+                figures[f"writers_{count}"] = writers(count, state)
     print(json.dumps(figures), flush=True)
 
 
