@@ -41,7 +41,7 @@ class IngestionSettings:
     embedder: EmbedderKind = "local"
     # The model `local` runs (functions/ingestion/embedders/local_models.py), and where
     # its int8 copy is cached.
-    local_model: str = "minilm-l6"
+    local_model: str = "minilm-l3"
     model_cache: Path = DEFAULT_MODEL_CACHE
     vertex_model: str = "text-embedding-005"
     vertex_location: str = "us-central1"
@@ -230,7 +230,7 @@ class Settings:
             ingestion=IngestionSettings(
                 lancedb_uri=_read(env, "LANCEDB_URI") or DEFAULT_LANCEDB_URI,
                 embedder=_choice(env, "EMBEDDER", ("local", "vertex", "none"), "local"),  # type: ignore[arg-type]
-                local_model=_read(env, "LOCAL_MODEL") or "minilm-l6",
+                local_model=_read(env, "LOCAL_MODEL") or "minilm-l3",
                 model_cache=Path(_read(env, "MODEL_CACHE") or DEFAULT_MODEL_CACHE),
                 vertex_model=_read(env, "VERTEX_MODEL") or "text-embedding-005",
                 vertex_location=_read(env, "VERTEX_LOCATION") or "us-central1",

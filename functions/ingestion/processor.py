@@ -27,6 +27,7 @@ from functions.ingestion.embedders import (
     embedder_id,
     get_embedder,
 )
+from functions.ingestion.embedders.local_models import model_for_identity
 from functions.ingestion.loaders import load_document
 from functions.ingestion.options import DocumentOptions
 from functions.ingestion.sink import Collection
@@ -44,8 +45,18 @@ class DocumentsProcessor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def _embedder_name(self, options: DocumentOptions) -> str:
-        return options.embedder or self.settings.ingestion.embedder
+    def _embedder_name(self, options: DocumentOptions, collection: str) -> str:
+        """The request's embedder, else the deployment's. Plain `local` is the
+        deployment's local model for a new collection and the collection's own model for
+        one that exists, so collections made before the default changed keep working."""
+        name = options.embedder or self.settings.ingestion.embedder
+        if name == "local":
+            stored = self.collection(collection)
+            if stored.exists():
+                identity, _ = stored.embedder()
+                if identity.partition("/")[0] == "local":
+                    return f"local/{model_for_identity(identity).name}"
+        return name
 
     def collection(self, name: str) -> Collection:
         return Collection(self.settings.ingestion.lancedb_uri, name)
@@ -54,7 +65,7 @@ class DocumentsProcessor:
 
     def check_request(self, request: IngestRequest) -> None:
         options = DocumentOptions.parse(request.options)
-        name = self._embedder_name(options)
+        name = self._embedder_name(options, request.collection)
         check_embedder_available(name, self.settings)
         if options.prune and request.location is None:
             raise InvalidArgument("prune needs a location: it removes what is no longer there")
@@ -68,7 +79,7 @@ class DocumentsProcessor:
 
     def prepare(self, request: IngestRequest) -> None:
         options = DocumentOptions.parse(request.options)
-        embedder = get_embedder(self._embedder_name(options), self.settings)
+        embedder = get_embedder(self._embedder_name(options, request.collection), self.settings)
         self.collection(request.collection).ensure(
             embedder=embedder_id(embedder), dimension=embedder.dimension
         )
@@ -80,7 +91,7 @@ class DocumentsProcessor:
         return DocumentBatch(
             settings=self.settings,
             options=options,
-            embedder=get_embedder(self._embedder_name(options), self.settings),
+            embedder=get_embedder(self._embedder_name(options, context.collection), self.settings),
             collection=self.collection(context.collection),
             job_id=context.job_id,
         )

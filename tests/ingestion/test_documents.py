@@ -12,7 +12,7 @@ from functions.config import IngestionSettings, Settings
 from functions.errors import CollectionNotFound, InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
 from functions.ingestion.embedders import LocalEmbedder, VertexEmbedder, embedder_for_collection
-from functions.ingestion.processor import DocumentsProcessor
+from functions.ingestion.processor import DocumentBatch, DocumentsProcessor
 from functions.ingestion.search import search_collection
 from functions.ingestion.sink import Collection
 from functions.jobs import Job, JobStats
@@ -88,7 +88,7 @@ def test_a_collection_keeps_the_embedder_it_was_made_with(settings: Settings) ->
     item = str(SEEDS / "leases.md")
     _ingest(settings, [item])
     processor = DocumentsProcessor(settings)
-    with pytest.raises(InvalidArgument, match="local embeddings"):
+    with pytest.raises(InvalidArgument, match="holds local/minilm-l3 embeddings"):
         processor.check_request(
             IngestRequest(
                 source="documents", collection="docs", items=[item], options={"embedder": "none"}
@@ -97,27 +97,33 @@ def test_a_collection_keeps_the_embedder_it_was_made_with(settings: Settings) ->
 
 
 def test_a_collection_never_mixes_local_models(settings: Settings) -> None:
-    """Both local models make 384 numbers, but not comparable ones: a collection made with
-    MiniLM-L6 (int8 or as shipped, the same network) refuses MiniLM-L3, and a MiniLM-L3
-    collection embeds its queries with MiniLM-L3 whatever the deployment's default."""
+    """The local models all make 384 numbers, but not comparable ones: a collection made
+    with MiniLM-L6 (int8 or as shipped, the same network) refuses MiniLM-L3 and the other
+    way round. Plain `local` ingests into a collection with the model it was made with
+    (made before the default changed), and queries use the collection's model too."""
     item = str(SEEDS / "leases.md")
-    _ingest(settings, [item])
     processor = DocumentsProcessor(settings)
 
-    def request(embedder: str, collection: str = "docs") -> IngestRequest:
-        options = {"embedder": embedder}
+    def request(embedder: str | None, collection: str) -> IngestRequest:
+        options = {"embedder": embedder} if embedder else {}
         return IngestRequest(
             source="documents", collection=collection, items=[item], options=options
         )
 
-    processor.check_request(request("local/minilm-l6-shipped"))
+    processor.prepare(request("local/minilm-l6-shipped", "older"))
+    processor.check_request(request("local/minilm-l6", "older"))
     with pytest.raises(InvalidArgument, match="local embeddings"):
-        processor.check_request(request("local/minilm-l3"))
-    Collection(settings.ingestion.lancedb_uri, "small").ensure(
-        embedder="local/minilm-l3", dimension=384
-    )
+        processor.check_request(request("local/minilm-l3", "older"))
+    for plain in ("local", None):
+        processor.check_request(request(plain, "older"))
+        work = processor.open_batch(BatchContext("j", "j_0000", "older", {"embedder": plain}))
+        assert isinstance(work, DocumentBatch) and isinstance(work.embedder, LocalEmbedder)
+        assert work.embedder.model.name == "minilm-l6"
+
+    processor.prepare(request(None, "newer"))  # the default model: MiniLM-L3
+    assert Collection(settings.ingestion.lancedb_uri, "newer").embedder()[0] == "local/minilm-l3"
     with pytest.raises(InvalidArgument, match="local/minilm-l3"):
-        processor.check_request(request("local", collection="small"))
+        processor.check_request(request("local/minilm-l6", "newer"))
     query_embedder = embedder_for_collection("local/minilm-l3", settings)
     assert isinstance(query_embedder, LocalEmbedder)
     assert query_embedder.model.name == "minilm-l3"

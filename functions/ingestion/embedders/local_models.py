@@ -18,7 +18,7 @@ from pathlib import Path
 
 from functions.errors import ConfigError, InvalidArgument
 
-DEFAULT_LOCAL_MODEL = "minilm-l6"
+DEFAULT_LOCAL_MODEL = "minilm-l3"
 
 
 @dataclass(frozen=True, slots=True)
