@@ -418,6 +418,14 @@ def test_check_embedder_available_refuses_unknown_names() -> None:
         check_embedder_available("local/bogus", Settings())
 
 
+def test_an_unknown_local_model_is_the_requests_or_the_deployments_error() -> None:
+    with pytest.raises(InvalidArgument, match="minilm-l3"):
+        get_embedder("local/minilm-l9", Settings())
+    wrong = Settings(ingestion=IngestionSettings(local_model="minilm-l9"))
+    with pytest.raises(ConfigError, match="FANOUT_LOCAL_MODEL"):
+        get_embedder("local", wrong)
+
+
 def test_check_embedder_available_refuses_local_without_onnxruntime(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

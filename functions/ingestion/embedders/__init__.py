@@ -12,7 +12,7 @@ import dataclasses
 import threading
 
 from functions.config import Settings
-from functions.errors import InvalidArgument
+from functions.errors import ConfigError, InvalidArgument
 from functions.ingestion.embedders.base import Embedder, Vectors, l2_normalise
 from functions.ingestion.embedders.local import LocalEmbedder
 from functions.ingestion.embedders.local_models import (
@@ -98,9 +98,15 @@ def _is_local(name: str) -> bool:
 
 
 def _local_model(name: str, settings: Settings) -> LocalModel:
-    """`local` is the deployment's model, `local/<model>` the one named."""
+    """`local` is the deployment's model, `local/<model>` the one named. An unknown name is
+    the request's mistake in the second case and the deployment's in the first."""
     _, _, model = name.partition("/")
-    return local_model(model or settings.ingestion.local_model)
+    if model:
+        return local_model(model)
+    try:
+        return local_model(settings.ingestion.local_model)
+    except InvalidArgument as error:
+        raise ConfigError(f"FANOUT_LOCAL_MODEL: {error.message}") from None
 
 
 def _check_name(name: str) -> None:
