@@ -3,17 +3,13 @@ documents by default, chunks when asked."""
 
 from __future__ import annotations
 
-import re
-
 from functions.config import Settings
 from functions.errors import CollectionNotFound, InvalidArgument
 from functions.ingestion.embedders import embedder_for_collection
 from functions.ingestion.query_text import parse_search_query
-from functions.ingestion.sink import Collection, SearchHit
-
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_RESULTS = 50
-MAX_QUERY_CHARS = 1000
+from functions.ingestion.search_hit import SearchHit
+from functions.ingestion.search_limits import COLLECTION_NAME, MAX_QUERY_CHARS, MAX_RESULTS
+from functions.ingestion.sink import Collection
 
 
 def search_collection(

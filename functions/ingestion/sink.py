@@ -38,6 +38,7 @@ from functions.ingestion.query_text import (
     phrase_pattern,
     search_terms,
 )
+from functions.ingestion.search_hit import SearchHit
 
 log = logging.getLogger("fanout.ingestion.sink")
 
@@ -159,32 +160,6 @@ class Compaction:
             f"{plural(self.fragments_before, 'fragment')} into {self.fragments_after}, "
             f"{plural(self.rows, 'row')}"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    chunk_id: str
-    uri: str
-    text: str
-    heading_path: str
-    page: int | None
-    position: int
-    score: float
-    job_id: str = ""  # the job that wrote the chunk (where its location is)
-    # Of a document hit: how many of the document's chunks are among the best candidates.
-    matched_chunks: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "chunk_id": self.chunk_id,
-            "uri": self.uri,
-            "text": self.text,
-            "heading_path": self.heading_path,
-            "page": self.page,
-            "position": self.position,
-            "score": self.score,
-            "matched_chunks": self.matched_chunks,
-        }
 
 
 def _has_text_index(table: Table) -> bool:

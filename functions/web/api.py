@@ -10,7 +10,6 @@ from __future__ import annotations
 import flask
 
 from functions.ingestion.query_text import parse_search_query
-from functions.ingestion.search import search_collection
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.web.hits import shown_sources
@@ -166,6 +165,10 @@ class JobsApi:
         return view_response(JobView.from_job(self.service.retry(job_id)), 202)
 
     def search_collection(self, request: flask.Request, name: str) -> flask.Response:
+        # Imported here: LanceDB, Arrow and the model runtime load only where people search,
+        # not in every function that imports the API's routes.
+        from functions.ingestion.search import search_collection
+
         asked = parse_query(SearchQuery, request.args)
         settings = self.service.settings
         hits = search_collection(

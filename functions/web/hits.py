@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from functions.config import Settings
 from functions.errors import JobNotFound
 from functions.ingestion.chunker import HEADING_SEPARATOR
-from functions.ingestion.sink import SearchHit
+from functions.ingestion.search_hit import SearchHit
 from functions.store.protocol import JobStore
 
 # A Markdown heading line: "## Title" (closing #s allowed).

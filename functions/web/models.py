@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from functions.config import Settings
 from functions.errors import FanoutError
-from functions.ingestion.sink import SearchHit
+from functions.ingestion.search_hit import SearchHit
 from functions.jobs import Batch, Job, JobStatus
 from functions.observability.lines import LogLine, LogPage
 from functions.observability.links import logs_url

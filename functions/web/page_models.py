@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
 from functions.ingest_request import IngestRequest, one_input_schema
-from functions.ingestion.search import MAX_QUERY_CHARS, MAX_RESULTS
+from functions.ingestion.search_limits import MAX_QUERY_CHARS, MAX_RESULTS
 from functions.web.queries import (
     SEARCH_BY,
     SEARCH_TEXT,

@@ -25,8 +25,7 @@ from functions.errors import (
     PayloadTooLarge,
 )
 from functions.ingest_request import MAX_BODY_BYTES
-from functions.ingestion.search import COLLECTION_NAME, search_collection
-from functions.ingestion.sink import Collection
+from functions.ingestion.search_limits import COLLECTION_NAME
 from functions.jobs import Job, JobStatus, check_transition
 from functions.observability.links import logs_url
 from functions.observability.severity import SEVERITIES
@@ -419,6 +418,10 @@ class Pages:
     # -- search ---------------------------------------------------------------------------
 
     def collection_page(self, request: flask.Request, name: str) -> flask.Response:
+        # Imported here, as in the API: only a search loads LanceDB and the model runtime.
+        from functions.ingestion.search import search_collection
+        from functions.ingestion.sink import Collection
+
         query = parse_query(SearchPageQuery, request.args)
         settings = self.service.settings
         if query.q is None:

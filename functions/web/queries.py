@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from functions.errors import InvalidArgument
 from functions.ingestion.query_text import TYPOGRAPHIC_QUOTES, parse_search_query
-from functions.ingestion.search import MAX_QUERY_CHARS, MAX_RESULTS
+from functions.ingestion.search_limits import MAX_QUERY_CHARS, MAX_RESULTS
 from functions.jobs import JobStatus
 from functions.observability.lines import DEFAULT_LOG_PAGE, MAX_LOG_PAGE
 from functions.observability.severity import SEVERITIES, parse_severity
