@@ -77,9 +77,11 @@ def check_transition(kind: Literal["job", "batch"], current: JobStatus, new: Job
 
 @dataclass(frozen=True, slots=True)
 class JobStats:
-    """What the work did, summed over items. `failed` counts failed items, not batches;
-    `skipped` items the processor has no use for (an unknown file type); `bytes_read` the
-    source bytes read."""
+    """What the work did, summed over items. `processed` counts items whose results are
+    stored; `failed` failed items, not batches; `skipped` items the processor has no use
+    for (an unknown file type); `unchanged` items that had not changed since they were
+    ingested, so were not processed again; `bytes_read` the source bytes read; `embedded`
+    the chunks whose vectors were computed (the others kept theirs)."""
 
     files: int = 0
     processed: int = 0
@@ -88,6 +90,13 @@ class JobStats:
     documents: int = 0
     skipped: int = 0
     bytes_read: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+
+    @property
+    def ended(self) -> int:
+        """Items done with: processed (their results stored), failed, skipped, unchanged."""
+        return self.processed + self.failed + self.skipped + self.unchanged
 
     def __add__(self, other: JobStats) -> JobStats:
         return JobStats(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))

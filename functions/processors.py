@@ -14,7 +14,7 @@ Register a processor with `@register("name")`; `get_processor` resolves request 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,10 +32,15 @@ class BatchContext:
     batch_id: str
     collection: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The items the batch will process, in order (to look them up at once).
+    items: Sequence[str] = ()
 
 
 class BatchWork(Protocol):
-    def process(self, item: str) -> JobStats: ...
+    def process(self, item: str) -> JobStats:
+        """Stats of what reached its end meanwhile: an item is `processed` only once its
+        results are stored, which for buffered work is in a later call or the flush."""
+        ...
 
     def flush(self) -> JobStats:
         """Write what is buffered; returns stats not yet reported by `process`."""

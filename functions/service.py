@@ -373,7 +373,11 @@ class FanoutService:
 
     def _run_claimed(self, job: Job, batch: Batch) -> BatchRun:
         context = BatchContext(
-            job.job_id, batch.batch_id, job.collection, dict(job.request.get("options") or {})
+            job.job_id,
+            batch.batch_id,
+            job.collection,
+            dict(job.request.get("options") or {}),
+            items=batch.items,
         )
         try:
             work = get_processor(job.source, self.settings).open_batch(context)
@@ -410,14 +414,17 @@ class FanoutService:
                     emit(
                         Event.BATCH_CLAIMED,
                         f"attempt {batch.attempts} running on {batch.ran_on}:"
-                        f" {done} of {len(batch.items)} items done",
+                        f" {done} of {len(batch.items)} items read, {stats.ended} done",
                         ran_on=batch.ran_on,
                         items=len(batch.items),
-                        done=done,
+                        read=done,
+                        done=stats.ended,
                     )
                 if not self.store.record_progress(
                     batch,
-                    progress=done / len(batch.items),
+                    # Items whose results are stored, not merely read: buffered work
+                    # counts once it is written.
+                    progress=min(1.0, stats.ended / len(batch.items)),
                     stats=stats,
                     lease=self.settings.lease,
                     now=self.clock(),

@@ -39,9 +39,18 @@ EXIT_COMPLETED, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 2
 
 
 def items_done(job: Mapping[str, Any]) -> int:
-    """Items that reached an end: processed, failed or skipped."""
+    """Items that reached an end: processed (their results stored), failed, skipped or
+    unchanged."""
     stats = job.get("stats") or {}
-    return sum(int(stats.get(name) or 0) for name in ("processed", "failed", "skipped"))
+    return sum(
+        int(stats.get(name) or 0) for name in ("processed", "failed", "skipped", "unchanged")
+    )
+
+
+def unchanged_text(job: Mapping[str, Any]) -> str:
+    """`, 12 unchanged` when items were found unchanged since they were ingested."""
+    unchanged = int((job.get("stats") or {}).get("unchanged") or 0)
+    return f", {unchanged} unchanged" if unchanged else ""
 
 
 def batches_done(job: Mapping[str, Any]) -> int:
@@ -160,7 +169,8 @@ class Bars(_Silent):
         fields: dict[str, Any] = {  # the columns' {task.fields[...]}
             "status": f"[{style}]{job['status']:<9}[/]" if style else f"{job['status']:<9}",
             "batches": f"{batches_done(job)}/{job['total_batches']} batches, "
-            + (f"[red]{failed} failed[/]" if failed else "0 failed"),
+            + (f"[red]{failed} failed[/]" if failed else "0 failed")
+            + unchanged_text(job),
             "rate": rate_text(rates.items_per_second(job)),
             "eta": eta_text(rates.eta_seconds(job)),
         }
@@ -196,7 +206,8 @@ class Lines(_Silent):
                 f"{job['job_id']} ",
                 status_text(job["status"], width=9),
                 f" {batches_done(job)}/{job['total_batches']} batches, "
-                f"{job['failed_batches']} failed, {rate_text(rates.items_per_second(job))}, "
+                f"{job['failed_batches']} failed{unchanged_text(job)}, "
+                f"{rate_text(rates.items_per_second(job))}, "
                 f"ETA {eta_text(rates.eta_seconds(job))}",
             )
         )
@@ -251,7 +262,8 @@ def print_outcome(jobs: Sequence[Mapping[str, Any]]) -> None:
                 f"{job['job_id']} ",
                 status_text(job["status"]),
                 f": {batches_done(job)}/{job['total_batches']} batches, "
-                f"{job['failed_batches']} failed; {items_done(job)} items in "
+                f"{job['failed_batches']} failed{unchanged_text(job)}; "
+                f"{items_done(job)} items in "
                 f"{duration(job.get('duration_seconds'))}",
             )
         )

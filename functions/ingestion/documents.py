@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from functions.ingestion.fingerprint import Fingerprint
 
 
 @dataclass(frozen=True, slots=True)
 class SourceItem:
-    """One file a source lists: where it is, how big, and what kind (a MIME type or '')."""
+    """One file a source lists: where it is, how big, and what kind (a MIME type or ''),
+    and what tells whether it changed since it was last ingested."""
 
     uri: str
     size: int
     content_type: str = ""
+    # Not part of what the item is: two listings of one file are equal, whatever its mtime.
+    fingerprint: Fingerprint | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """The `documents` processor: read, load, chunk, embed and upsert each item of a batch.
 
 One item is one file. A file that cannot be read or parsed fails alone (`ItemFailed`);
-a type with no loader is skipped (`ItemSkipped`). Chunks are buffered and written in few
-commits (each LanceDB write is a table version, and many small ones fragment the table):
-at most `FLUSH_CHUNKS` chunks wait in memory, plus the file being chunked. Embedding
-happens at the flush too, so the model sees full batches of texts.
+a type with no loader is skipped (`ItemSkipped`). A document whose fingerprint shows it
+unchanged since it was ingested is counted `unchanged` and not read (functions/ingestion/
+unchanged.py). Chunks are buffered and written in few commits (each LanceDB write is a
+table version, and many small ones fragment the table): at most `FLUSH_CHUNKS` chunks wait
+in memory, plus the file being chunked. Embedding happens at the flush too, so the model
+sees full batches of texts. An item counts as processed once its chunks are stored.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from functions.config import Settings
 from functions.errors import InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
 from functions.ingestion.chunker import chunk_document
+from functions.ingestion.document_index import DocumentIndex
 from functions.ingestion.documents import Chunk, SourceItem
 from functions.ingestion.embedders import (
     Embedder,
@@ -28,10 +31,12 @@ from functions.ingestion.embedders import (
     get_embedder,
 )
 from functions.ingestion.embedders.local_models import model_for_identity
+from functions.ingestion.fingerprint import Fingerprint
 from functions.ingestion.loaders import load_document
 from functions.ingestion.options import DocumentOptions
 from functions.ingestion.sink import Collection
-from functions.ingestion.sources import Source, open_source, read_item, source_for_item
+from functions.ingestion.sources import Source, open_source, source_for_item
+from functions.ingestion.unchanged import ChangeCheck, read_document, recipe
 from functions.jobs import Job, JobStats, JobStatus
 from functions.processors import BatchContext, BatchWork, register
 
@@ -61,6 +66,9 @@ class DocumentsProcessor:
     def collection(self, name: str) -> Collection:
         return Collection(self.settings.ingestion.lancedb_uri, name)
 
+    def index(self, name: str) -> DocumentIndex:
+        return DocumentIndex(self.settings.ingestion.lancedb_uri, name)
+
     # -- submit ---------------------------------------------------------------------------
 
     def check_request(self, request: IngestRequest) -> None:
@@ -80,9 +88,10 @@ class DocumentsProcessor:
     def prepare(self, request: IngestRequest) -> None:
         options = DocumentOptions.parse(request.options)
         embedder = get_embedder(self._embedder_name(options, request.collection), self.settings)
-        self.collection(request.collection).ensure(
-            embedder=embedder_id(embedder), dimension=embedder.dimension
-        )
+        collection = self.collection(request.collection)
+        if not collection.exists():  # fingerprints left by a collection of the same name
+            self.index(request.collection).reset()
+        collection.ensure(embedder=embedder_id(embedder), dimension=embedder.dimension)
 
     # -- one batch ------------------------------------------------------------------------
 
@@ -94,6 +103,7 @@ class DocumentsProcessor:
             embedder=get_embedder(self._embedder_name(options, context.collection), self.settings),
             collection=self.collection(context.collection),
             job_id=context.job_id,
+            changes=ChangeCheck(self.index(context.collection), context.items, recipe(options)),
         )
 
     # -- once, at the end -----------------------------------------------------------------
@@ -104,15 +114,18 @@ class DocumentsProcessor:
         if job.status is JobStatus.CANCELLED:
             return
         collection = self.collection(job.collection)
+        index = self.index(job.collection)
         options = DocumentOptions.parse(job.request.get("options") or {})
         location = job.request.get("location")
         if options.prune and isinstance(location, str):
             source = open_source(location, self.settings)
-            removed = collection.prune(
-                (item.uri for item in source.list_items()), under=source.root_uri
-            )
+            present = {item.uri for item in source.list_items()}
+            removed = collection.prune(present, under=source.root_uri)
+            index.prune(present, under=source.root_uri)
             log.info("job %s: pruned %d documents from %s", job.job_id, removed, job.collection)
-        log.info("job %s: compacted %s: %s", job.job_id, job.collection, collection.compact())
+        report = collection.compact()
+        index.compact()
+        log.info("job %s: compacted %s: %s", job.job_id, job.collection, report)
 
 
 @dataclass
@@ -124,26 +137,43 @@ class DocumentBatch:
     embedder: Embedder
     collection: Collection
     job_id: str
-    _sources: dict[str, Source] = field(default_factory=dict)
+    changes: ChangeCheck
+    # The sources opened so far, by bucket ("" for local files); each records what it opened.
+    sources: dict[str, Source] = field(default_factory=dict)
     _uris: list[str] = field(default_factory=list)
     _chunks: list[Chunk] = field(default_factory=list)
+    # Fingerprints of the documents read, recorded once their chunks are stored.
+    _fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    # Items whose chunks wait in the buffer, counted once they are stored; stored ones not
+    # reported yet.
+    _buffered: JobStats = field(default_factory=JobStats)
+    _stored: JobStats = field(default_factory=JobStats)
     # Files and bytes of items that failed or were skipped, reported at the flush.
     _unreported: JobStats = field(default_factory=JobStats)
 
     def _source(self, uri: str) -> Source:
         key = uri.split("/", 3)[2] if uri.startswith("gs://") else ""
-        if key not in self._sources:
-            self._sources[key] = source_for_item(uri, self.settings)
-        return self._sources[key]
+        if key not in self.sources:
+            self.sources[key] = source_for_item(uri, self.settings)
+        return self.sources[key]
 
     def process(self, item: str) -> JobStats:
+        """Reports what reached the collection meanwhile: this item once it is unchanged,
+        and the items of a write this item's chunks set off."""
         try:
-            data = read_item(
-                self._source(item), item, max_bytes=self.settings.ingestion.max_file_bytes
+            source = self._source(item)
+            if self.changes.unchanged(source, item):
+                return JobStats(files=1, unchanged=1) + self._take_stored()
+            data, fingerprint = read_document(
+                source, item, max_bytes=self.settings.ingestion.max_file_bytes
             )
         except (ItemFailed, InvalidArgument) as error:
             self._unreported += JobStats(files=1)
             raise ItemFailed(error.message) from None
+        known = self.changes.known(item)
+        if known is not None and fingerprint.matches(known):  # touched, the same bytes
+            self._fingerprints[item] = fingerprint
+            return JobStats(files=1, unchanged=1, bytes_read=len(data)) + self._take_stored()
         try:
             document = load_document(
                 SourceItem(item, len(data)), data, text_field=self.options.text_field
@@ -154,37 +184,52 @@ class DocumentBatch:
         chunks = list(chunk_document(document, self.options.chunk_size))
         self._uris.append(item)
         self._chunks.extend(chunks)
+        self._fingerprints[item] = fingerprint
+        self._buffered += JobStats(processed=1, documents=1, chunks=len(chunks))
         if len(self._chunks) >= FLUSH_CHUNKS:
             self._write()
-        return JobStats(files=1, processed=1, documents=1, chunks=len(chunks), bytes_read=len(data))
+        return JobStats(files=1, bytes_read=len(data)) + self._take_stored()
 
     def flush(self) -> JobStats:
         self._write()
         _trim_native_heap()
         unreported, self._unreported = self._unreported, JobStats()
-        return unreported
+        return unreported + self._take_stored()
+
+    def _take_stored(self) -> JobStats:
+        stored, self._stored = self._stored, JobStats()
+        return stored
 
     def _write(self) -> None:
-        if not self._uris:
-            return
-        vectors = self._vectors() if self.embedder.dimension else None
-        self.collection.replace_documents(self._uris, self._chunks, vectors, job_id=self.job_id)
-        self._uris, self._chunks = [], []
+        if self._uris:
+            vectors, embedded = self._vectors() if self.embedder.dimension else (None, 0)
+            self.collection.replace_documents(self._uris, self._chunks, vectors, job_id=self.job_id)
+            self._stored += self._buffered + JobStats(embedded=embedded)
+        # After the chunks: a crash in between leaves a document to be read again.
+        self.changes.index.record(
+            self._fingerprints, recipe=self.changes.recipe, job_id=self.job_id
+        )
+        self._uris, self._chunks, self._fingerprints = [], [], {}
+        self._buffered = JobStats()
 
-    def _vectors(self) -> np.ndarray:
-        """Vectors for the buffered chunks: stored ones reused (a re-run of an unchanged
-        document embeds nothing), the rest computed in one call."""
+    def _vectors(self) -> tuple[np.ndarray, int]:
+        """Vectors for the buffered chunks, and how many were computed: stored ones reused
+        (a chunk whose heading path and text a changed document still has), the rest
+        computed in one call."""
         stored = self.collection.stored_vectors(self._uris)
         vectors = np.empty((len(self._chunks), self.embedder.dimension or 0), np.float32)
-        new = [row for row, chunk in enumerate(self._chunks) if chunk.chunk_id not in stored]
+        new = []
         for row, chunk in enumerate(self._chunks):
-            if chunk.chunk_id in stored:
-                vectors[row] = stored[chunk.chunk_id]
+            found = stored.get((chunk.heading_path, chunk.text))
+            if found is None:
+                new.append(row)
+            else:
+                vectors[row] = found
         if new:
             vectors[new] = self.embedder.embed_documents(
                 [self._chunks[r].embedded_text for r in new]
             )
-        return vectors
+        return vectors, len(new)
 
 
 def _trim_native_heap() -> None:

@@ -369,17 +369,27 @@ class Collection:
         except Exception:
             log.warning("collection %s: compaction during the job failed", self.name, exc_info=True)
 
-    def stored_vectors(self, uris: Sequence[str]) -> dict[str, np.ndarray]:
-        """The vectors already stored for these documents' chunks, by chunk id: a chunk
-        whose id is there has the same text, so its vector need not be computed again."""
+    def stored_vectors(self, uris: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
+        """The vectors already stored for these documents' chunks, by (heading path, text):
+        a chunk with the same ones, wherever it moved in its document, has the same
+        vector, which need not be computed again."""
         table = self.table()
         if not uris or "vector" not in table.schema.names:
             return {}
         dimension = table.schema.field("vector").type.list_size
-        rows = table.search().where(_any_uri(uris)).select(["id", "vector"]).limit(None).to_arrow()
+        rows = (
+            table.search()
+            .where(_any_uri(uris))
+            .select(["heading_path", "text", "vector"])
+            .limit(None)
+            .to_arrow()
+        )
         flat = rows.column("vector").combine_chunks().flatten().to_numpy()
         vectors = flat.reshape(-1, dimension).astype(np.float32, copy=False)
-        return dict(zip(rows.column("id").to_pylist(), vectors, strict=True))
+        keys = zip(
+            rows.column("heading_path").to_pylist(), rows.column("text").to_pylist(), strict=True
+        )
+        return dict(zip(keys, vectors, strict=True))
 
     @staticmethod
     def _arrow(

@@ -106,12 +106,20 @@ class StatsView(View):
     model_config = ConfigDict(**View.model_config, from_attributes=True)
 
     files: int
-    processed: int
+    processed: int = Field(description="items whose results are stored")
     failed: int = Field(description="items that failed (not batches)")
     chunks: int
     documents: int
     skipped: int = Field(description="items the processor has no use for")
     bytes_read: int
+    unchanged: int = Field(
+        default=0,
+        description="items unchanged since they were ingested: not read again (or read and"
+        " found identical), neither chunked nor embedded",
+    )
+    embedded: int = Field(
+        default=0, description="chunks whose vectors were computed (the others kept theirs)"
+    )
 
 
 class JobView(View):

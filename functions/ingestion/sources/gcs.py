@@ -19,6 +19,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from functions.config import Settings
 from functions.errors import FanoutError, InvalidArgument, ItemFailed, TransientError
 from functions.ingestion.documents import SourceItem
+from functions.ingestion.fingerprint import Fingerprint
 from functions.ingestion.sources.gcs_reader import (
     CLOUD_ERRORS,
     ObjectReader,
@@ -31,8 +32,9 @@ DEFAULT_PAGE_SIZE = 1000
 # Listing, reading and metadata calls never use the project; the client only needs one to
 # be built without looking it up.
 PLACEHOLDER_PROJECT = "fanout-unset"
-# Only what an item needs: smaller pages over the wire for buckets of 100,000 objects.
-_LIST_FIELDS = "items(name,size,contentType),nextPageToken"
+# Only what an item needs (its fingerprint included): smaller pages over the wire for
+# buckets of 100,000 objects.
+_LIST_FIELDS = "items(name,size,contentType,generation,md5Hash),nextPageToken"
 # Reads below this size take one request; larger ones two (see ObjectReader).
 _BUFFER_BYTES = 1024 * 1024
 
@@ -41,9 +43,11 @@ class GcsSource:
     """The objects of `gs://bucket/prefix`, listed page by page in name order; objects whose
     names end in `/` (console "folders") are skipped. Items are `gs://bucket/name` URIs.
 
-    `pages_read` counts the pages the latest listing fetched. `client` and `retry` are for
-    tests (another endpoint; no client-side retries); by default the library retries 429,
-    5xx and connection errors for up to two minutes before we report `TransientError`.
+    `pages_read` counts the pages the latest listing fetched; `opened` records every object
+    whose content was opened, with the fingerprint of the generation read. `client` and
+    `retry` are for tests (another endpoint; no client-side retries); by default the
+    library retries 429, 5xx and connection errors for up to two minutes before we report
+    `TransientError`.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class GcsSource:
         self.prefix = parsed.prefix
         self.page_size = page_size
         self.pages_read = 0
+        self.opened: dict[str, Fingerprint | None] = {}
         self._project = settings.gcp_project or PLACEHOLDER_PROJECT
         self._client = client
         self._client_lock = threading.Lock()
@@ -73,15 +78,17 @@ class GcsSource:
         # A plain string prefix, as Cloud Storage lists: gs://b/docs also holds docs2/x.
         return f"gs://{self.bucket}/{self.prefix}"
 
-    def list_items(self) -> Iterator[SourceItem]:
-        """`InvalidArgument` when the bucket does not exist; `TransientError` when Cloud
-        Storage keeps failing (429, 5xx, connection errors); `FanoutError` otherwise."""
+    def list_items(self, *, start: str | None = None) -> Iterator[SourceItem]:
+        """The objects, from the name `start` on when given. `InvalidArgument` when the
+        bucket does not exist; `TransientError` when Cloud Storage keeps failing (429, 5xx,
+        connection errors); `FanoutError` otherwise."""
         self.pages_read = 0
         blobs = self._storage().list_blobs(
             self.bucket,
             prefix=self.prefix or None,
             page_size=self.page_size,
             fields=_LIST_FIELDS,
+            start_offset=start,
             retry=self._retry,
         )
         pages = iter(blobs.pages)
@@ -95,16 +102,24 @@ class GcsSource:
             self.pages_read += 1
             for blob in page:
                 if not blob.name.endswith("/"):
-                    yield SourceItem(
-                        uri=f"gs://{self.bucket}/{blob.name}",
-                        size=int(blob.size or 0),
-                        content_type=blob.content_type or "",
-                    )
+                    yield _item(self.bucket, blob)
+
+    def stat(self, uri: str) -> SourceItem:
+        """Object `uri` as listing shows it, its content unread (one metadata request).
+        Raises as `open` does."""
+        return _item(self.bucket, self._blob(uri))
 
     def open(self, uri: str) -> BinaryIO:
         """The current generation of object `uri`, read by byte ranges. `ItemFailed` when
         `uri` is not an object of this bucket, or the object is replaced while being read;
         `FileNotFoundError` when it does not exist; `TransientError` as for listing."""
+        blob = self._blob(uri)
+        self.opened[uri] = _item(self.bucket, blob).fingerprint
+        raw = ObjectReader(blob, uri, self._retry)
+        return io.BufferedReader(raw, buffer_size=_BUFFER_BYTES)
+
+    def _blob(self, uri: str) -> Any:
+        """The metadata of object `uri`'s current generation."""
         try:
             parsed = parse_gs_uri(uri)
         except InvalidArgument as exc:
@@ -117,8 +132,7 @@ class GcsSource:
             raise item_error(exc, uri) from exc
         if blob is None:
             raise FileNotFoundError(uri)
-        raw = ObjectReader(blob, uri, self._retry)
-        return io.BufferedReader(raw, buffer_size=_BUFFER_BYTES)
+        return blob
 
     def _storage(self) -> Any:
         with self._client_lock:
@@ -132,3 +146,18 @@ class GcsSource:
         if isinstance(exc, api_exceptions.NotFound):
             return InvalidArgument(f"bucket {self.bucket!r} does not exist")
         return FanoutError(f"listing {self.location} failed: {exc}")
+
+
+def _item(bucket: str, blob: Any) -> SourceItem:
+    size = int(blob.size or 0)
+    return SourceItem(
+        uri=f"gs://{bucket}/{blob.name}",
+        size=size,
+        content_type=blob.content_type or "",
+        # Composite objects have no MD5: their generation alone tells.
+        fingerprint=Fingerprint(size=size, stamp=_stamp(blob), md5=blob.md5_hash or ""),
+    )
+
+
+def _stamp(blob: Any) -> str:
+    return f"generation:{blob.generation}" if blob.generation else ""

@@ -12,6 +12,7 @@ from typing import BinaryIO
 from functions.config import Settings
 from functions.errors import InvalidArgument, ItemFailed
 from functions.ingestion.documents import SourceItem
+from functions.ingestion.fingerprint import Fingerprint, mtime_stamp
 
 # The standard library's built-in table only: the same answer on every machine, whatever
 # /etc/mime.types holds. Plus the text formats the loaders read that it lacks.
@@ -34,6 +35,8 @@ class LocalSource:
     the roots, so neither can escape them. Listing skips dot-files and dot-directories, does
     not descend into symlinked directories (no cycles, no file twice), and lists a symlinked
     file only when its target is inside the roots. Items are absolute path strings.
+
+    `opened` records every item whose content was opened, with its size and mtime then.
     """
 
     def __init__(self, location: str, settings: Settings, *, must_exist: bool = True) -> None:
@@ -49,6 +52,7 @@ class LocalSource:
             raise InvalidArgument(f"location {location!r}: {exc}") from None
         if must_exist and not self.path.exists():
             raise InvalidArgument(f"location {location!r} does not exist")
+        self.opened: dict[str, Fingerprint] = {}
 
     @property
     def root_uri(self) -> str:
@@ -60,7 +64,7 @@ class LocalSource:
         `InvalidArgument` when a directory cannot be read (permissions)."""
         if not self.path.is_dir():
             if self.path.is_file():
-                yield _item(str(self.path), self.path.stat().st_size)
+                yield _item(str(self.path), self.path.stat())
             return
         stack = [iter(_entries(str(self.path)))]
         while stack:
@@ -74,11 +78,11 @@ class LocalSource:
                 if entry.is_symlink():
                     target = Path(os.path.realpath(entry.path))
                     if self._inside_roots(target) and target.is_file():
-                        yield _item(entry.path, target.stat().st_size)
+                        yield _item(entry.path, target.stat())
                 elif entry.is_dir(follow_symlinks=False):
                     stack.append(iter(_entries(entry.path)))
                 elif entry.is_file(follow_symlinks=False):
-                    yield _item(entry.path, entry.stat(follow_symlinks=False).st_size)
+                    yield _item(entry.path, entry.stat(follow_symlinks=False))
             except FileNotFoundError:
                 continue  # deleted while we listed: it is not part of the job
 
@@ -92,12 +96,23 @@ class LocalSource:
             raise ItemFailed(f"{uri}: {exc}") from None
         fd = os.open(real, _OPEN_FLAGS)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
                 raise ItemFailed("not a regular file")
+            self.opened[uri] = _fingerprint(status)
             return os.fdopen(fd, "rb")
         except BaseException:
             os.close(fd)
             raise
+
+    def stat(self, uri: str) -> SourceItem:
+        """The item `uri` as listing would show it, its content unread. `ItemFailed` as for
+        `open`; `FileNotFoundError` when it is gone."""
+        try:
+            real = self._confine(uri)
+        except ValueError as exc:
+            raise ItemFailed(f"{uri}: {exc}") from None
+        return _item(uri, real.stat())
 
     def _confine(self, path: str) -> Path:
         """The real path of `path`; `ValueError` when it is outside every allowed root."""
@@ -123,11 +138,20 @@ def _entries(directory: str) -> list[os.DirEntry[str]]:
         raise InvalidArgument(f"directory {directory} cannot be read: permission denied") from None
 
 
-def _item(path: str, size: int) -> SourceItem:
+def _item(path: str, status: os.stat_result) -> SourceItem:
     content_type, encoding = _TYPES.guess_type(path, strict=False)
     if encoding is not None:  # "x.txt.gz" is gzip data, not text
         content_type = "application/gzip" if encoding == "gzip" else "application/octet-stream"
-    return SourceItem(uri=path, size=size, content_type=content_type or "")
+    return SourceItem(
+        uri=path,
+        size=status.st_size,
+        content_type=content_type or "",
+        fingerprint=_fingerprint(status),
+    )
+
+
+def _fingerprint(status: os.stat_result) -> Fingerprint:
+    return Fingerprint(size=status.st_size, stamp=mtime_stamp(status.st_mtime_ns))
 
 
 def _describe(roots: Sequence[Path]) -> str:

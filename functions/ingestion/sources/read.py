@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import BinaryIO
 
 from functions.errors import ItemFailed
@@ -18,6 +19,15 @@ def read_item(source: Source, uri: str, *, max_bytes: int) -> bytes:
     when it no longer exists, when the source refuses it, or on any other I/O error.
     `TransientError` from the source passes through, so the whole batch is retried later.
     """
+    return read_checked(source, uri, max_bytes=max_bytes, check=lambda stream: None)
+
+
+def read_checked(
+    source: Source, uri: str, *, max_bytes: int, check: Callable[[BinaryIO], None]
+) -> bytes:
+    """`read_item`, calling `check(stream)` once the bytes are read and before the stream
+    is closed (to see whether the item changed meanwhile); it raises what `read_item`
+    raises, and `ItemFailed` from `check` passes through."""
     try:
         with source.open(uri) as stream:
             size = _size(stream)
@@ -30,6 +40,7 @@ def read_item(source: Source, uri: str, *, max_bytes: int) -> bytes:
                 data += stream.read(max_bytes + 1 - len(data))
             if len(data) > max_bytes:
                 raise ItemFailed(f"over the {max_bytes} byte limit")
+            check(stream)
             return data
     except FileNotFoundError:
         raise ItemFailed("no longer exists") from None

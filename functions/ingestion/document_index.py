@@ -1,0 +1,166 @@
+"""One fingerprint per document of a collection, in a LanceDB table beside its chunks.
+
+The table is `<collection>.documents` (collection names have no dots, so it can never be
+a collection). A document's row is written after its chunks, in the flush that stores
+them: a crash in between leaves the old fingerprint (or none), so the next run reads the
+document again and finds its chunks already there. `recipe` is how the chunks were made
+(chunking options, loader version): a document ingested another way is not unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import stamina
+
+if TYPE_CHECKING:
+    from lancedb.table import Table
+
+from functions.errors import TransientError
+from functions.ingestion.fingerprint import Fingerprint
+from functions.ingestion.sink import (
+    PRIMARY_KEY,
+    WRITE_ATTEMPTS,
+    CommitConflict,
+    _any_uri,
+    _connect,
+    _is_conflict,
+    _sql_string,
+)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("uri", pa.string(), nullable=False, metadata=PRIMARY_KEY),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("stamp", pa.string(), nullable=False),
+        pa.field("md5", pa.string(), nullable=False),
+        pa.field("recipe", pa.string(), nullable=False),
+        pa.field("job_id", pa.string(), nullable=False),
+    ]
+)
+# Documents looked up in one filter: a batch's items at most, in a few queries.
+LOOKUP_URIS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class KnownDocument:
+    fingerprint: Fingerprint
+    recipe: str
+
+
+class DocumentIndex:
+    """The fingerprints of collection `collection`'s documents."""
+
+    def __init__(self, db_uri: str, collection: str) -> None:
+        self.db_uri = db_uri
+        self.name = f"{collection}.documents"
+
+    def _table(self) -> Table | None:
+        db = _connect(self.db_uri)
+        if self.name not in db.list_tables().tables:
+            return None
+        return db.open_table(self.name)
+
+    def _ensure(self) -> Table:
+        table = self._table()
+        if table is not None:
+            return table
+        try:
+            return _connect(self.db_uri).create_table(self.name, schema=SCHEMA)
+        except (OSError, ValueError, RuntimeError) as error:
+            table = self._table()  # a concurrent create of the same table is fine
+            if table is None:
+                raise TransientError(f"cannot create {self.name!r}: {error}") from error
+            return table
+
+    def reset(self) -> None:
+        """Forget every fingerprint (a new collection under an old name)."""
+        if self._table() is not None:
+            _connect(self.db_uri).drop_table(self.name)
+
+    def known(self, uris: Iterable[str]) -> dict[str, KnownDocument]:
+        """The stored fingerprints of those of `uris` that have one."""
+        table = self._table()
+        wanted = sorted(set(uris))
+        if table is None or not wanted:
+            return {}
+        found: dict[str, KnownDocument] = {}
+        for start in range(0, len(wanted), LOOKUP_URIS):
+            rows = (
+                table.search()
+                .where(_any_uri(wanted[start : start + LOOKUP_URIS]))
+                .select(["uri", "size", "stamp", "md5", "recipe"])
+                .limit(None)
+                .to_arrow()
+                .to_pylist()
+            )
+            for row in rows:
+                found[row["uri"]] = KnownDocument(
+                    Fingerprint(size=row["size"], stamp=row["stamp"], md5=row["md5"]),
+                    row["recipe"],
+                )
+        return found
+
+    def record(self, documents: Mapping[str, Fingerprint], *, recipe: str, job_id: str) -> None:
+        """Keep `documents`' fingerprints (replacing the ones stored), in one commit."""
+        if not documents:
+            return
+        data = pa.table(
+            {
+                "uri": list(documents),
+                "size": [f.size for f in documents.values()],
+                "stamp": [f.stamp for f in documents.values()],
+                "md5": [f.md5 for f in documents.values()],
+                "recipe": [recipe] * len(documents),
+                "job_id": [job_id] * len(documents),
+            },
+            schema=SCHEMA,
+        )
+        table = self._ensure()
+
+        @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.05)
+        def write() -> None:
+            try:
+                table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
+                (
+                    table.merge_insert("uri")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(data)
+                )
+            except (OSError, RuntimeError, ValueError) as error:
+                if _is_conflict(error):
+                    raise CommitConflict(str(error)) from error
+                raise
+
+        try:
+            write()
+        except CommitConflict as error:
+            raise TransientError(f"{self.name!r}: write kept conflicting: {error}") from error
+
+    def prune(self, keep: Iterable[str], *, under: str) -> int:
+        """Forget documents whose URI starts with `under` but is not in `keep`."""
+        table = self._table()
+        if table is None:
+            return 0
+        rows = (
+            table.search()
+            .where(f"starts_with(uri, {_sql_string(under)})")
+            .select(["uri"])
+            .limit(None)
+            .to_arrow()
+        )
+        gone = sorted(set(rows.column("uri").to_pylist()) - set(keep))
+        for start in range(0, len(gone), LOOKUP_URIS):
+            table.delete(_any_uri(gone[start : start + LOOKUP_URIS]))
+        return len(gone)
+
+    def compact(self) -> None:
+        """Fold the small versions each flush left (once per job, at the end)."""
+        table = self._table()
+        if table is not None:
+            table.optimize(cleanup_older_than=timedelta(minutes=10))
