@@ -21,8 +21,17 @@
     per MB of each, and new / today. A tiny job of each path first loads both models, so
     neither pays for it.
 
+(f) the unchanged re-run: `--unchanged-mb` of real documents (the reStructuredText sources
+    of Python's documentation, from Debian's python3.11-doc; the sample corpus scaled when
+    it is not installed) ingested through the stack with the local embedder, then the
+    same job again on the unchanged files: first / re-run, target >= 50.
+
+`--sections` runs some of them (default: all): stack (a, b), memory (c), writers (d),
+embedding (e), unchanged (f).
+
 Usage: python -m bench.ingest [--mb 50] [--memory-mb 10,100] [--embed-mb 5] [--writers 8,32]
-                              [--real-mb 1] [--rounds 2] [--sections stack,memory,writers,embedding]
+           [--real-mb 1] [--rounds 2] [--unchanged-mb 10]
+           [--sections stack,memory,writers,embedding,unchanged]
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ MB = 1_000_000
 DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 TODAY_OPTIONS: dict[str, Any] = {"embedder": "local/minilm-l6-shipped", "chunk_overlap": 32}
 NEW_OPTIONS: dict[str, Any] = {"embedder": "local"}
+SECTIONS = ("stack", "memory", "writers", "embedding", "unchanged")
 
 
 def _rates(stats: dict[str, int], seconds: float) -> dict[str, float]:
@@ -229,6 +239,64 @@ def embedding(
     return figures
 
 
+# -- the unchanged re-run -------------------------------------------------------------
+
+
+def debian_docs(target: Path, mb: float) -> tuple[Path, str]:
+    """`mb` MB of Debian's Python documentation sources copied to `target` (whole files,
+    in path order), or the sample corpus scaled to `mb` when they are not installed."""
+    if not DOC_SOURCES.is_dir():
+        generate(target, target_bytes=int(mb * MB), oversized_bytes=1)
+        return target, "the sample corpus, scaled"
+    total = 0
+    for path in sorted(p for p in DOC_SOURCES.rglob("*") if p.is_file()):
+        if total >= mb * MB:
+            break
+        copy = target / path.relative_to(DOC_SOURCES)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy)
+        total += path.stat().st_size
+    return target, f"{DOC_SOURCES} (python3.11-doc)"
+
+
+def _ingested(client: FanoutClient, corpus: Path) -> tuple[dict[str, Any], float]:
+    """Submit a job for `corpus` into `bench`; the finalized job and its seconds."""
+    start = time.perf_counter()
+    accepted = client.submit(
+        {"source": "documents", "collection": "bench", "location": str(corpus)}
+        | {"batch_size": BATCH_SIZE}
+    )
+    while (job := client.job(accepted["job_id"]))["status"] not in TERMINAL:
+        time.sleep(0.2)  # polling: the re-run takes seconds, the first run minutes
+    return job, time.perf_counter() - start
+
+
+def unchanged_rerun(corpus: Path, origin: str, state: Path) -> dict[str, Any]:
+    """The first ingestion of `corpus` with embeddings, then the same job again."""
+    config = StackConfig(
+        state_dir=state / "stack-unchanged",
+        port_base=free_port_block(5),
+        env={"FANOUT_ALLOWED_ROOTS": str(corpus), "FANOUT_EMBEDDER": "local"},
+    )
+    with LocalStack(config) as stack:
+        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+        first, first_seconds = _ingested(client, corpus)
+        again, again_seconds = _ingested(client, corpus)
+    keys = ("files", "processed", "unchanged", "failed", "chunks", "embedded", "bytes_read")
+    return {
+        "corpus": origin,
+        "mb": round(sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file()) / MB, 2),
+        "first": {"seconds": round(first_seconds, 2)}
+        | {k: first["stats"][k] for k in keys}
+        | {"status": first["status"]},
+        "rerun": {"seconds": round(again_seconds, 2)}
+        | {k: again["stats"][k] for k in keys}
+        | {"status": again["status"]},
+        "first_vs_rerun": round(first_seconds / again_seconds, 1),
+        "target": 50,
+    }
+
+
 # -- concurrent writers ---------------------------------------------------------------
 
 
@@ -291,9 +359,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--new-options", default=json.dumps(NEW_OPTIONS), help="embedding: the new path's"
     )
-    parser.add_argument("--sections", default="stack,memory,writers,embedding")
+    parser.add_argument("--unchanged-mb", type=float, default=10)
+    parser.add_argument("--sections", default=",".join(SECTIONS))
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
+    if unknown := sections - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}; known: {SECTIONS}")
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
@@ -332,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "writers" in sections:
             for count in (int(c) for c in args.writers.split(",")):
                 figures[f"writers_{count}"] = writers(count, state)
+        if "unchanged" in sections:
+            real, origin = debian_docs(state / "real-docs", args.unchanged_mb)
+            figures["unchanged_rerun"] = unchanged_rerun(real, origin, state)
     print(json.dumps(figures), flush=True)
 
 

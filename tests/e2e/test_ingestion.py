@@ -57,8 +57,9 @@ def _findable(client: FanoutClient, files: list[CorpusFile], uri_of: dict[str, s
 def test_sample_corpus_from_a_folder(make_stack: StackFactory) -> None:
     """The corpus lands whole: the table holds exactly the chunks the job counted, every
     document is found by its own phrase, the broken and oversized files fail alone (named,
-    with their errors) and the unknown type is skipped. Re-running changes nothing; a
-    changed file's chunks are replaced, and `prune` removes a deleted file's chunks."""
+    with their errors) and the unknown type is skipped. Re-running changes nothing and
+    chunks nothing (every document unchanged); a changed file's chunks are replaced, and
+    `prune` removes a deleted file's chunks."""
     stack = make_stack(env=LIMITS)
     corpus = stack.state_dir / "corpus"
     files = generate(corpus, oversized_bytes=2 * MiB)
@@ -83,7 +84,7 @@ def test_sample_corpus_from_a_folder(make_stack: StackFactory) -> None:
     _findable(client, documents, uri_of)
 
     again = _ingest(client, str(corpus))
-    assert again["stats"]["chunks"] == stats["chunks"]
+    assert (again["stats"]["unchanged"], again["stats"]["chunks"]) == (len(documents), 0)
     assert collection.count() == stats["chunks"]
 
     changed, deleted = [f for f in documents if f.format == "md"][:2]
@@ -92,7 +93,8 @@ def test_sample_corpus_from_a_folder(make_stack: StackFactory) -> None:
     Path(uri_of[changed.path]).write_text("# Rewritten\n\nThe quokka ledger replaced it all.\n")
     Path(uri_of[deleted.path]).unlink()
     pruned = _ingest(client, str(corpus), prune=True)
-    assert pruned["stats"]["documents"] == len(documents) - 1
+    unchanged = len(documents) - 2
+    assert (pruned["stats"]["documents"], pruned["stats"]["unchanged"]) == (1, unchanged)
     new_ids = _chunk_ids_of(collection, uri_of[changed.path])
     assert new_ids and not new_ids & old_ids
     # The job turns terminal first; its end-of-job step (prune, compaction) runs right
@@ -105,14 +107,15 @@ def test_sample_corpus_from_a_folder(make_stack: StackFactory) -> None:
     hits = client.search("docs", "quokka ledger", k=1)["hits"]
     assert hits[0]["uri"] == uri_of[changed.path]
     assert collection.count() == (stats["chunks"] - len(old_ids) + len(new_ids) - len(deleted_ids))
-    assert collection.count() == pruned["stats"]["chunks"]
+    assert pruned["stats"]["chunks"] == len(new_ids)
 
 
 def test_sample_corpus_from_a_bucket(
     make_stack: StackFactory, make_bucket: MakeBucket, fake_gcs: str, tmp_path: Path
 ) -> None:
     """The same flow from gs://bucket/prefix in the Cloud Storage emulator: every object
-    listed (across pages) is read, chunked and findable."""
+    listed (across pages) is read, chunked and findable; a re-run finds every document
+    unchanged from the listing and chunks none."""
     files = generate(tmp_path / "corpus", oversized_bytes=2 * MiB)
     sample = [f for f in files if f.phrase is not None][::6] + [
         f for f in files if f.phrase is None
@@ -134,3 +137,6 @@ def test_sample_corpus_from_a_bucket(
     assert (job["stats"]["documents"], job["stats"]["failed"]) == (len(documents), 2)
     assert _collection(stack).count() == job["stats"]["chunks"]
     _findable(client, documents, {f.path: f"gs://{bucket}/corpus/{f.path}" for f in sample})
+    again = _ingest(client, f"gs://{bucket}/corpus/")
+    assert (again["stats"]["unchanged"], again["stats"]["chunks"]) == (len(documents), 0)
+    assert _collection(stack).count() == job["stats"]["chunks"]
