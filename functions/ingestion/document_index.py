@@ -9,6 +9,7 @@ document again and finds its chunks already there. `recipe` is how the chunks we
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 from functions.errors import TransientError
 from functions.ingestion.fingerprint import Fingerprint
 from functions.ingestion.sink import (
+    COMPACT_EVERY_VERSIONS,
     PRIMARY_KEY,
     WRITE_ATTEMPTS,
     CommitConflict,
@@ -42,6 +44,7 @@ SCHEMA = pa.schema(
         pa.field("job_id", pa.string(), nullable=False),
     ]
 )
+log = logging.getLogger("fanout.ingestion.documents")
 # Documents looked up in one filter: a batch's items at most, in a few queries.
 LOOKUP_URIS = 200
 
@@ -123,10 +126,10 @@ class DocumentIndex:
         table = self._ensure()
 
         @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.05)
-        def write() -> None:
+        def write() -> int:
             try:
                 table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
-                (
+                result = (
                     table.merge_insert("uri")
                     .when_matched_update_all()
                     .when_not_matched_insert_all()
@@ -136,11 +139,17 @@ class DocumentIndex:
                 if _is_conflict(error):
                     raise CommitConflict(str(error)) from error
                 raise
+            return int(result.version)
 
         try:
-            write()
+            version = write()
         except CommitConflict as error:
             raise TransientError(f"{self.name!r}: write kept conflicting: {error}") from error
+        if version % COMPACT_EVERY_VERSIONS == 0:  # as the chunks' table, and for the same reason
+            try:
+                table.optimize()
+            except Exception:
+                log.warning("%s: compaction during the job failed", self.name, exc_info=True)
 
     def prune(self, keep: Iterable[str], *, under: str) -> int:
         """Forget documents whose URI starts with `under` but is not in `keep`."""
@@ -160,7 +169,12 @@ class DocumentIndex:
         return len(gone)
 
     def compact(self) -> None:
-        """Fold the small versions each flush left (once per job, at the end)."""
+        """Fold the small versions each flush left (once per job, at the end). A failure
+        (a concurrent job's write) is logged: the next job compacts."""
         table = self._table()
-        if table is not None:
+        if table is None:
+            return
+        try:
             table.optimize(cleanup_older_than=timedelta(minutes=10))
+        except Exception:
+            log.warning("%s: compaction failed", self.name, exc_info=True)
