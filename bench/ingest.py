@@ -23,8 +23,9 @@
 
 (f) the unchanged re-run: `--unchanged-mb` of real documents (the reStructuredText sources
     of Python's documentation, from Debian's python3.11-doc; the sample corpus scaled when
-    it is not installed) ingested through the stack with the local embedder, then the
-    same job again on the unchanged files: first / re-run, target >= 50.
+    it is not installed) ingested through the stack with the local embedder (or
+    `--unchanged-embedder none`), then the same job again on the unchanged files:
+    first / re-run, target >= 50 with embeddings.
 
 `--sections` runs some of them (default: all): stack (a, b), memory (c), writers (d),
 embedding (e), unchanged (f).
@@ -271,12 +272,12 @@ def _ingested(client: FanoutClient, corpus: Path) -> tuple[dict[str, Any], float
     return job, time.perf_counter() - start
 
 
-def unchanged_rerun(corpus: Path, origin: str, state: Path) -> dict[str, Any]:
-    """The first ingestion of `corpus` with embeddings, then the same job again."""
+def unchanged_rerun(corpus: Path, origin: str, state: Path, embedder: str) -> dict[str, Any]:
+    """The first ingestion of `corpus`, then the same job again."""
     config = StackConfig(
-        state_dir=state / "stack-unchanged",
+        state_dir=state / f"stack-unchanged-{embedder}",
         port_base=free_port_block(5),
-        env={"FANOUT_ALLOWED_ROOTS": str(corpus), "FANOUT_EMBEDDER": "local"},
+        env={"FANOUT_ALLOWED_ROOTS": str(corpus), "FANOUT_EMBEDDER": embedder},
     )
     with LocalStack(config) as stack:
         client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
@@ -285,6 +286,7 @@ def unchanged_rerun(corpus: Path, origin: str, state: Path) -> dict[str, Any]:
     keys = ("files", "processed", "unchanged", "failed", "chunks", "embedded", "bytes_read")
     return {
         "corpus": origin,
+        "embedder": embedder,
         "mb": round(sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file()) / MB, 2),
         "first": {"seconds": round(first_seconds, 2)}
         | {k: first["stats"][k] for k in keys}
@@ -360,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--new-options", default=json.dumps(NEW_OPTIONS), help="embedding: the new path's"
     )
     parser.add_argument("--unchanged-mb", type=float, default=10)
+    parser.add_argument(
+        "--unchanged-embedder",
+        default="local",
+        choices=("local", "none"),
+        help="the unchanged re-run's embedder (none: the skipping measured against the rest)",
+    )
     parser.add_argument("--sections", default=",".join(SECTIONS))
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
@@ -405,7 +413,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 figures[f"writers_{count}"] = writers(count, state)
         if "unchanged" in sections:
             real, origin = debian_docs(state / "real-docs", args.unchanged_mb)
-            figures["unchanged_rerun"] = unchanged_rerun(real, origin, state)
+            figures["unchanged_rerun"] = unchanged_rerun(
+                real, origin, state, args.unchanged_embedder
+            )
     print(json.dumps(figures), flush=True)
 
 

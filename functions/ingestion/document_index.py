@@ -5,6 +5,7 @@ a collection). A document's row is written after its chunks, in the flush that s
 them: a crash in between leaves the old fingerprint (or none), so the next run reads the
 document again and finds its chunks already there. `recipe` is how the chunks were made
 (chunking options, loader version): a document ingested another way is not unchanged.
+`chunks` and `job_id` tell a retried batch what an earlier attempt of its job stored.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ SCHEMA = pa.schema(
         pa.field("stamp", pa.string(), nullable=False),
         pa.field("md5", pa.string(), nullable=False),
         pa.field("recipe", pa.string(), nullable=False),
+        pa.field("chunks", pa.int32(), nullable=False),
         pa.field("job_id", pa.string(), nullable=False),
     ]
 )
@@ -51,8 +53,13 @@ LOOKUP_URIS = 200
 
 @dataclass(frozen=True, slots=True)
 class KnownDocument:
+    """A document as it was ingested: its fingerprint, how it was chunked, into how many
+    chunks, by which job."""
+
     fingerprint: Fingerprint
     recipe: str
+    chunks: int
+    job_id: str
 
 
 class DocumentIndex:
@@ -96,7 +103,7 @@ class DocumentIndex:
             rows = (
                 table.search()
                 .where(_any_uri(wanted[start : start + LOOKUP_URIS]))
-                .select(["uri", "size", "stamp", "md5", "recipe"])
+                .select(["uri", "size", "stamp", "md5", "recipe", "chunks", "job_id"])
                 .limit(None)
                 .to_arrow()
                 .to_pylist()
@@ -105,21 +112,25 @@ class DocumentIndex:
                 found[row["uri"]] = KnownDocument(
                     Fingerprint(size=row["size"], stamp=row["stamp"], md5=row["md5"]),
                     row["recipe"],
+                    row["chunks"],
+                    row["job_id"],
                 )
         return found
 
-    def record(self, documents: Mapping[str, Fingerprint], *, recipe: str, job_id: str) -> None:
-        """Keep `documents`' fingerprints (replacing the ones stored), in one commit."""
+    def record(self, documents: Mapping[str, KnownDocument]) -> None:
+        """Keep `documents` (by URI), replacing what was kept for them, in one commit."""
         if not documents:
             return
+        known = list(documents.values())
         data = pa.table(
             {
                 "uri": list(documents),
-                "size": [f.size for f in documents.values()],
-                "stamp": [f.stamp for f in documents.values()],
-                "md5": [f.md5 for f in documents.values()],
-                "recipe": [recipe] * len(documents),
-                "job_id": [job_id] * len(documents),
+                "size": [d.fingerprint.size for d in known],
+                "stamp": [d.fingerprint.stamp for d in known],
+                "md5": [d.fingerprint.md5 for d in known],
+                "recipe": [d.recipe for d in known],
+                "chunks": [d.chunks for d in known],
+                "job_id": [d.job_id for d in known],
             },
             schema=SCHEMA,
         )

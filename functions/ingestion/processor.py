@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from functions.config import Settings
 from functions.errors import InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
 from functions.ingestion.chunker import chunk_document
-from functions.ingestion.document_index import DocumentIndex
+from functions.ingestion.document_index import DocumentIndex, KnownDocument
 from functions.ingestion.documents import Chunk, SourceItem
 from functions.ingestion.embedders import (
     Embedder,
@@ -31,7 +31,6 @@ from functions.ingestion.embedders import (
     get_embedder,
 )
 from functions.ingestion.embedders.local_models import model_for_identity
-from functions.ingestion.fingerprint import Fingerprint
 from functions.ingestion.loaders import load_document
 from functions.ingestion.options import DocumentOptions
 from functions.ingestion.sink import Collection
@@ -143,7 +142,7 @@ class DocumentBatch:
     _uris: list[str] = field(default_factory=list)
     _chunks: list[Chunk] = field(default_factory=list)
     # Fingerprints of the documents read, recorded once their chunks are stored.
-    _fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    _fingerprints: dict[str, KnownDocument] = field(default_factory=dict)
     # Items whose chunks wait in the buffer, counted once they are stored; stored ones not
     # reported yet.
     _buffered: JobStats = field(default_factory=JobStats)
@@ -162,8 +161,8 @@ class DocumentBatch:
         and the items of a write this item's chunks set off."""
         try:
             source = self._source(item)
-            if self.changes.unchanged(source, item):
-                return JobStats(files=1, unchanged=1) + self._take_stored()
+            if (unchanged := self.changes.unchanged(source, item)) is not None:
+                return self._unchanged(unchanged) + self._take_stored()
             data, fingerprint = read_document(
                 source, item, max_bytes=self.settings.ingestion.max_file_bytes
             )
@@ -171,9 +170,9 @@ class DocumentBatch:
             self._unreported += JobStats(files=1)
             raise ItemFailed(error.message) from None
         known = self.changes.known(item)
-        if known is not None and fingerprint.matches(known):  # touched, the same bytes
-            self._fingerprints[item] = fingerprint
-            return JobStats(files=1, unchanged=1, bytes_read=len(data)) + self._take_stored()
+        if known is not None and fingerprint.matches(known.fingerprint):  # touched, same bytes
+            self._fingerprints[item] = replace(known, fingerprint=fingerprint)
+            return replace(self._unchanged(known), bytes_read=len(data)) + self._take_stored()
         try:
             document = load_document(
                 SourceItem(item, len(data)), data, text_field=self.options.text_field
@@ -184,7 +183,9 @@ class DocumentBatch:
         chunks = list(chunk_document(document, self.options.chunk_size))
         self._uris.append(item)
         self._chunks.extend(chunks)
-        self._fingerprints[item] = fingerprint
+        self._fingerprints[item] = KnownDocument(
+            fingerprint, self.changes.recipe, len(chunks), self.job_id
+        )
         self._buffered += JobStats(processed=1, documents=1, chunks=len(chunks))
         if len(self._chunks) >= FLUSH_CHUNKS:
             self._write()
@@ -196,6 +197,14 @@ class DocumentBatch:
         unreported, self._unreported = self._unreported, JobStats()
         return unreported + self._take_stored()
 
+    def _unchanged(self, known: KnownDocument) -> JobStats:
+        """An unchanged document; or one an earlier attempt of this job stored, which
+        counts as that attempt counted it, so a retried batch adds up as a whole one."""
+        if known.job_id == self.job_id:
+            size = known.fingerprint.size
+            return JobStats(files=1, processed=1, documents=1, chunks=known.chunks, bytes_read=size)
+        return JobStats(files=1, unchanged=1)
+
     def _take_stored(self) -> JobStats:
         stored, self._stored = self._stored, JobStats()
         return stored
@@ -206,9 +215,7 @@ class DocumentBatch:
             self.collection.replace_documents(self._uris, self._chunks, vectors, job_id=self.job_id)
             self._stored += self._buffered + JobStats(embedded=embedded)
         # After the chunks: a crash in between leaves a document to be read again.
-        self.changes.index.record(
-            self._fingerprints, recipe=self.changes.recipe, job_id=self.job_id
-        )
+        self.changes.index.record(self._fingerprints)
         self._uris, self._chunks, self._fingerprints = [], [], {}
         self._buffered = JobStats()
 

@@ -50,26 +50,27 @@ class ChangeCheck:
     _listed: dict[str, Fingerprint] = field(default_factory=dict)
     _listed_buckets: set[str] = field(default_factory=set)
 
-    def unchanged(self, source: Source, uri: str) -> bool:
-        """True when `uri`'s kept fingerprint proves it unchanged, without reading it. An
-        item that cannot be looked at is not unchanged: reading it fails it by name."""
+    def unchanged(self, source: Source, uri: str) -> KnownDocument | None:
+        """What was kept for `uri` when its fingerprint proves it unchanged since, without
+        reading it. An item that cannot be looked at is not unchanged: reading it fails it
+        by name."""
         known = self.known(uri)
         if known is None:
-            return False
+            return None
         try:
             current = self._current(source, uri)
         except (ItemFailed, OSError):
-            return False
-        return current is not None and current.matches(known)
+            return None
+        return known if current is not None and current.matches(known.fingerprint) else None
 
-    def known(self, uri: str) -> Fingerprint | None:
-        """The fingerprint kept for `uri` when it was ingested the same way as now."""
+    def known(self, uri: str) -> KnownDocument | None:
+        """What was kept for `uri` when it was ingested the same way as now."""
         if uri not in self._looked_up:  # the whole batch at its first item, in one query
             wanted = {*self.items, uri} - self._looked_up
             self._known.update(self.index.known(wanted))
             self._looked_up |= wanted
         found = self._known.get(uri)
-        return found.fingerprint if found is not None and found.recipe == self.recipe else None
+        return found if found is not None and found.recipe == self.recipe else None
 
     def _current(self, source: Source, uri: str) -> Fingerprint | None:
         if isinstance(source, LocalSource):

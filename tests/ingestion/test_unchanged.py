@@ -368,3 +368,14 @@ def test_items_count_as_processed_once_their_chunks_are_stored(
     reported += work.flush()
     assert reported.processed == len({uri for uri, _ in rows(folder).values()}) == 5
     assert any(done < position + 1 for position, (done, _) in enumerate(seen))  # buffered
+
+
+def test_a_retried_batch_counts_what_its_earlier_attempt_stored(place: Place) -> None:
+    """Another attempt of the same job reads none of the documents the first one stored,
+    and its stats add up as if it had done them: a retried batch counts as a whole one."""
+    place.put("a.md", A)
+    place.put("b.md", B)
+    first = ingest(place, ["a.md", "b.md"], job="job")
+    retried = ingest(place, ["a.md", "b.md"], job="job")
+    assert retried.opened == set()
+    assert retried.stats == replace(first.stats, embedded=0)
