@@ -113,13 +113,10 @@ class StatsView(View):
     skipped: int = Field(description="items the processor has no use for")
     bytes_read: int
     unchanged: int = Field(
-        default=0,
         description="items unchanged since they were ingested: not read again (or read and"
         " found identical), neither chunked nor embedded",
     )
-    embedded: int = Field(
-        default=0, description="chunks whose vectors were computed (the others kept theirs)"
-    )
+    embedded: int = Field(description="chunks whose vectors were computed (the others kept theirs)")
 
 
 class JobView(View):
