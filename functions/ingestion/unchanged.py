@@ -47,7 +47,8 @@ class ChangeCheck:
     recipe: str
     _known: dict[str, KnownDocument] = field(default_factory=dict)
     _looked_up: set[str] = field(default_factory=set)
-    _listed: dict[str, Fingerprint] = field(default_factory=dict)
+    # Fingerprints from the batch's listings of Cloud Storage, by URI.
+    listed: dict[str, Fingerprint] = field(default_factory=dict)
     _listed_buckets: set[str] = field(default_factory=set)
 
     def unchanged(self, source: Source, uri: str) -> KnownDocument | None:
@@ -79,7 +80,7 @@ class ChangeCheck:
             if source.bucket not in self._listed_buckets:
                 self._listed_buckets.add(source.bucket)
                 self._list_range(source)
-            listed = self._listed.get(uri)
+            listed = self.listed.get(uri)
             return listed if listed is not None else source.stat(uri).fingerprint
         return None
 
@@ -90,12 +91,14 @@ class ChangeCheck:
         wanted = {item for item in self.items if item.startswith(prefix)}
         if not wanted:
             return
-        first, last = min(wanted), max(wanted)
+        first, last = (uri.removeprefix(prefix) for uri in (min(wanted), max(wanted)))
         budget = LISTING_OBJECTS_PER_ITEM * len(wanted) + source.page_size
-        for seen, item in enumerate(source.list_items(start=first.removeprefix(prefix))):
+        shared = os.path.commonprefix([first, last])  # noqa: RUF071 - names, not paths
+        listing = source.list_from(first, prefix=shared)
+        for seen, item in enumerate(listing):
             if item.uri in wanted and item.fingerprint is not None:
-                self._listed[item.uri] = item.fingerprint
-            if item.uri >= last or seen >= budget:
+                self.listed[item.uri] = item.fingerprint
+            if item.uri >= prefix + last or seen >= budget:
                 return
 
 

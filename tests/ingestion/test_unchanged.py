@@ -232,6 +232,7 @@ def test_an_unchanged_document_is_not_read(place: Place) -> None:
     if isinstance(place, Bucket):  # the fingerprints came from one listing of the batch
         [source] = again.work.sources.values()
         assert isinstance(source, GcsSource) and source.pages_read == 1
+        assert set(again.work.changes.listed) == {place.uri("a.md"), place.uri("b.md")}
 
 
 def test_a_changed_document_replaces_exactly_its_own_chunks(place: Place) -> None:

@@ -78,14 +78,22 @@ class GcsSource:
         # A plain string prefix, as Cloud Storage lists: gs://b/docs also holds docs2/x.
         return f"gs://{self.bucket}/{self.prefix}"
 
-    def list_items(self, *, start: str | None = None) -> Iterator[SourceItem]:
-        """The objects, from the name `start` on when given. `InvalidArgument` when the
-        bucket does not exist; `TransientError` when Cloud Storage keeps failing (429, 5xx,
-        connection errors); `FanoutError` otherwise."""
+    def list_items(self) -> Iterator[SourceItem]:
+        """`InvalidArgument` when the bucket does not exist; `TransientError` when Cloud
+        Storage keeps failing (429, 5xx, connection errors); `FanoutError` otherwise."""
+        return self._list(self.prefix, start=None)
+
+    def list_from(self, name: str, *, prefix: str = "") -> Iterator[SourceItem]:
+        """The bucket's objects whose names start with `prefix`, from `name` on, whatever
+        this source's own prefix (a source made for one item lists only that item). Raises
+        as `list_items`."""
+        return self._list(prefix, start=name)
+
+    def _list(self, prefix: str, *, start: str | None) -> Iterator[SourceItem]:
         self.pages_read = 0
         blobs = self._storage().list_blobs(
             self.bucket,
-            prefix=self.prefix or None,
+            prefix=prefix or None,
             page_size=self.page_size,
             fields=_LIST_FIELDS,
             start_offset=start,
