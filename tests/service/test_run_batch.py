@@ -39,6 +39,64 @@ class FlakyProcessor(Stateless):
         return JobStats()
 
 
+@register("buffering-test")
+class BufferingProcessor(Stateless):
+    """Stores its items two at a time (as the documents processor buffers chunks until a
+    flush) and reports an item processed once stored. At each item it notes the batch's
+    progress as the store shows it, against the items stored by then."""
+
+    store: SqliteJobStore | None = None
+    seen: list[tuple[float, int]] = []  # noqa: RUF012 - one test's record
+
+    def __init__(self, settings: Settings) -> None:
+        self.buffered: list[str] = []
+        self.stored = 0
+
+    def check_request(self, request: IngestRequest) -> None:
+        pass
+
+    def open_batch(self, context: BatchContext) -> BatchWork:
+        self.batch_id = context.batch_id
+        return self
+
+    def process(self, item: str) -> JobStats:
+        assert self.store is not None
+        self.seen.append((self.store.get_batch(self.batch_id).progress, self.stored))
+        self.buffered.append(item)
+        return self._store() if len(self.buffered) == 2 else JobStats()
+
+    def _store(self) -> JobStats:
+        done, self.buffered = len(self.buffered), []
+        self.stored += done
+        return JobStats(processed=done)
+
+    def flush(self) -> JobStats:
+        return self._store()
+
+
+def test_a_batchs_progress_counts_items_once_their_results_are_stored(
+    tmp_path: Path,
+) -> None:
+    """Progress recorded after every item never runs ahead of the stored work: an item
+    read but still buffered is not done."""
+    settings = Settings(sqlite_path=tmp_path / "fanout.sqlite3", progress_interval=timedelta(0))
+    store = SqliteJobStore(settings.sqlite_path)
+    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
+    service = FanoutService(store, queue, settings)
+    BufferingProcessor.store, BufferingProcessor.seen = store, []
+    items = [f"item-{n}" for n in range(5)]
+    job, _ = service.submit(
+        IngestRequest(source="buffering-test", collection="c", items=items, batch_size=5)
+    )
+    service.run_batch(f"{job.job_id}_0000")
+    # Before items 2, 3, 4 and 5: 0, 2, 2 and 4 of 5 stored (and recorded).
+    assert [progress for progress, _ in BufferingProcessor.seen[1:]] == [0.0, 0.4, 0.4, 0.8]
+    assert all(progress <= stored / 5 for progress, stored in BufferingProcessor.seen)
+    assert store.get_batch(f"{job.job_id}_0000").stats.processed == 5
+    store.close()
+    queue.close()
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[FanoutService]:
     settings = Settings(
