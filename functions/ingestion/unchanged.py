@@ -117,7 +117,7 @@ def read_document(source: Source, uri: str, *, max_bytes: int) -> tuple[bytes, F
             after.st_size == opened.size == stream.tell()
             and mtime_stamp(after.st_mtime_ns) == opened.stamp
         ):
-            raise ItemFailed(f"{uri} changed while it was being read; ingest it once written")
+            raise ItemFailed("changed while it was being read; ingest it once written")
         status.append(after)
 
     data = read_checked(source, uri, max_bytes=max_bytes, check=check)
@@ -129,6 +129,6 @@ def read_document(source: Source, uri: str, *, max_bytes: int) -> tuple[bytes, F
         # Reads pin the generation opened; its size and MD5 check that they did (an
         # emulator may not), so the bytes are that generation's, whole.
         if len(data) != opened.size or (opened.md5 and opened.md5 != md5):
-            raise ItemFailed(f"{uri} changed while it was being read; ingest it once written")
+            raise ItemFailed("changed while it was being read; ingest it once written")
         stamp = opened.stamp
     return data, Fingerprint(size=len(data), stamp=stamp, md5=md5)
