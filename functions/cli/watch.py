@@ -58,15 +58,21 @@ def batches_done(job: Mapping[str, Any]) -> int:
 
 
 class Rates:
-    """Items per second and the time left, from the samples of the last `RATE_WINDOW`
-    seconds; a job already over when first seen is measured over its whole duration."""
+    """Items per second, from the samples of the last `RATE_WINDOW` seconds (a job already
+    over when first seen is measured over its whole duration), and the time left, from the
+    work stored since the job started: its ended batches plus the stored progress of its
+    running ones. Batches end in waves (as many at once as run at once), so counting ended
+    batches alone leaves the time left unknown, or jumping, until late in a job."""
 
     def __init__(self, window: float = RATE_WINDOW) -> None:
         self.window = window
         self._samples: deque[tuple[float, int, int]] = deque()
+        self._running_progress = 0.0
 
-    def add(self, at: float, job: Mapping[str, Any]) -> None:
+    def add(self, at: float, job: Mapping[str, Any], running_progress: float = 0.0) -> None:
+        """A poll of `job`; `running_progress` sums its running batches' `progress`."""
         self._samples.append((at, batches_done(job), items_done(job)))
+        self._running_progress = running_progress
         while len(self._samples) > 2 and at - self._samples[1][0] >= self.window:
             self._samples.popleft()
 
@@ -88,11 +94,28 @@ class Rates:
     def eta_seconds(self, job: Mapping[str, Any]) -> float | None:
         if job["status"] in TERMINAL:
             return 0.0
-        span = self._span()
-        remaining = int(job["total_batches"]) - batches_done(job)
-        if span is None or span[1] <= 0 or remaining <= 0:
-            return None
-        return remaining / (span[1] / span[0])
+        return time_left(job, self._running_progress)
+
+
+def time_left(job: Mapping[str, Any], running_progress: float) -> float | None:
+    """Seconds until `job` ends at the pace of its stored work so far (None until some is
+    stored): batches' worth done = ended batches + the running ones' stored progress."""
+    total = int(job["total_batches"])
+    done = min(float(total), batches_done(job) + running_progress)
+    elapsed = job.get("duration_seconds")
+    if not elapsed or done <= 0 or total <= 0:
+        return None
+    return (total - done) * float(elapsed) / done
+
+
+def running_progress(client: FanoutClient, job: Mapping[str, Any]) -> float:
+    """The summed stored `progress` (0..1 each) of `job`'s running batches: how far the
+    batches that have not ended yet have got. Running batches are few (the queue's dispatch
+    concurrency), so one page holds them."""
+    if job["status"] != "running":
+        return 0.0
+    page = client.batches(str(job["job_id"]), status="running", limit="200")
+    return sum(float(batch.get("progress") or 0.0) for batch in page["batches"])
 
 
 def rate_text(rate: float | None) -> str:
@@ -234,7 +257,7 @@ def watch_jobs(
         while True:
             now = time.monotonic()
             for job_id, job in latest.items():
-                rates[job_id].add(now, job)
+                rates[job_id].add(now, job, running_progress(client, job))
                 display.show(job, rates[job_id])
             display.refresh()
             if all(job["status"] in TERMINAL for job in latest.values()):

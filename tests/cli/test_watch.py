@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from typing import Any
 
+import pytest
+
+from functions.cli.watch import batches_done, running_progress, time_left
 from tests.cli.conftest import FANOUT, Fanout
+from tests.e2e.conftest import wait_for, wait_terminal
 
 TERMINAL = {"completed", "failed", "cancelled"}
 # On a terminal rich draws bars; TTY_COMPATIBLE makes it take a pipe for one (rich's switch).
@@ -103,3 +108,36 @@ def test_ctrl_c_stops_the_watch_not_the_job(fanout: Fanout) -> None:
     assert err == "stopped watching; the jobs go on (fanout cancel JOB stops one)\n"
     assert "Traceback" not in out
     assert status not in TERMINAL
+
+
+def test_the_time_left_counts_the_running_batches_stored_progress(fanout: Fanout) -> None:
+    """Before any batch ends, the time left is already known from the progress the running
+    batches stored (batches end in waves, so ended batches alone would say nothing yet)."""
+    job_id = fanout.noop_job(40, batch_size=20, delay_ms=150)  # 2 batches of 3 s each
+
+    def stored_but_none_ended() -> tuple[dict[str, Any], float] | None:
+        job = fanout.client.job(job_id)
+        running = running_progress(fanout.client, job)
+        return (job, running) if running > 0 and batches_done(job) == 0 else None
+
+    job, running = wait_for(stored_but_none_ended, timeout=60, what="stored progress")
+    assert time_left(job, 0.0) is None  # what the ended batches alone can tell
+    left = time_left(job, running)
+    assert left is not None
+    done = running / job["total_batches"]
+    assert left == pytest.approx(job["duration_seconds"] * (1 - done) / done)
+    wait_terminal(fanout.client, job_id)
+
+
+def test_the_time_left_is_the_pace_of_the_work_stored_so_far() -> None:
+    """2 of 20 batches ended and 4 half-way after 100 s: 4 batches' worth in 100 s, so 16
+    more take 400 s."""
+    job = {"total_batches": 20, "completed_batches": 1, "failed_batches": 1}
+    assert time_left(job | {"duration_seconds": 100.0}, 2.0) == pytest.approx(400.0)
+    assert time_left(job | {"duration_seconds": None}, 2.0) is None
+    assert (
+        time_left(
+            job | {"duration_seconds": 100.0, "completed_batches": 0, "failed_batches": 0}, 0.0
+        )
+        is None
+    )
