@@ -89,6 +89,8 @@ locals {
     "counters.documents",
     "counters.skipped",
     "counters.bytes_read",
+    "counters.unchanged",
+    "counters.embedded",
   ]
 }
 
