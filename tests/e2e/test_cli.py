@@ -45,7 +45,7 @@ def _alive(pid: int) -> bool:
 # Foo(a=1)) or a count of one in the plural.
 RAW_REPR = re.compile(r"\{'|\['|<[\w.]+ object at 0x|\b[A-Z]\w+\(\w+=")
 ONE_IN_PLURAL = re.compile(
-    r"\b1 (?:batches|files|items|documents|chunks|rows|fragments|processes)\b"
+    r"(?<![\w.])1 (?:batches|files|items|documents|chunks|rows|fragments|processes)\b"
 )
 
 
