@@ -10,6 +10,7 @@ where a batch or a search runs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,32 @@ def test_importing_main_loads_no_cloud_client_nor_model_runtime() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert json.loads(result.stdout) == []
+
+
+def test_the_jobs_apis_first_request_loads_no_ingestion_code(tmp_path: Path) -> None:
+    """Listing jobs needs the store, not the document loaders, LanceDB or numpy: those load
+    when a job of the `documents` source is first submitted or run."""
+    script = (
+        "import json, sys\n"
+        "import functions_framework\n"
+        "app = functions_framework.create_app('jobs_api', 'main.py')\n"
+        "answer = app.test_client().get('/jobs')\n"
+        "assert answer.status_code == 200, answer.data\n"
+        "heavy = ('functions.ingestion.processor', 'lancedb', 'numpy', 'docx')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    env = {
+        **os.environ,
+        "FANOUT_STORE": "sqlite",
+        "FANOUT_SQLITE_PATH": str(tmp_path / "fanout.sqlite3"),
+        "FANOUT_LOG_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout.splitlines()[-1]) == []
