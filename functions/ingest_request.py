@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from functions.bounded_json import MAX_DEPTH, value_depth
+from functions.schedule import parse_rfc3339
 
 MAX_BATCH_SIZE = 1_000
 MAX_BODY_BYTES = 1024 * 1024
@@ -56,6 +58,16 @@ class IngestRequest(BaseModel):
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
     callback_url: str | None = Field(default=None, max_length=2048)
     options: dict[str, Any] = Field(default_factory=dict)
+    not_before: datetime | None = Field(
+        default=None,
+        description="start no batch before this RFC 3339 time (with an offset), at most 30"
+        " days ahead; the job is scheduled until then",
+    )
+
+    @field_validator("not_before", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> datetime | None:
+        return None if value is None else parse_rfc3339(value)
 
     @field_validator("options")
     @classmethod

@@ -21,11 +21,16 @@ class JobStatus(StrEnum):
     """Status of a job and of each of its batches."""
 
     PENDING = "pending"
+    # Planned, waiting for its `not_before`: no batch runs before then.
+    SCHEDULED = "scheduled"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+
+# The statuses a batch can have: a job waits scheduled, its batches wait pending.
+BATCH_STATUSES: tuple[JobStatus, ...] = tuple(s for s in JobStatus if s is not JobStatus.SCHEDULED)
 
 TERMINAL: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -35,8 +40,16 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 _JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     # A job with nothing to do completes straight from PENDING.
     JobStatus.PENDING: frozenset(
-        {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+        {
+            JobStatus.SCHEDULED,
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        }
     ),
+    # Its first claim at or after `not_before` starts it (or the sweeper, if none comes).
+    JobStatus.SCHEDULED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
     JobStatus.COMPLETED: frozenset(),
@@ -44,6 +57,7 @@ _JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
 }
 _BATCH_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.SCHEDULED: frozenset(),  # not a batch status (BATCH_STATUSES)
     # RUNNING -> RUNNING is a re-claim after the previous lease expired.
     JobStatus.RUNNING: frozenset(
         {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -177,6 +191,7 @@ def _with_datetimes(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
         "lease_expires_at",
         "heartbeat_at",
         "enqueued_at",
+        "not_before",
     ):
         if key in out:
             out[key] = _as_datetime(out[key])
@@ -214,6 +229,9 @@ class Job:
     retries: int = 0
     # The W3C trace every line of this job is logged under (functions/observability/).
     trace_id: str | None = None
+    # When it may start (the request's `not_before`): while that is ahead the job is
+    # scheduled, and no batch runs before it.
+    not_before: datetime | None = None
 
     @classmethod
     def new(
@@ -226,6 +244,7 @@ class Job:
         request_id: str | None = None,
         callback_url: str | None = None,
         trace_id: str | None = None,
+        not_before: datetime | None = None,
         now: datetime | None = None,
     ) -> Job:
         created = now or utcnow()
@@ -241,6 +260,7 @@ class Job:
             request_id=request_id,
             callback_url=callback_url,
             trace_id=trace_id,
+            not_before=not_before,
         )
 
     @property
@@ -257,6 +277,10 @@ class Job:
         if self.total_batches == 0:
             return 1.0 if self.status is JobStatus.COMPLETED else 0.0
         return min(1.0, self.done_batches / self.total_batches)
+
+    def waits_at(self, now: datetime) -> bool:
+        """True while `now` is before its `not_before`: no batch of it may run yet."""
+        return self.not_before is not None and now < self.not_before
 
     def duration(self, now: datetime | None = None) -> timedelta | None:
         """Time from start to finish (or to `now` while it runs); None before it starts."""

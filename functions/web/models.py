@@ -16,7 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from functions.config import Settings
-from functions.errors import FanoutError
+from functions.errors import FanoutError, InvalidField
 from functions.ingestion.search_hit import SearchHit
 from functions.jobs import Batch, Job, JobStatus
 from functions.observability.lines import LogLine, LogPage
@@ -66,6 +66,13 @@ class ErrorBody(BaseModel):
 
     @classmethod
     def from_error(cls, error: FanoutError) -> ErrorBody:
+        if isinstance(error, InvalidField):  # named like pydantic's invalid fields
+            problems = [Problem(field=error.field, problem=error.problem)]
+            return cls(
+                error="InvalidArgument",
+                message=f"invalid request: {error.field}",
+                problems=problems,
+            )
         return cls(error=type(error).__name__, message=error.message)
 
     @classmethod
@@ -147,6 +154,10 @@ class JobView(View):
     callback_error: str | None
     retries: int = Field(description="how often its failed batches were retried")
     trace_id: str | None = Field(description="the trace every line of the job is logged under")
+    not_before: Timestamp | None = Field(
+        description="no batch starts before this (the request's not_before); while it is"
+        " ahead the job is scheduled"
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobView:
