@@ -703,7 +703,6 @@ class FanoutService:
         return report
 
     def _sweep(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
-        self._start_due_jobs(tally, now, dry_run=dry_run)
         self._sweep_expired_leases(tally, now, dry_run=dry_run)
         for job, batch in self.store.find_unenqueued(now - self.settings.enqueue_grace):
             if dry_run or self._enqueue_one(job, batch):
@@ -711,6 +710,9 @@ class FanoutService:
         self._sweep_dropped(tally, now, dry_run=dry_run)
         self._finalize_complete_jobs(tally, now, dry_run=dry_run)
         self._fail_unplanned_jobs(tally, now, dry_run=dry_run)
+        # After the batch steps, so that a dry run foresees the real one: the batches of a
+        # job started here are recovered by the next sweep.
+        self._start_due_jobs(tally, now, dry_run=dry_run)
         self._redeliver_callbacks(tally, now, dry_run=dry_run)
 
     def _enqueue_one(self, job: Job, batch: Batch) -> bool:
@@ -913,11 +915,11 @@ class FanoutService:
         """Start scheduled jobs due since the enqueue grace that no delivery started: a
         job's first claim starts it, so these are jobs whose tasks the queue dropped or
         refused. Started, they are running jobs to the rest of the sweep, which recovers
-        their batches as any others. A job not due yet is left alone: its tasks are not
-        stuck, they wait."""
+        their batches as any others, from the next sweep on. A job not due yet is left
+        alone: its tasks are not stuck, they wait."""
         due_before = now - self.settings.enqueue_grace
         for job in self._jobs_with_status("scheduled"):
-            if job.not_before is None or job.not_before > due_before:
+            if job.not_before is None or job.not_before >= due_before:
                 continue
             if dry_run or self.store.start_due(job.job_id, now=now):
                 tally.add("started", job.job_id)
