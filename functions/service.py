@@ -304,7 +304,11 @@ class FanoutService:
         emit(
             Event.PLANNED,
             f"planned {len(batches)} batches"
-            + (f"; scheduled: no batch starts before {job.not_before}" if scheduled else ""),
+            + (
+                f"; scheduled: no batch starts before {job.not_before.isoformat()}"
+                if job.not_before and scheduled
+                else ""
+            ),
             total_batches=len(batches),
             not_before=job.not_before.isoformat() if job.not_before else None,
         )

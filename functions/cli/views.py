@@ -10,10 +10,11 @@ from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
-from functions.cli.output import ago, duration
+from functions.cli.output import ago, duration, starts
 
 STATUS_STYLES = {
     "pending": "dim",
+    "scheduled": "magenta",
     "running": "cyan",
     "completed": "green",
     "failed": "red",
@@ -27,6 +28,11 @@ ITEMS_SHOWN = 10
 def status_text(status: str, width: int = 0) -> Text:
     """The status in its colour, padded to `width` (columns of lines that line up)."""
     return Text(f"{status:<{width}}", style=STATUS_STYLES.get(status, ""))
+
+
+def start_note(job: Mapping[str, Any]) -> str:
+    """`starts in 2 h` for a scheduled job; empty for any other."""
+    return starts(job.get("not_before")) if job["status"] == "scheduled" else ""
 
 
 def batch_counts(job: Mapping[str, Any]) -> str:
@@ -56,6 +62,7 @@ def job_table(job: Mapping[str, Any]) -> Table:
         ("collection", job["collection"]),
         ("client / request", client),
         ("created", created if job.get("created_at") else ""),
+        ("starts", f"{job.get('not_before')} ({start_note(job)})" if start_note(job) else ""),
         ("duration", duration(job.get("duration_seconds"))),
         ("batches", batch_counts(job)),
         ("stats", stats_line(job)),
@@ -85,9 +92,12 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
         batches = Text(f"{done}/{job['total_batches']}")
         if job["failed_batches"]:
             batches.append(f" ({job['failed_batches']} failed)", style="red")
+        status = status_text(job["status"])
+        if note := start_note(job):
+            status.append(f" ({note})", style="dim")
         table.add_row(
             Text(job["job_id"]),
-            status_text(job["status"]),
+            status,
             Text(job["source"]),
             Text(job["collection"]),
             batches,

@@ -354,6 +354,9 @@ class IngestAccepted(View):
     logs_url: str
     trace_id: str | None
     created: bool = Field(description="false: the same client_id and request_id came before")
+    not_before: Timestamp | None = Field(
+        description="when a scheduled job starts (status scheduled until then)"
+    )
 
     @classmethod
     def build(cls, job: Job, created: bool, settings: Settings) -> IngestAccepted:
@@ -365,6 +368,7 @@ class IngestAccepted(View):
             logs_url=logs_url(job, settings),
             trace_id=job.trace_id,
             created=created,
+            not_before=job.not_before,
         )
 
 
