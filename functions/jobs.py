@@ -322,6 +322,7 @@ class Batch:
     attempts: int = 0
     lease_expires_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    # When its task falls due: when it was enqueued, or its job's later start (not_before).
     enqueued_at: datetime | None = None
     stats: JobStats = field(default_factory=JobStats)
     progress: float = 0.0

@@ -143,7 +143,7 @@ def _nothing_created(stack: LocalStack) -> None:
         ({**GOOD, "options": {"fail_items_file": "/etc"}}, 400, "outside the allowed roots"),
         ({**GOOD, "options": {"fail_items_file": "/dev/zero"}}, 400, "outside the allowed"),
         ({**GOOD, "callback_url": "https://user:pw@example.com/cb"}, 400, "Fanout-Signature"),
-        ({**GOOD, "not_before": PAST}, 400, "'field': 'not_before', 'problem': '" + PAST),
+        ({**GOOD, "not_before": PAST}, 400, "is in the past"),
         ({**GOOD, "not_before": TOO_FAR}, 400, "more than 30 days ahead"),
         ({**GOOD, "not_before": "2030-01-01T02:00:00"}, 400, "with an offset"),
         ({**GOOD, "not_before": "2030-01-01"}, 400, "'field': 'not_before'"),
