@@ -67,6 +67,8 @@ class IngestRequest(BaseModel):
     @field_validator("not_before", mode="before")
     @classmethod
     def _rfc3339(cls, value: object) -> datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value  # already parsed (a request rebuilt from a validated one)
         return None if value is None else parse_rfc3339(value)
 
     @field_validator("options")

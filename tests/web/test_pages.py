@@ -336,3 +336,32 @@ def test_a_scheduled_job_says_when_it_starts_on_the_list_and_its_page(
         ("failed", "0"),
         ("cancelled", "0"),
     ]
+
+
+def test_the_submit_form_schedules_a_job_and_names_a_past_start(
+    browser: FlaskClient, service: FanoutService
+) -> None:
+    """A `not_before` typed into the form schedules the job; one in the past is shown at
+    its field and creates nothing."""
+    fields = {"source": "noop", "collection": "docs", "items": "a"}
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    refused = browser.post(
+        "/ui/submit",
+        data={"csrf_token": _token(browser), **fields, "not_before": past},
+        headers=ORIGIN,
+    )
+    assert refused.status_code == 400
+    html = refused.get_data(as_text=True)
+    errors = dict(re.findall(r'<p class="field-error" id="(\w+)-error">([^<]*)</p>', html))
+    assert errors.keys() == {"not_before"} and "is in the past" in errors["not_before"]
+    assert _all_jobs(service) == 0
+
+    start = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
+    accepted = browser.post(
+        "/ui/submit",
+        data={"csrf_token": _token(browser), **fields, "not_before": start.isoformat()},
+        headers=ORIGIN,
+    )
+    assert accepted.status_code == 303
+    job = service.store.get_job(accepted.headers["Location"].rsplit("/", 1)[1])
+    assert (job.status, job.not_before) == (JobStatus.SCHEDULED, start)
