@@ -300,15 +300,11 @@ class FanoutService:
             max_bytes=request.max_batch_bytes or self.settings.ingestion.max_batch_bytes,
         )
         job = self.store.add_batches(job.job_id, batches, now=self.clock())
-        scheduled = job.status is JobStatus.SCHEDULED and job.not_before is not None
+        waits_for = job.not_before if job.status is JobStatus.SCHEDULED else None
         emit(
             Event.PLANNED,
             f"planned {len(batches)} batches"
-            + (
-                f"; scheduled: no batch starts before {job.not_before.isoformat()}"
-                if job.not_before and scheduled
-                else ""
-            ),
+            + (f"; scheduled: no batch starts before {waits_for.isoformat()}" if waits_for else ""),
             total_batches=len(batches),
             not_before=job.not_before.isoformat() if job.not_before else None,
         )
@@ -931,7 +927,7 @@ class FanoutService:
                     with bound(**_job_context(job)):
                         emit(
                             Event.JOB_STARTED,
-                            f"job started by the sweeper: due since {job.not_before},"
+                            f"job started by the sweeper: due since {job.not_before.isoformat()},"
                             " no delivery had started it",
                             level=logging.WARNING,
                             not_before=job.not_before.isoformat(),
