@@ -593,7 +593,9 @@ class SqliteJobStore:
         self, batch_id: str, lease: timedelta, ran_on: str | None, now: datetime
     ) -> Claim:
         """Why a claim was refused (and, for a cancelled job, end the batch cancelled); or,
-        for a scheduled job that is due, start it and claim the batch."""
+        for a scheduled job that is due, start it and claim the batch. The job may have
+        started since the claim's first statement (a concurrent first claim started it):
+        then the batch is claimed here, under the lock."""
         with self.db.transaction() as conn:
             batch = self._read_batch(conn, batch_id)
             job = self._read_job(conn, batch.job_id, counters=False)
@@ -601,8 +603,9 @@ class SqliteJobStore:
                 if job.waits_at(now):
                     return Claim(False, job, batch, not_due(job))
                 self._start(conn, job.job_id, now)
-                rows = self._claim_row(_in(conn), batch_id, lease, ran_on, now)
                 job = self._read_job(conn, job.job_id, counters=False)
+            if job.status is JobStatus.RUNNING:
+                rows = self._claim_row(_in(conn), batch_id, lease, ran_on, now)
                 if rows:
                     return Claim(True, job, self._batch(rows[0]))
             if job.status is JobStatus.CANCELLED:

@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any, cast
+
+import pytest
 
 from functions.jobs import BatchOutcome, Job, JobStatus, plan_batches, utcnow
-from functions.store.protocol import JobQuery, JobStore
+from functions.store.firestore import FirestoreJobStore
+from functions.store.protocol import Claim, JobQuery, JobStore
+from functions.store.sqlite import SqliteJobStore
+from tests.contract.conftest import StoreFactory
 from tests.contract.factories import LEASE, stats_for
 
 AHEAD = timedelta(hours=2)
@@ -154,3 +161,46 @@ def test_the_sweepers_queries_leave_a_scheduled_job_alone(store: JobStore) -> No
     assert store.find_unenqueued(later) == []
     assert store.find_dropped(later) == []
     assert store.find_expired_leases(later) == []
+
+
+def test_a_claim_that_found_the_job_scheduled_still_runs_once_another_started_it(
+    store_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first deliveries at the start: one finds the job scheduled, then the other
+    starts it by claiming its own batch. The first must still claim its batch: refused as
+    a duplicate, its task would be acknowledged and the batch never run."""
+    first = store_factory()
+    other = store_factory()
+    job = scheduled_job(first, 2)
+    at = job.not_before
+    assert at is not None
+
+    def let_the_other_start_it() -> None:
+        assert other.claim_batch(f"{job.job_id}_0001", lease=LEASE, now=at).granted
+
+    if isinstance(first, SqliteJobStore):  # between the claim's statement and its why
+        refuse = first._refuse_claim
+
+        def other_then_refuse(*args: Any, **kwargs: Any) -> Claim:
+            let_the_other_start_it()
+            return refuse(*args, **kwargs)
+
+        monkeypatch.setattr(first, "_refuse_claim", other_then_refuse)
+    else:  # between the claim's read and its commit
+        store = cast(FirestoreJobStore, first)
+        read_both = store.db.get_all
+
+        def read_then_other(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            snapshots = list(read_both(*args, **kwargs))
+            monkeypatch.setattr(store.db, "get_all", read_both)  # only this read races
+            let_the_other_start_it()
+            return iter(snapshots)
+
+        monkeypatch.setattr(store.db, "get_all", read_then_other)
+
+    claim = first.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=at)
+
+    assert claim.granted, claim.reason
+    read = first.get_job(job.job_id)
+    assert (read.status, read.started_at) == (JobStatus.RUNNING, at)
+    assert first.batch_counts(read).running == 2
