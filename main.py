@@ -14,7 +14,7 @@ import functions_framework
 from cloudevents.http.event import CloudEvent
 from werkzeug.exceptions import ServiceUnavailable
 
-from functions.app import get_service
+from functions.app import configured, get_service
 from functions.bounded_json import loads_bounded
 from functions.cleanup_request import MAX_BODY_BYTES as CLEANUP_BODY_BYTES
 from functions.cleanup_request import CleanupRequest
@@ -36,6 +36,7 @@ if flask.has_app_context():
 
 
 @functions_framework.http
+@configured
 @logged_as("ingest")
 @handle_errors
 def ingest(request: flask.Request) -> flask.Response:
@@ -45,6 +46,7 @@ def ingest(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.cloud_event
+@configured
 @logged_as("ingest_pubsub")
 def ingest_pubsub(event: CloudEvent) -> None:
     """A Pub/Sub message whose data is an IngestRequest. Returning acknowledges it; a 503
@@ -86,6 +88,7 @@ def ingest_pubsub(event: CloudEvent) -> None:
 
 
 @functions_framework.http
+@configured
 @logged_as("run_batch")
 @handle_errors
 def run_batch(request: flask.Request) -> flask.Response:
@@ -109,6 +112,7 @@ def run_batch(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@configured
 @logged_as("jobs_api")
 @handle_errors
 def jobs_api(request: flask.Request) -> flask.Response:
@@ -117,6 +121,7 @@ def jobs_api(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@configured
 @logged_as("cleanup_jobs")
 @handle_errors
 def cleanup_jobs(request: flask.Request) -> flask.Response:
