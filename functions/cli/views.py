@@ -29,6 +29,12 @@ def status_text(status: str, width: int = 0) -> Text:
     return Text(f"{status:<{width}}", style=STATUS_STYLES.get(status, ""))
 
 
+def priority_tag(job: Mapping[str, Any]) -> str:
+    """` [high]` or ` [low]` after a job's id in one-line views; nothing for normal jobs."""
+    priority = job.get("priority") or "normal"
+    return "" if priority == "normal" else f" [{priority}]"
+
+
 def batch_counts(job: Mapping[str, Any]) -> str:
     """`8 completed, 2 failed of 10`, and the running/pending/cancelled counts when the API
     sent its batch summary."""
@@ -52,6 +58,7 @@ def job_table(job: Mapping[str, Any]) -> Table:
     created = f"{job.get('created_at') or ''} ({ago(job.get('created_at'))})"
     rows: list[tuple[str, str | Text]] = [
         ("status", status_text(job["status"])),
+        ("priority", job.get("priority") or ""),
         ("source", job["source"]),
         ("collection", job["collection"]),
         ("client / request", client),
@@ -75,6 +82,7 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
         # A job id is copied into the next command: never shortened nor broken.
         Column("job", no_wrap=True, min_width=JOB_ID_WIDTH),
         "status",
+        "priority",
         "source",
         "collection",
         Column("batches", no_wrap=True),
@@ -88,6 +96,7 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
         table.add_row(
             Text(job["job_id"]),
             status_text(job["status"]),
+            Text(job.get("priority") or ""),
             Text(job["source"]),
             Text(job["collection"]),
             batches,
