@@ -83,9 +83,18 @@ class DispatchSettings:
     max_backoff: timedelta = timedelta(seconds=60)
     deadline: timedelta = timedelta(minutes=10)
     queue_name: str = "fanout-batches"
+    # The queues of the other priority classes (CloudTasksSettings' names, for the headers).
+    high_queue_name: str = "fanout-batches-high"
+    low_queue_name: str = "fanout-batches-low"
     # Chaos knob for tests and demos: the local dispatcher delivers every task twice.
     duplicate_delivery: bool = False
     shares: PriorityShares = PriorityShares()
+
+    def queue_name_for(self, priority: Priority) -> str:
+        """The queue a task of `priority` stands in (X-CloudTasks-QueueName)."""
+        return {Priority.HIGH: self.high_queue_name, Priority.LOW: self.low_queue_name}.get(
+            priority, self.queue_name
+        )
 
 
 _DISPATCH = DispatchSettings()  # the defaults, for Settings.from_env
@@ -234,6 +243,8 @@ class Settings:
                 max_backoff=timedelta(seconds=_positive_float(env, "MAX_BACKOFF_SECONDS", 60)),
                 deadline=timedelta(seconds=_positive_float(env, "DISPATCH_DEADLINE_SECONDS", 600)),
                 queue_name=_read(env, "TASKS_QUEUE") or "fanout-batches",
+                high_queue_name=_read(env, "TASKS_QUEUE_HIGH") or "fanout-batches-high",
+                low_queue_name=_read(env, "TASKS_QUEUE_LOW") or "fanout-batches-low",
                 duplicate_delivery=_flag(env, "DUPLICATE_DELIVERY"),
             ),
             allowed_roots=_paths(env, "ALLOWED_ROOTS") or (Path("samples"),),

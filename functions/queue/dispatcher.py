@@ -106,7 +106,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Atte
 def deliver(task: QueuedTask, dispatch: DispatchSettings) -> Attempt:
     """One attempt. With `duplicate_delivery`, two concurrent POSTs that count as one
     attempt, successful if either is (Cloud Tasks may duplicate; the worker must cope)."""
-    headers = dispatch_headers(task, dispatch.queue_name)
+    headers = dispatch_headers(task, dispatch.queue_name_for(task.priority))
     timeout = dispatch.deadline.total_seconds()
     if not dispatch.duplicate_delivery:
         return post(task.url, task.body, headers, timeout)
