@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc  # type: ignore[import-untyped]
+from google.api_core.exceptions import ServiceUnavailable
+from google.api_core.retry import Retry, if_exception_type
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
@@ -98,6 +100,9 @@ def start_tasks_emulator(
     return TasksEmulator(emulator, project, location, queue, tuple(class_queues))
 
 
+_UNTIL_UP = Retry(predicate=if_exception_type(ServiceUnavailable), initial=0.05, timeout=30.0)
+
+
 def _create_queues(host: str, parent: str, names: Sequence[str]) -> None:
     """CreateQueue for each name (the emulator makes only its default queue itself)."""
     channel = grpc.insecure_channel(host)
@@ -106,6 +111,8 @@ def _create_queues(host: str, parent: str, names: Sequence[str]) -> None:
     client = tasks_v2.CloudTasksClient(transport=transport)
     try:
         for name in names:
-            client.create_queue(parent=parent, queue=tasks_v2.Queue(name=f"{parent}/queues/{name}"))
+            queue = tasks_v2.Queue(name=f"{parent}/queues/{name}")
+            # Its port can accept connections a moment before its gRPC server answers.
+            client.create_queue(parent=parent, queue=queue, retry=_UNTIL_UP, timeout=5.0)
     finally:
-        transport.close()
+        channel.close()
