@@ -16,7 +16,7 @@ from functions.local.stack import WORKER_THREADS
 from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
 
 # Each item sleeps this long: a batch is work the worker's threads are busy with.
-ITEM_MS = 20
+ITEM_MS = 100
 MAX_RATIO = 3.0
 
 
