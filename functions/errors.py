@@ -30,6 +30,19 @@ class InvalidArgument(FanoutError):
     http_status = 400
 
 
+class InvalidField(InvalidArgument):
+    """Raised when one field of a request is well formed but cannot be accepted now (a
+    `not_before` in the past). The edge names the field, as for any invalid field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid request: {field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.field, self.problem)
+
+
 class InvalidCursor(InvalidArgument):
     """Raised when a pagination cursor was not produced by this store for this listing."""
 
@@ -123,6 +136,13 @@ class Unauthorized(FanoutError):
 class Busy(FanoutError):
     """Raised when another attempt holds the batch's lease. Not a failure: the queue
     retries later and finds the batch finished, or the lease expired."""
+
+    http_status = 409
+
+
+class NotDue(FanoutError):
+    """Raised when a batch's task arrives before its job's `not_before` (its schedule_time
+    was honoured loosely). Not a failure: the queue retries later, once the job is due."""
 
     http_status = 409
 

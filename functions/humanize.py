@@ -24,6 +24,13 @@ def relative_time(moment: datetime, now: datetime) -> str:
     return f"in {text}" if ahead else f"{text} ago"
 
 
+def start_time(moment: datetime, now: datetime) -> str:
+    """When a scheduled job starts: "starts in 2 h", "starts in 40 s"; "starting" once its
+    time has come (its first batch is on its way)."""
+    ahead = relative_time(moment, now)
+    return f"starts {ahead}" if ahead.startswith("in ") else "starting"
+
+
 def absolute_time(moment: datetime) -> str:
     """The exact moment, in UTC, to the second: for a `title` and for reading back."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -10,6 +11,7 @@ from pydantic.config import JsonDict
 
 from functions.bounded_json import MAX_DEPTH, value_depth
 from functions.priority import Priority
+from functions.schedule import parse_rfc3339
 
 MAX_BATCH_SIZE = 1_000
 MAX_BODY_BYTES = 1024 * 1024
@@ -62,6 +64,18 @@ class IngestRequest(BaseModel):
         description="which queue its batches wait in: high ones are dispatched ahead of a"
         " normal or low backlog",
     )
+    not_before: datetime | None = Field(
+        default=None,
+        description="start no batch before this RFC 3339 time (with an offset), at most 30"
+        " days ahead; the job is scheduled until then",
+    )
+
+    @field_validator("not_before", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value  # already parsed (a request rebuilt from a validated one)
+        return None if value is None else parse_rfc3339(value)
 
     @field_validator("options")
     @classmethod

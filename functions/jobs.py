@@ -22,11 +22,16 @@ class JobStatus(StrEnum):
     """Status of a job and of each of its batches."""
 
     PENDING = "pending"
+    # Planned, waiting for its `not_before`: no batch runs before then.
+    SCHEDULED = "scheduled"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+
+# The statuses a batch can have: a job waits scheduled, its batches wait pending.
+BATCH_STATUSES: tuple[JobStatus, ...] = tuple(s for s in JobStatus if s is not JobStatus.SCHEDULED)
 
 TERMINAL: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -36,8 +41,16 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 _JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     # A job with nothing to do completes straight from PENDING.
     JobStatus.PENDING: frozenset(
-        {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+        {
+            JobStatus.SCHEDULED,
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        }
     ),
+    # Its first claim at or after `not_before` starts it (or the sweeper, if none comes).
+    JobStatus.SCHEDULED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
     JobStatus.COMPLETED: frozenset(),
@@ -45,6 +58,7 @@ _JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
 }
 _BATCH_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.SCHEDULED: frozenset(),  # not a batch status (BATCH_STATUSES)
     # RUNNING -> RUNNING is a re-claim after the previous lease expired.
     JobStatus.RUNNING: frozenset(
         {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -178,6 +192,7 @@ def _with_datetimes(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
         "lease_expires_at",
         "heartbeat_at",
         "enqueued_at",
+        "not_before",
     ):
         if key in out:
             out[key] = _as_datetime(out[key])
@@ -217,6 +232,9 @@ class Job:
     trace_id: str | None = None
     # Which queue class its batches wait in (functions/priority.py).
     priority: Priority = Priority.NORMAL
+    # When it may start (the request's `not_before`): while that is ahead the job is
+    # scheduled, and no batch runs before it.
+    not_before: datetime | None = None
 
     @classmethod
     def new(
@@ -230,6 +248,7 @@ class Job:
         callback_url: str | None = None,
         trace_id: str | None = None,
         priority: Priority = Priority.NORMAL,
+        not_before: datetime | None = None,
         now: datetime | None = None,
     ) -> Job:
         created = now or utcnow()
@@ -246,6 +265,7 @@ class Job:
             callback_url=callback_url,
             trace_id=trace_id,
             priority=priority,
+            not_before=not_before,
         )
 
     @property
@@ -262,6 +282,10 @@ class Job:
         if self.total_batches == 0:
             return 1.0 if self.status is JobStatus.COMPLETED else 0.0
         return min(1.0, self.done_batches / self.total_batches)
+
+    def waits_at(self, now: datetime) -> bool:
+        """True while `now` is before its `not_before`: no batch of it may run yet."""
+        return self.not_before is not None and now < self.not_before
 
     def duration(self, now: datetime | None = None) -> timedelta | None:
         """Time from start to finish (or to `now` while it runs); None before it starts."""
@@ -306,6 +330,7 @@ class Batch:
     attempts: int = 0
     lease_expires_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    # When its task falls due: when it was enqueued, or its job's later start (not_before).
     enqueued_at: datetime | None = None
     stats: JobStats = field(default_factory=JobStats)
     progress: float = 0.0

@@ -25,6 +25,7 @@ from functions.errors import (
     InvalidTransition,
     ItemFailed,
     ItemSkipped,
+    NotDue,
     TransientError,
 )
 from functions.ingest_request import IngestRequest
@@ -46,6 +47,7 @@ from functions.observability.runner import worker_location
 from functions.observability.trace import TRACEPARENT, new_trace_id, traceparent
 from functions.processors import BatchContext, Processor, get_processor
 from functions.queue.protocol import Task, TaskQueue
+from functions.schedule import check_not_before
 from functions.store.protocol import FinishResult, JobQuery, JobStore
 from functions.urls import check_callback_url, redacted_url
 
@@ -118,6 +120,9 @@ class SweepReport:
     finalized: int = 0
     # Jobs whose planning never finished, failed.
     abandoned: int = 0
+    # Scheduled jobs due for the enqueue grace that no delivery had started (their tasks
+    # dropped or never enqueued), started, for the rest of the sweep to recover.
+    started: int = 0
     # Callbacks sent again (after failing, or after their sender stopped).
     callbacks: int = 0
     # Jobs finished before the retention period, deleted with their batches.
@@ -249,6 +254,8 @@ class FanoutService:
         processor.check_request(request)
         if request.callback_url is not None:
             check_callback_url(request.callback_url, allow_local_http=self.settings.local)
+        if request.not_before is not None:
+            check_not_before(request.not_before, self.clock())
         sizes: list[int] | None = None
         if request.items is not None:
             items = request.items
@@ -260,7 +267,7 @@ class FanoutService:
         processor.prepare(request)
         # The request is kept without its items (they live in the batches), so that the
         # parent document stays far below Firestore's 1 MiB.
-        asked = request.model_dump(exclude={"items"}) | {"item_count": len(items)}
+        asked = request.model_dump(exclude={"items"}, mode="json") | {"item_count": len(items)}
         job, created = self.store.create_job(
             Job.new(
                 source=request.source,
@@ -271,6 +278,7 @@ class FanoutService:
                 callback_url=request.callback_url,
                 trace_id=trace_id,
                 priority=request.priority,
+                not_before=request.not_before,
                 now=self.clock(),
             )
         )
@@ -302,7 +310,14 @@ class FanoutService:
             max_bytes=request.max_batch_bytes or self.settings.ingestion.max_batch_bytes,
         )
         job = self.store.add_batches(job.job_id, batches, now=self.clock())
-        emit(Event.PLANNED, f"planned {len(batches)} batches", total_batches=len(batches))
+        waits_for = job.not_before if job.status is JobStatus.SCHEDULED else None
+        emit(
+            Event.PLANNED,
+            f"planned {len(batches)} batches"
+            + (f"; scheduled: no batch starts before {waits_for.isoformat()}" if waits_for else ""),
+            total_batches=len(batches),
+            not_before=job.not_before.isoformat() if job.not_before else None,
+        )
         self._enqueue(job, batches)
         if job.is_terminal:  # nothing to do: the job completed as it was planned
             self._job_finished(job)
@@ -325,7 +340,13 @@ class FanoutService:
             body=json.dumps({"batch_id": batch.batch_id}).encode(),
             headers=headers,
             priority=job.priority,
+            schedule_time=self._due_time(job),
         )
+
+    def _due_time(self, job: Job) -> datetime | None:
+        """When a task of `job` enqueued now falls due: its `not_before` while that is
+        ahead (the queue holds the task until then), else None (at once)."""
+        return job.not_before if job.waits_at(self.clock()) else None
 
     def _enqueue(self, job: Job, batches: Sequence[Batch]) -> int:
         """Enqueue `batches`; record the accepted ones. Refused ones stay unenqueued, for
@@ -338,7 +359,9 @@ class FanoutService:
         result = self.queue.enqueue([task for task, _ in tasks.values()])
         accepted = [tasks[name][1].index for name in result.enqueued]
         if accepted:
-            self.store.mark_enqueued(job.job_id, accepted, now=self.clock())
+            # A scheduled task counts as enqueued from when it falls due: the dropped-task
+            # sweep measures the queue's retry window from there, not from the submit.
+            self.store.mark_enqueued(job.job_id, accepted, now=self._due_time(job) or self.clock())
         failed = len(result.failed)
         emit(
             Event.ENQUEUED,
@@ -379,6 +402,8 @@ class FanoutService:
                     )
                     if claim.reason and claim.reason.startswith("leased"):
                         raise Busy(f"batch {batch_id} is {claim.reason}")
+                    if claim.reason and claim.reason.startswith("scheduled"):
+                        raise NotDue(f"batch {batch_id} arrived early: {claim.reason}")
                     return BatchRun(False, claim.reason)
                 return self._run_claimed(claim.job, claim.batch)
 
@@ -696,6 +721,9 @@ class FanoutService:
         self._sweep_dropped(tally, now, dry_run=dry_run)
         self._finalize_complete_jobs(tally, now, dry_run=dry_run)
         self._fail_unplanned_jobs(tally, now, dry_run=dry_run)
+        # After the batch steps, so that a dry run foresees the real one: the batches of a
+        # job started here are recovered by the next sweep.
+        self._start_due_jobs(tally, now, dry_run=dry_run)
         self._redeliver_callbacks(tally, now, dry_run=dry_run)
 
     def _enqueue_one(self, job: Job, batch: Batch) -> bool:
@@ -893,6 +921,28 @@ class FanoutService:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    def _start_due_jobs(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
+        """Start scheduled jobs due since the enqueue grace that no delivery started: a
+        job's first claim starts it, so these are jobs whose tasks the queue dropped or
+        refused. Started, they are running jobs to the rest of the sweep, which recovers
+        their batches as any others, from the next sweep on. A job not due yet is left
+        alone: its tasks are not stuck, they wait."""
+        due_before = now - self.settings.enqueue_grace
+        for job in self._jobs_with_status("scheduled"):
+            if job.not_before is None or job.not_before >= due_before:
+                continue
+            if dry_run or self.store.start_due(job.job_id, now=now):
+                tally.add("started", job.job_id)
+                if not dry_run:
+                    with bound(**_job_context(job)):
+                        emit(
+                            Event.JOB_STARTED,
+                            f"job started by the sweeper: due since {job.not_before.isoformat()},"
+                            " no delivery had started it",
+                            level=logging.WARNING,
+                            not_before=job.not_before.isoformat(),
+                        )
 
     def _fail_unplanned_jobs(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
         """Fail jobs whose planning never finished: the instance that submitted them died

@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from functions import humanize
-from functions.humanize import relative_time
+from functions.humanize import relative_time, start_time
 
 UNBOUNDED = 10_000  # columns: wider than any table
 
@@ -80,6 +80,13 @@ def ago(value: Any, now: datetime | None = None) -> str:
     time."""
     moment = parse_time(value)
     return "" if moment is None else relative_time(moment, now or datetime.now(UTC))
+
+
+def starts(value: Any, now: datetime | None = None) -> str:
+    """When a scheduled job starts, from its API `not_before` (`starts in 2 h`); an empty
+    string when there is no time."""
+    moment = parse_time(value)
+    return "" if moment is None else start_time(moment, now or datetime.now(UTC))
 
 
 def duration(seconds: float | None) -> str:

@@ -21,6 +21,7 @@ from functions.cli.errors import UsageError
 from functions.cli.output import console, print_json
 from functions.cli.parsing import positive_int
 from functions.cli.target import Target
+from functions.cli.views import start_note
 from functions.cli.watch import add_watch_options, watch_and_report
 from functions.humanize import plural
 from functions.priority import Priority
@@ -72,6 +73,7 @@ def build_request(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "request_id": args.request_id,
         "callback_url": args.callback_url,
         "priority": args.priority,
+        "not_before": args.not_before,
     }
     request.update({key: value for key, value in flags.items() if value is not None})
     if args.items is not None:
@@ -107,6 +109,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
         batches = plural(accepted.get("total_batches", 0), "batch")
         console.print(Text(f"{said} job {job_id} ({batches})"))
+        if accepted.get("status") == "scheduled":
+            console.print(Text(f"  scheduled: {start_note(accepted)}"))
         console.print(Text(f"  status: {accepted.get('status_url') or target.job_url(job_id)}"))
         if not args.watch:
             console.print(Text(f"  watch:  fanout watch {job_id}"))
@@ -145,5 +149,11 @@ def register(commands: Commands, parents: Sequence[argparse.ArgumentParser]) -> 
     p.add_argument("--client-id", help="with --request-id: a resubmit returns the same job")
     p.add_argument("--request-id")
     p.add_argument("--callback-url", help="POSTed the job's summary when it ends")
+    p.add_argument(
+        "--not-before",
+        metavar="TIME",
+        help="start no batch before this RFC 3339 time, e.g. 2026-12-08T02:00:00Z"
+        " (at most 30 days ahead)",
+    )
     p.add_argument("--watch", action="store_true", help="watch it until it ends")
     add_watch_options(p)

@@ -10,10 +10,11 @@ from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
-from functions.cli.output import ago, duration
+from functions.cli.output import ago, duration, starts
 
 STATUS_STYLES = {
     "pending": "dim",
+    "scheduled": "magenta",
     "running": "cyan",
     "completed": "green",
     "failed": "red",
@@ -33,6 +34,11 @@ def priority_tag(job: Mapping[str, Any]) -> str:
     """` [high]` or ` [low]` after a job's id in one-line views; nothing for normal jobs."""
     priority = job.get("priority") or "normal"
     return "" if priority == "normal" else f" [{priority}]"
+
+
+def start_note(job: Mapping[str, Any]) -> str:
+    """`starts in 2 h` for a scheduled job; empty for any other."""
+    return starts(job.get("not_before")) if job["status"] == "scheduled" else ""
 
 
 def batch_counts(job: Mapping[str, Any]) -> str:
@@ -63,6 +69,7 @@ def job_table(job: Mapping[str, Any]) -> Table:
         ("collection", job["collection"]),
         ("client / request", client),
         ("created", created if job.get("created_at") else ""),
+        ("starts", f"{job.get('not_before')} ({start_note(job)})" if start_note(job) else ""),
         ("duration", duration(job.get("duration_seconds"))),
         ("batches", batch_counts(job)),
         ("stats", stats_line(job)),
@@ -93,9 +100,12 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
         batches = Text(f"{done}/{job['total_batches']}")
         if job["failed_batches"]:
             batches.append(f" ({job['failed_batches']} failed)", style="red")
+        status = status_text(job["status"])
+        if note := start_note(job):
+            status.append(f" ({note})", style="dim")
         table.add_row(
             Text(job["job_id"]),
-            status_text(job["status"]),
+            status,
             Text(job.get("priority") or ""),
             Text(job["source"]),
             Text(job["collection"]),

@@ -26,7 +26,7 @@ from functions.cli.output import console, duration, print_json, print_note
 from functions.cli.parsing import positive_seconds
 from functions.cli.target import Target
 from functions.cli.termination import exit_code
-from functions.cli.views import STATUS_STYLES, priority_tag, status_text
+from functions.cli.views import STATUS_STYLES, priority_tag, start_note, status_text
 
 if TYPE_CHECKING:
     from functions.cli.parsing import Commands
@@ -128,6 +128,11 @@ def eta_text(seconds: float | None) -> str:
     return "done" if seconds == 0 else duration(seconds)
 
 
+def when_text(job: Mapping[str, Any], rates: Rates) -> str:
+    """`ETA 3 min 5 s`; for a scheduled job, when it starts (`starts in 2 h`)."""
+    return start_note(job) or f"ETA {eta_text(rates.eta_seconds(job))}"
+
+
 class Display(Protocol):
     """Shows the jobs as they are polled; a context manager around the whole watch."""
 
@@ -172,7 +177,7 @@ class Bars(_Silent):
             BarColumn(bar_width=30),
             TextColumn("{task.fields[batches]}"),
             TextColumn("{task.fields[rate]}"),
-            TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("{task.fields[when]}"),
             console=out,
             auto_refresh=False,
         )
@@ -195,7 +200,7 @@ class Bars(_Silent):
             + (f"[red]{failed} failed[/]" if failed else "0 failed")
             + unchanged_text(job),
             "rate": rate_text(rates.items_per_second(job)),
-            "eta": eta_text(rates.eta_seconds(job)),
+            "when": when_text(job, rates),
         }
         # No total until the job is planned: the bar pulses.
         total = int(job["total_batches"]) or None
@@ -231,7 +236,7 @@ class Lines(_Silent):
                 f" {batches_done(job)}/{job['total_batches']} batches, "
                 f"{job['failed_batches']} failed{unchanged_text(job)}, "
                 f"{rate_text(rates.items_per_second(job))}, "
-                f"ETA {eta_text(rates.eta_seconds(job))}",
+                f"{when_text(job, rates)}",
             )
         )
 

@@ -26,6 +26,7 @@ class Event(StrEnum):
     JOB_FINALIZED = "job_finalized"
     JOB_CANCELLED = "job_cancelled"
     JOB_RETRIED = "job_retried"
+    JOB_STARTED = "job_started"
     CALLBACK_SENT = "callback_sent"
     CALLBACK_FAILED = "callback_failed"
     SWEPT = "swept"

@@ -88,6 +88,7 @@ from functions.store.protocol import (
     Page,
     check_limit,
     check_progress,
+    not_due,
 )
 from functions.store.shards import MATERIALIZED, shard_of, shard_size
 
@@ -327,19 +328,40 @@ class FirestoreJobStore:
             [("set", self._batch_ref(job_id, b.index), _batch_doc(b)) for b in batches]
         )
         # Start once: the sweeper fails a job stuck in planning by taking this same marker,
-        # so a planner that resumes too late cannot turn a failed job back to running.
+        # so a planner that resumes too late cannot turn a failed job back to running. A
+        # job whose start is ahead is scheduled instead: its first claim starts it.
+        waits = job.waits_at(now)
+        status = JobStatus.SCHEDULED if waits else JobStatus.RUNNING
+        started = None if waits else now
         wb = self.db.batch()
         wb.create(self._done_ref(job_id, "started"), {"at": now})
         wb.update(
             self._job_ref(job_id),
-            {"status": JobStatus.RUNNING.value, "total_batches": len(batches), "started_at": now},
+            {"status": status.value, "total_batches": len(batches), "started_at": started},
         )
         try:
             wb.commit()
         except gexc.AlreadyExists:
             current = self.get_job(job_id)
-            raise InvalidTransition("job", current.status.value, "running") from None
-        return replace(job, status=JobStatus.RUNNING, total_batches=len(batches), started_at=now)
+            raise InvalidTransition("job", current.status.value, status.value) from None
+        return replace(job, status=status, total_batches=len(batches), started_at=started)
+
+    def start_due(self, job_id: str, *, now: datetime | None = None) -> bool:
+        now = now or utcnow()
+        snap = self._job_ref(job_id).get()
+        if not snap.exists:
+            raise JobNotFound(job_id)
+        job = _job(snap)
+        if job.status is not JobStatus.SCHEDULED or job.waits_at(now):
+            return False
+        try:  # only the job as read: a claim or a cancel that moved it first wins
+            self._job_ref(job_id).update(
+                {"status": JobStatus.RUNNING.value, "started_at": now},
+                option=self.db.write_option(last_update_time=snap.update_time),
+            )
+        except gexc.FailedPrecondition:
+            return False
+        return True
 
     def fail_unplanned(self, job_id: str, *, error: str, now: datetime | None = None) -> Job:
         now = now or utcnow()
@@ -482,6 +504,9 @@ class FirestoreJobStore:
             return Claim(False, job, batch, f"batch is {batch.status.value}")
         if job.is_terminal:
             return Claim(False, job, batch, f"job is {job.status.value}")
+        starts = job.status is JobStatus.SCHEDULED
+        if starts and job.waits_at(now):
+            return Claim(False, job, batch, not_due(job))
         if (
             batch.status is JobStatus.RUNNING
             and batch.lease_expires_at
@@ -510,6 +535,12 @@ class FirestoreJobStore:
         wb.update(
             batch_ref, changes, option=self.db.write_option(last_update_time=batch_snap.update_time)
         )
+        if starts:  # the first claim of a due scheduled job starts it, if still as read
+            wb.update(
+                job_ref,
+                {"status": JobStatus.RUNNING.value, "started_at": now},
+                option=self.db.write_option(last_update_time=job_snap.update_time),
+            )
         try:
             wb.commit()
         except gexc.AlreadyExists:
@@ -525,6 +556,8 @@ class FirestoreJobStore:
             started_at=batch.started_at or now,
             ran_on=ran_on,
         )
+        if starts:
+            job = replace(job, status=JobStatus.RUNNING, started_at=now)
         return Claim(True, job, claimed)
 
     def record_progress(

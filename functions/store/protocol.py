@@ -12,7 +12,15 @@ from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from functions.errors import InvalidArgument
-from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, parse_status
+from functions.jobs import (
+    BATCH_STATUSES,
+    Batch,
+    BatchOutcome,
+    Job,
+    JobStats,
+    JobStatus,
+    parse_status,
+)
 from functions.priority import Priority, parse_priority
 
 T = TypeVar("T")
@@ -32,6 +40,13 @@ def check_progress(progress: float) -> None:
     """`InvalidArgument` unless 0 <= progress <= 1."""
     if not 0.0 <= progress <= 1.0:
         raise InvalidArgument(f"progress must be between 0 and 1, got {progress}")
+
+
+def not_due(job: Job) -> str:
+    """Why a claim of a scheduled job is refused before its `not_before`. Starts with
+    "scheduled", which the worker answers as "try again later"."""
+    assert job.not_before is not None
+    return f"scheduled: its job starts at {job.not_before.isoformat()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +125,8 @@ class BatchCounts:
         )
 
     def to_dict(self) -> dict[str, int]:
-        """Keyed by status value, in the order of `JobStatus`."""
-        return {status.value: getattr(self, status.value) for status in JobStatus}
+        """Keyed by status value, in the order of `BATCH_STATUSES`."""
+        return {status.value: getattr(self, status.value) for status in BATCH_STATUSES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +163,17 @@ class JobStore(Protocol):
         self, job_id: str, batches: Sequence[Batch], *, now: datetime | None = None
     ) -> Job:
         """Record the planned batches of a pending job and start it (status running,
-        total_batches set). With no batches the job completes at once."""
+        total_batches set), or, while `now` is before its `not_before`, schedule it
+        (status scheduled, total_batches set, started_at unset). With no batches the job
+        completes at once."""
+        ...
+
+    def start_due(self, job_id: str, *, now: datetime | None = None) -> bool:
+        """Start a scheduled job whose `not_before` is at or before `now` (status running,
+        started_at `now`), the way its first claim would. True if this call started it;
+        False when it is not scheduled (any more) or not due yet. The sweeper's step for
+        a due job no delivery started (its tasks dropped), so that recovery treats it as
+        any running job."""
         ...
 
     def fail_unplanned(self, job_id: str, *, error: str, now: datetime | None = None) -> Job:
@@ -200,8 +225,11 @@ class JobStore(Protocol):
     ) -> Claim:
         """Take the batch for one attempt: attempts + 1, status running, lease until
         now + `lease`, and `ran_on` (where the attempt runs) recorded. Refused while
-        another lease holds, once the batch is terminal, and when the job is cancelled (the
-        batch then ends cancelled)."""
+        another lease holds, once the batch is terminal, when the job is cancelled (the
+        batch then ends cancelled), and while `now` is before a scheduled job's
+        `not_before` (reason "scheduled: ..."; nothing written). The first claim of a
+        scheduled job at or after its `not_before` starts the job (status running,
+        started_at `now`) in the same write as the claim."""
         ...
 
     def record_progress(

@@ -18,8 +18,11 @@ BATCHES_PER_SHARD = 32
 MAX_SHARDS = 64
 
 # Statuses whose parent record holds exact counters: written when finalized (or never
-# counted yet). Running and cancelled jobs are summed from their shards.
-MATERIALIZED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.PENDING})
+# counted yet: no batch ends while a job is pending or scheduled). Running and cancelled
+# jobs are summed from their shards.
+MATERIALIZED = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.PENDING, JobStatus.SCHEDULED}
+)
 
 
 def counter_shards(total_batches: int) -> int:

@@ -48,6 +48,7 @@ from functions.store.protocol import (
     Page,
     check_limit,
     check_progress,
+    not_due,
 )
 from functions.store.shards import MATERIALIZED, counter_shards
 
@@ -60,6 +61,7 @@ _LATER_TEXT_COLUMNS = {
         "callback_error": "TEXT",
         "callback_pending_since": "INTEGER",
         "priority": "TEXT NOT NULL DEFAULT 'normal'",
+        "not_before": "INTEGER",
     },
     "batches": {
         "ran_on": "TEXT",
@@ -144,6 +146,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     -- Set while the callback is owed: when its latest attempt (or the finalization) started.
     callback_pending_since INTEGER,
     priority TEXT NOT NULL DEFAULT 'normal',
+    not_before INTEGER,
     UNIQUE (client_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, job_id);
@@ -302,6 +305,7 @@ class SqliteJobStore:
             retries=row["retries"],
             trace_id=row["trace_id"],
             priority=Priority(row["priority"]),
+            not_before=_dt(row["not_before"]),
         )
 
     @staticmethod
@@ -375,8 +379,8 @@ class SqliteJobStore:
                     return self._job(row), False
             conn.execute(
                 "INSERT INTO jobs (job_id, status, source, collection, request, client_id,"
-                " request_id, created_at, callback_url, trace_id, priority)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " request_id, created_at, callback_url, trace_id, not_before, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.job_id,
                     job.status.value,
@@ -388,6 +392,7 @@ class SqliteJobStore:
                     _us(job.created_at),
                     job.callback_url,
                     job.trace_id,
+                    _us(job.not_before),
                     job.priority.value,
                 ),
             )
@@ -417,14 +422,39 @@ class SqliteJobStore:
                 (job_id, planned),
             )
             if batches:
+                waits = job.waits_at(now)  # scheduled: its first claim starts it
                 conn.execute(
-                    "UPDATE jobs SET status = 'running', total_batches = ?, counter_shards = ?,"
+                    "UPDATE jobs SET status = ?, total_batches = ?, counter_shards = ?,"
                     " started_at = ? WHERE job_id = ?",
-                    (len(batches), counter_shards(len(batches)), _us(now), job_id),
+                    (
+                        JobStatus.SCHEDULED.value if waits else JobStatus.RUNNING.value,
+                        len(batches),
+                        counter_shards(len(batches)),
+                        None if waits else _us(now),
+                        job_id,
+                    ),
                 )
             else:
                 self._write_final(conn, replace(job, started_at=now), now)
             return self._read_job(conn, job_id)
+
+    def start_due(self, job_id: str, *, now: datetime | None = None) -> bool:
+        now = now or utcnow()
+        with self.db.transaction() as conn:
+            job = self._read_job(conn, job_id, counters=False)
+            if job.status is not JobStatus.SCHEDULED or job.waits_at(now):
+                return False
+            return self._start(conn, job_id, now)
+
+    @staticmethod
+    def _start(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
+        """Scheduled -> running, started now. True if this call moved it."""
+        cursor = conn.execute(
+            "UPDATE jobs SET status = 'running', started_at = ?"
+            " WHERE job_id = ? AND status = 'scheduled'",
+            (_us(now), job_id),
+        )
+        return cursor.rowcount == 1
 
     def fail_unplanned(self, job_id: str, *, error: str, now: datetime | None = None) -> Job:
         now = now or utcnow()
@@ -539,10 +569,27 @@ class SqliteJobStore:
         now: datetime | None = None,
     ) -> Claim:
         now = now or utcnow()
-        job_id, index = parse_batch_id(batch_id)
+        job_id, _ = parse_batch_id(batch_id)
         # The usual case in one statement (the write lock is held only while SQLite runs
         # it): a pending batch, or one whose lease expired, of a running job.
-        rows = self.db.write(
+        rows = self._claim_row(self.db.write, batch_id, lease, ran_on, now)
+        if rows:
+            return Claim(
+                True, self._read_job(self.db.conn(), job_id, counters=False), self._batch(rows[0])
+            )
+        return self._refuse_claim(batch_id, lease, ran_on, now)
+
+    @staticmethod
+    def _claim_row(
+        run: Callable[[str, Sequence[object]], list[sqlite3.Row]],
+        batch_id: str,
+        lease: timedelta,
+        ran_on: str | None,
+        now: datetime,
+    ) -> list[sqlite3.Row]:
+        """Claim the batch if it is claimable and its job running: its row, or none."""
+        job_id, index = parse_batch_id(batch_id)
+        return run(
             "UPDATE batches SET status = 'running', attempts = attempts + 1,"
             " lease_expires_at = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?),"
             " ran_on = ? WHERE job_id = ? AND batch_index = ? AND (status = 'pending'"
@@ -550,17 +597,26 @@ class SqliteJobStore:
             " AND (SELECT status FROM jobs WHERE job_id = ?) = 'running' RETURNING *",
             (_us(now + lease), _us(now), _us(now), ran_on, job_id, index, _us(now), job_id),
         )
-        if rows:
-            return Claim(
-                True, self._read_job(self.db.conn(), job_id, counters=False), self._batch(rows[0])
-            )
-        return self._refuse_claim(batch_id, now)
 
-    def _refuse_claim(self, batch_id: str, now: datetime) -> Claim:
-        """Why a claim was refused (and, for a cancelled job, end the batch cancelled)."""
+    def _refuse_claim(
+        self, batch_id: str, lease: timedelta, ran_on: str | None, now: datetime
+    ) -> Claim:
+        """Why a claim was refused (and, for a cancelled job, end the batch cancelled); or,
+        for a scheduled job that is due, start it and claim the batch. The job may have
+        started since the claim's first statement (a concurrent first claim started it):
+        then the batch is claimed here, under the lock."""
         with self.db.transaction() as conn:
             batch = self._read_batch(conn, batch_id)
             job = self._read_job(conn, batch.job_id, counters=False)
+            if job.status is JobStatus.SCHEDULED:
+                if job.waits_at(now):
+                    return Claim(False, job, batch, not_due(job))
+                self._start(conn, job.job_id, now)
+                job = self._read_job(conn, job.job_id, counters=False)
+            if job.status is JobStatus.RUNNING:
+                rows = self._claim_row(_in(conn), batch_id, lease, ran_on, now)
+                if rows:
+                    return Claim(True, job, self._batch(rows[0]))
             if job.status is JobStatus.CANCELLED:
                 if not batch.is_terminal:
                     self._end_batch(_in(conn), batch, BatchOutcome(JobStatus.CANCELLED), now)

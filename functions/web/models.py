@@ -16,7 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from functions.config import Settings
-from functions.errors import FanoutError
+from functions.errors import FanoutError, InvalidField
 from functions.ingestion.search_hit import SearchHit
 from functions.jobs import Batch, Job, JobStatus
 from functions.observability.lines import LogLine, LogPage
@@ -67,6 +67,13 @@ class ErrorBody(BaseModel):
 
     @classmethod
     def from_error(cls, error: FanoutError) -> ErrorBody:
+        if isinstance(error, InvalidField):  # named like pydantic's invalid fields
+            problems = [Problem(field=error.field, problem=error.problem)]
+            return cls(
+                error="InvalidArgument",
+                message=f"invalid request: {error.field}",
+                problems=problems,
+            )
         return cls(error=type(error).__name__, message=error.message)
 
     @classmethod
@@ -149,6 +156,10 @@ class JobView(View):
     retries: int = Field(description="how often its failed batches were retried")
     trace_id: str | None = Field(description="the trace every line of the job is logged under")
     priority: Priority = Field(description="the queue class its batches wait in")
+    not_before: Timestamp | None = Field(
+        description="no batch starts before this (the request's not_before); while it is"
+        " ahead the job is scheduled"
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobView:
@@ -345,6 +356,9 @@ class IngestAccepted(View):
     logs_url: str
     trace_id: str | None
     created: bool = Field(description="false: the same client_id and request_id came before")
+    not_before: Timestamp | None = Field(
+        description="when a scheduled job starts (status scheduled until then)"
+    )
 
     @classmethod
     def build(cls, job: Job, created: bool, settings: Settings) -> IngestAccepted:
@@ -356,6 +370,7 @@ class IngestAccepted(View):
             logs_url=logs_url(job, settings),
             trace_id=job.trace_id,
             created=created,
+            not_before=job.not_before,
         )
 
 

@@ -41,6 +41,10 @@ class Format:
     def ago(self, moment: datetime) -> str:
         return humanize.relative_time(moment, self.now)
 
+    def starts(self, moment: datetime) -> str:
+        """ "starts in 2 h" (a scheduled job), "starting" once its time has come."""
+        return humanize.start_time(moment, self.now)
+
     def exact(self, moment: datetime) -> str:
         return humanize.absolute_time(moment)
 

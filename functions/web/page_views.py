@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.config import Settings
-from functions.jobs import Batch, Job, JobStatus
+from functions.jobs import BATCH_STATUSES, Batch, Job, JobStatus
 from functions.observability.links import logs_url
 from functions.service import TaskCheck
 from functions.store.protocol import DEFAULT_PAGE_SIZE, Page
@@ -17,6 +17,8 @@ from functions.web.page_models import BatchPageQuery, JobPageQuery
 from functions.web.paging import Pager, decode_trail
 
 STATUSES: tuple[str, ...] = tuple(status.value for status in JobStatus)
+# A job's batches are never scheduled: its page counts and filters these.
+BATCH_STATUS_NAMES: tuple[str, ...] = tuple(status.value for status in BATCH_STATUSES)
 
 Params = Mapping[str, str | Sequence[str]]
 

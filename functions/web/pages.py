@@ -48,6 +48,7 @@ from functions.web.page_models import (
 )
 from functions.web.page_response import page, redirect
 from functions.web.page_views import (
+    BATCH_STATUS_NAMES,
     STATUSES,
     BatchRow,
     PagerLinks,
@@ -297,7 +298,7 @@ class Pages:
             links=PagerLinks.build(pager_for(batches, query), path, filters),
             filters=filters,
             query=query,
-            statuses=STATUSES,
+            statuses=BATCH_STATUS_NAMES,
             logs_url=logs_url(job, settings),
             path=path,
             collection_path=ui_path("collections", job.collection),

@@ -23,7 +23,7 @@ import pytest
 from pytest_mock import MockerFixture
 
 from functions.cli import main as cli
-from functions.jobs import Job, JobStatus
+from functions.jobs import BATCH_STATUSES, Job, JobStatus
 from functions.serialize import job_json
 from tests.cli.conftest import FANOUT
 
@@ -46,7 +46,7 @@ class FakeDeployment:
             total_batches=1,
             completed_batches=1,
         )
-        self.job = job_json(job) | {"batches": {s.value: 0 for s in JobStatus}}
+        self.job = job_json(job) | {"batches": {s.value: 0 for s in BATCH_STATUSES}}
         deployment = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from functions.jobs import BatchOutcome, Job, JobStats, JobStatus
+from functions.jobs import BATCH_STATUSES, BatchOutcome, Job, JobStats, JobStatus
 from functions.sqlite_db import counting_work
 from functions.store.firestore import FirestoreJobStore
 from functions.store.protocol import BatchCounts, JobStore
@@ -35,7 +35,9 @@ def _claim(store: JobStore, job: Job, *indexes: int) -> None:
 
 def _by_listing(store: JobStore, job: Job) -> dict[str, int]:
     """The counts the slow way: one listing total per status (what the API used to do)."""
-    return {s.value: store.list_batches(job.job_id, status=s, limit=1).total for s in JobStatus}
+    return {
+        s.value: store.list_batches(job.job_id, status=s, limit=1).total for s in BATCH_STATUSES
+    }
 
 
 def _counts(store: JobStore, job_id: str) -> BatchCounts:

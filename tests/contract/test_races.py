@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import pytest
 
-from functions.jobs import BatchOutcome, JobStats, JobStatus, utcnow
+from functions.jobs import BatchOutcome, Job, JobStats, JobStatus, plan_batches, utcnow
 from functions.store.firestore import FirestoreJobStore
 from tests.contract.conftest import StoreFactory
 from tests.contract.factories import LEASE, planned_job
@@ -81,3 +81,36 @@ def test_a_claim_that_read_the_batch_before_it_was_marked_enqueued_still_runs_it
     batch = ingest.get_batch(f"{job.job_id}_0000")
     assert (batch.status, batch.attempts) == (JobStatus.RUNNING, 1)
     assert batch.enqueued_at is not None
+
+
+@pytest.mark.firestore_gap("last_update_time preconditions are ignored")
+def test_a_first_claim_that_read_a_scheduled_job_before_its_cancel_does_not_start_it(
+    store_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first delivery at a scheduled job's start reads the job scheduled; the job is
+    then cancelled. The claim must not start the job nor run the batch: it reads again,
+    finds the job cancelled and ends the batch cancelled."""
+    canceller = store_factory()
+    claimer = cast(FirestoreJobStore, store_factory())
+    now = utcnow()
+    job, _ = canceller.create_job(
+        Job.new(source="noop", collection="docs", not_before=now + timedelta(hours=1), now=now)
+    )
+    job = canceller.add_batches(job.job_id, plan_batches(job.job_id, ["a", "b"], 1), now=now)
+    assert job.status is JobStatus.SCHEDULED and job.not_before is not None
+    read_both = claimer.db.get_all
+
+    def read_then_cancel(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        snapshots = list(read_both(*args, **kwargs))
+        monkeypatch.setattr(claimer.db, "get_all", read_both)  # only this read races
+        canceller.cancel_job(job.job_id)
+        return iter(snapshots)
+
+    monkeypatch.setattr(claimer.db, "get_all", read_then_cancel)
+    claim = claimer.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=job.not_before)
+
+    assert (claim.granted, claim.reason) == (False, "job is cancelled")
+    read = canceller.get_job(job.job_id)
+    assert (read.status, read.started_at) == (JobStatus.CANCELLED, None)
+    batch = canceller.get_batch(f"{job.job_id}_0000")
+    assert (batch.status, batch.attempts) == (JobStatus.CANCELLED, 0)

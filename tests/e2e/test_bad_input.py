@@ -9,6 +9,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ GOOD = {"source": "noop", "collection": "docs", "items": ["a", "b"], "batch_size
 DOCS = {"source": "documents", "collection": "docs", "location": "samples/corpus"}
 ALLOWED_BUCKET = "fanout-allowed"
 MISSING = str(ROOT / "samples" / "no-such-folder")
+# `not_before`s outside the window, as the module is collected (its tests take minutes).
+NOW = datetime.now(UTC)
+PAST = (NOW - timedelta(hours=1)).isoformat()
+TOO_FAR = (NOW + timedelta(days=31)).isoformat()
 # A body whose options nest far past the limit (32), in about 2 KB.
 DEEP = b'{"source": "noop", "collection": "docs", "items": ["a"], "options": {"x": ' + (
     b"[" * 1000 + b"]" * 1000 + b"}}"
@@ -140,6 +145,12 @@ def _nothing_created(stack: LocalStack) -> None:
         ({**GOOD, "options": {"fail_items_file": "/etc"}}, 400, "outside the allowed roots"),
         ({**GOOD, "options": {"fail_items_file": "/dev/zero"}}, 400, "outside the allowed"),
         ({**GOOD, "callback_url": "https://user:pw@example.com/cb"}, 400, "Fanout-Signature"),
+        ({**GOOD, "not_before": PAST}, 400, "is in the past"),
+        ({**GOOD, "not_before": TOO_FAR}, 400, "more than 30 days ahead"),
+        ({**GOOD, "not_before": "2030-01-01T02:00:00"}, 400, "with an offset"),
+        ({**GOOD, "not_before": "2030-01-01"}, 400, "'field': 'not_before'"),
+        ({**GOOD, "not_before": "tomorrow"}, 400, "RFC 3339"),
+        ({**GOOD, "not_before": 1893456000}, 400, "RFC 3339"),
     ],
 )
 def test_bad_ingest_requests_are_refused(
@@ -247,15 +258,15 @@ def test_deeply_nested_bodies_are_refused_naming_the_limit(stack: LocalStack) ->
     _nothing_created(stack)
 
 
-def test_deeply_nested_pubsub_message_is_acknowledged_and_logged(stack: LocalStack) -> None:
-    """A Pub/Sub message nested past the limit is acknowledged (200, no redelivery), logged
-    naming the limit without a traceback, and changes nothing."""
+def _push_refused(stack: LocalStack, data: bytes, message_id: str) -> list[str]:
+    """Push `data` as a Pub/Sub message: acknowledged (200, no redelivery), changing
+    nothing. The ingest_pubsub log lines naming the message."""
     event = {
-        "message": {"data": base64.b64encode(DEEP).decode(), "messageId": "deep-1"},
+        "message": {"data": base64.b64encode(data).decode(), "messageId": message_id},
         "subscription": "projects/p/subscriptions/s",
     }
     headers = {
-        "ce-id": "deep-1",
+        "ce-id": message_id,
         "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
         "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
         "ce-specversion": "1.0",
@@ -264,10 +275,18 @@ def test_deeply_nested_pubsub_message_is_acknowledged_and_logged(stack: LocalSta
     status, _ = call("POST", stack.url("ingest_pubsub"), event, headers=headers)
     assert status == 200
     assert _state(stack) == before
-    # The function's own log (its stdout, written before it answered).
-    log = (stack.logs / "ingest_pubsub.log").read_text()
-    lines = [line for line in log.splitlines() if "deep-1" in line]
+    # The function's own log (its stdout) and the stack's structured log, both written
+    # before it answered.
+    log = "".join((stack.logs / name).read_text() for name in ("ingest_pubsub.log", "fanout.jsonl"))
+    return [line for line in log.splitlines() if message_id in line]
+
+
+def test_deeply_nested_pubsub_message_is_acknowledged_and_logged(stack: LocalStack) -> None:
+    """A Pub/Sub message nested past the limit is acknowledged (200, no redelivery), logged
+    naming the limit without a traceback, and changes nothing."""
+    lines = _push_refused(stack, DEEP, "deep-1")
     assert any("the limit is 32" in line for line in lines), lines
+    log = (stack.logs / "ingest_pubsub.log").read_text()
     assert "Traceback" not in log and "RecursionError" not in log
     _nothing_created(stack)
 
@@ -296,4 +315,16 @@ def test_an_unknown_priority_is_refused_by_every_door(stack: LocalStack) -> None
     log = (stack.logs / "ingest_pubsub.log").read_text()
     refusal = log[log.index("refused message urgent-1") :]
     assert "priority\n  Input should be 'high', 'normal' or 'low'" in refusal
+
+
+def test_a_pubsub_message_with_a_bad_not_before_is_refused_by_name(stack: LocalStack) -> None:
+    """Through Pub/Sub as over HTTP: a `not_before` in the past or not RFC 3339 is logged
+    naming the field, acknowledged, and creates nothing."""
+    for message_id, not_before, says in [
+        ("nb-past", PAST, "in the past"),
+        ("nb-naive", "2030-01-01T02:00:00", "RFC 3339"),
+    ]:
+        body = json.dumps({**GOOD, "not_before": not_before}).encode()
+        lines = _push_refused(stack, body, message_id)
+        assert any("not_before" in line and says in line for line in lines), lines
     _nothing_created(stack)

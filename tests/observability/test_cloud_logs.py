@@ -26,7 +26,7 @@ from pytest_mock import MockerFixture
 
 from functions.cli import main as cli
 from functions.errors import CloudLogsError
-from functions.jobs import Batch, Job, JobStatus, batch_id_for
+from functions.jobs import BATCH_STATUSES, Batch, Job, JobStatus, batch_id_for
 from functions.observability.cloud_logs import LATE_ARRIVALS, CloudLogsReader, LogsFollower
 from functions.observability.lines import LogLine
 from functions.observability.links import LogsQuery, rfc3339
@@ -339,7 +339,7 @@ class DeployedApi:
             return {"error": "JobNotFound", "message": f"job {path} not found"}, 404
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
         job = replace(self.job, status=status)
-        return job_json(job) | {"batches": {s.value: 0 for s in JobStatus}}, 200
+        return job_json(job) | {"batches": {s.value: 0 for s in BATCH_STATUSES}}, 200
 
     def close(self) -> None:
         self.server.shutdown()

@@ -23,11 +23,15 @@ from typing import Any
 import pytest
 from google.cloud import tasks_v2
 
-from functions.config import CloudTasksSettings
+from functions.config import CloudTasksSettings, Settings
 from functions.errors import ConfigError
+from functions.ingest_request import IngestRequest
+from functions.jobs import JobStatus
 from functions.local.tasks_emulator import TasksEmulator, start_tasks_emulator
 from functions.queue.cloud_tasks import CloudTasksQueue, task_id
 from functions.queue.protocol import EnqueueResult, Task
+from functions.service import FanoutService
+from functions.store.sqlite import SqliteJobStore
 from tests.queue.cloud_tasks_fixtures import (
     WAIT_SECONDS,
     CloudQueueFactory,
@@ -253,3 +257,27 @@ def test_the_emulator_cannot_say_whether_a_task_is_gone(
     "gone", so the sweeper waits out the retry window there rather than re-dispatching a
     batch whose task may still be queued."""
     assert make_cloud_queue().task_gone("any-task") is None
+
+
+def test_a_scheduled_jobs_tasks_are_created_with_its_start_as_schedule_time(
+    make_cloud_queue: CloudQueueFactory, tmp_path: Path
+) -> None:
+    """Submitting a job that starts later creates every batch's task with `schedule_time`
+    = its `not_before`, as the API reads it back: Cloud Tasks holds them until then."""
+    settings = Settings(sqlite_path=tmp_path / "fanout.sqlite3", worker_url="http://127.0.0.1:9/")
+    store = SqliteJobStore(settings.sqlite_path)
+    queue = make_cloud_queue()
+    service = FanoutService(store, queue, settings)
+    start = far_future()
+    request = {"source": "noop", "collection": "c", "items": ["a", "b", "c"], "batch_size": 2}
+
+    job, _ = service.submit(
+        IngestRequest.model_validate(request | {"not_before": start.isoformat()})
+    )
+
+    assert job.status is JobStatus.SCHEDULED
+    for index in range(2):
+        name = service.task_for(job, store.get_batch(f"{job.job_id}_{index:04d}")).name
+        (task,) = listed(queue, name)
+        assert task.schedule_time == start
+    store.close()

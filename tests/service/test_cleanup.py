@@ -122,7 +122,8 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
     """Two jobs past the retention period; a batch whose worker stopped and one whose
     attempts are used up; batches the queue refused at submit; dropped tasks (to
     re-dispatch, of a cancelled job, and with every round used up); a job whose batches
-    ended but which was never finalized; a job never planned; a callback owed. The dry run
+    ended but which was never finalized; a job never planned; a scheduled job due long ago
+    that no delivery started (and one not due, left alone); a callback owed. The dry run
     reports each count with its first ids and leaves every row of the file as it was; the
     real run reports the same and leaves the state that says it did it."""
     caplog.set_level(logging.INFO, logger="fanout.events")
@@ -134,6 +135,9 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
 
     # Enqueued now: dropped once the queue's whole retry window (and the grace) has passed.
     dropped = world.submit(2)
+    # Scheduled: one due long before the sweep, which no delivery started; one not due.
+    due = world.submit(2, not_before=(clock() + timedelta(minutes=1)).isoformat())
+    waiting = world.submit(1, not_before=(clock() + timedelta(days=2)).isoformat())
     cancelled = world.submit(2)
     world.service.cancel(cancelled.job_id)
     rounds_used = world.submit(1)
@@ -177,6 +181,7 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
         "cancelled": [f"{cancelled.job_id}_0000", f"{cancelled.job_id}_0001"],
         "finalized": [unfinalized.job_id],
         "abandoned": [unplanned.job_id],
+        "started": [due.job_id],
         "callbacks": [owed.job_id],
         "deleted": sorted([old[0].job_id, old[1].job_id]),
     }
@@ -206,6 +211,8 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
     assert world.store.batch_counts(world.store.get_job(cancelled.job_id)).cancelled == 2
     assert world.store.get_job(unfinalized.job_id).status is JobStatus.COMPLETED
     assert world.store.get_job(unplanned.job_id).status is JobStatus.FAILED
+    assert world.store.get_job(due.job_id).status is JobStatus.RUNNING
+    assert world.store.get_job(waiting.job_id).status is JobStatus.SCHEDULED
     assert world.store.get_job(owed.job_id).callback_attempts == 2
     tasks = {row[0] for row in world.queue.inner.db.conn().execute("SELECT name FROM queue_tasks")}
     assert f"{stuck.job_id}_0000-g0-a1" in tasks  # the expired attempt's task again
@@ -220,7 +227,7 @@ def test_a_dry_run_with_nothing_to_do_says_so(
     world.finished()
     summary = world.service.cleanup(dry_run=True).to_dict()
     names = ["requeued", "failed", "enqueued", "redispatched", "cancelled", "finalized"]
-    names += ["abandoned", "callbacks", "deleted"]
+    names += ["abandoned", "started", "callbacks", "deleted"]
     assert summary == {
         **dict.fromkeys(names, 0),
         "dry_run": True,

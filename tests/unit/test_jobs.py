@@ -43,7 +43,7 @@ def test_terminal_statuses_are_stable_except_retry_of_failed() -> None:
 def test_parse_status_names_the_allowed_values() -> None:
     """An unknown status is an InvalidArgument listing what is allowed."""
     assert parse_status("running") is JobStatus.RUNNING
-    with pytest.raises(InvalidArgument, match="expected one of: pending, running"):
+    with pytest.raises(InvalidArgument, match="expected one of: pending, scheduled, running"):
         parse_status("done")
 
 

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 
 from functions.config import Settings
-from functions.humanize import byte_size, duration, relative_time
+from functions.humanize import byte_size, duration, relative_time, start_time
 from functions.ingest_request import IngestRequest
 from functions.jobs import JobStatus
 from functions.priority import Priority
@@ -331,3 +331,70 @@ def test_durations_and_sizes() -> None:
     assert duration(timedelta(hours=2, minutes=10, seconds=7)) == "2 h 10 min"
     assert duration(timedelta(days=1, hours=3)) == "1 d 3 h"
     assert (byte_size(0), byte_size(1536), byte_size(5 * 1024**3)) == ("0 B", "1.5 KiB", "5.0 GiB")
+
+
+@pytest.mark.parametrize(
+    ("ahead", "text"),
+    [
+        (timedelta(hours=2), "starts in 2 h"),
+        (timedelta(minutes=3, seconds=20), "starts in 3 min"),
+        (timedelta(seconds=40), "starts in 40 s"),
+        (timedelta(seconds=3), "starting"),
+        (timedelta(seconds=-30), "starting"),
+    ],
+)
+def test_start_times(ahead: timedelta, text: str) -> None:
+    assert start_time(NOW + ahead, NOW) == text
+
+
+def test_a_scheduled_job_says_when_it_starts_on_the_list_and_its_page(
+    browser: FlaskClient, service: FanoutService
+) -> None:
+    """The list and the job's page show the job scheduled and when it starts (the exact
+    time as the title); its page counts only the statuses a batch can have, all pending."""
+    start = (datetime.now(UTC) + timedelta(hours=2, minutes=30)).replace(microsecond=0)
+    job_id = _job(service, not_before=start.isoformat())
+
+    listed = browser.get("/ui/jobs?status=scheduled").get_data(as_text=True)
+    page = browser.get(f"/ui/jobs/{job_id}").get_data(as_text=True)
+
+    exact = f'title="{start:%Y-%m-%d %H:%M:%S} UTC">starts in 2 h</time>'
+    assert job_id in listed and exact in listed
+    assert 'class="badge s-scheduled">scheduled' in page and exact in page
+    counts = re.findall(r'class="count-(\w+)">(\d+)<', page)
+    assert counts == [
+        ("pending", "1"),
+        ("running", "0"),
+        ("completed", "0"),
+        ("failed", "0"),
+        ("cancelled", "0"),
+    ]
+
+
+def test_the_submit_form_schedules_a_job_and_names_a_past_start(
+    browser: FlaskClient, service: FanoutService
+) -> None:
+    """A `not_before` typed into the form schedules the job; one in the past is shown at
+    its field and creates nothing."""
+    fields = {"source": "noop", "collection": "docs", "items": "a"}
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    refused = browser.post(
+        "/ui/submit",
+        data={"csrf_token": _token(browser), **fields, "not_before": past},
+        headers=ORIGIN,
+    )
+    assert refused.status_code == 400
+    html = refused.get_data(as_text=True)
+    errors = dict(re.findall(r'<p class="field-error" id="(\w+)-error">([^<]*)</p>', html))
+    assert errors.keys() == {"not_before"} and "is in the past" in errors["not_before"]
+    assert _all_jobs(service) == 0
+
+    start = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
+    accepted = browser.post(
+        "/ui/submit",
+        data={"csrf_token": _token(browser), **fields, "not_before": start.isoformat()},
+        headers=ORIGIN,
+    )
+    assert accepted.status_code == 303
+    job = service.store.get_job(accepted.headers["Location"].rsplit("/", 1)[1])
+    assert (job.status, job.not_before) == (JobStatus.SCHEDULED, start)

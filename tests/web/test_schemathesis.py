@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import hypothesis
@@ -188,8 +189,9 @@ def _as_issued(case: Any, root: str) -> Any:
     as documented), so generated ones are left out. What ingest takes from a deployment's
     configuration: items and a location under its allowed roots (`documents` requests go
     to `noop`, which takes any item; `root` is an allowed location), each source's own
-    options (none here), and a callback URL it would call (https, a public host: none).
-    The source itself stays as drawn: the document lists the registered ones."""
+    options (none here), a callback URL it would call (https, a public host: none), and a
+    `not_before` within its window from now (an hour ahead: the job is scheduled). The
+    source itself stays as drawn: the document lists the registered ones."""
     if case.query:
         case.query.pop("cursor", None)
     if isinstance(case.body, dict) and "source" in case.body:
@@ -199,6 +201,8 @@ def _as_issued(case: Any, root: str) -> Any:
         case.body.pop("callback_url", None)
         if isinstance(case.body.get("location"), str):
             case.body["location"] = root
+        if isinstance(case.body.get("not_before"), str):
+            case.body["not_before"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     return case
 
 
