@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from functions.errors import ConfigError
+from functions.priority import Priority
 
 PREFIX = "FANOUT_"
 
@@ -54,6 +55,22 @@ class IngestionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PriorityShares:
+    """How the local dispatcher shares its slots between the priority classes while more
+    than one has tasks due: in proportion to the dispatch rates infra/queue.tf gives their
+    Cloud Tasks queues (its defaults; tests/infra keeps the two in step). Every share is
+    above zero, so no class starves."""
+
+    high: int = 500
+    normal: int = 500
+    low: int = 100
+
+    def of(self, priority: Priority) -> int:
+        share: int = getattr(self, priority.value)
+        return share
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchSettings:
     """Cloud Tasks' queue semantics. In the cloud they are set on the queue (infra/);
     locally the dispatcher process applies them."""
@@ -66,8 +83,18 @@ class DispatchSettings:
     max_backoff: timedelta = timedelta(seconds=60)
     deadline: timedelta = timedelta(minutes=10)
     queue_name: str = "fanout-batches"
+    # The queues of the other priority classes (CloudTasksSettings' names, for the headers).
+    high_queue_name: str = "fanout-batches-high"
+    low_queue_name: str = "fanout-batches-low"
     # Chaos knob for tests and demos: the local dispatcher delivers every task twice.
     duplicate_delivery: bool = False
+    shares: PriorityShares = PriorityShares()
+
+    def queue_name_for(self, priority: Priority) -> str:
+        """The queue a task of `priority` stands in (X-CloudTasks-QueueName)."""
+        return {Priority.HIGH: self.high_queue_name, Priority.LOW: self.low_queue_name}.get(
+            priority, self.queue_name
+        )
 
 
 _DISPATCH = DispatchSettings()  # the defaults, for Settings.from_env
@@ -90,12 +117,21 @@ def retry_window(dispatch: DispatchSettings) -> timedelta:
 class CloudTasksSettings:
     project: str | None = None
     location: str = "us-central1"
+    # The normal class's queue; high and low have their own (infra/queue.tf).
     queue: str = "fanout-batches"
+    high_queue: str = "fanout-batches-high"
+    low_queue: str = "fanout-batches-low"
     # OIDC token Cloud Tasks attaches to each request; IAM checks it at the worker.
     service_account: str | None = None
     audience: str | None = None
     # host:port of a Cloud Tasks emulator (tests); None means the real service.
     emulator_host: str | None = None
+
+    def queue_for(self, priority: Priority) -> str:
+        """The queue the tasks of `priority` jobs go to."""
+        return {Priority.HIGH: self.high_queue, Priority.LOW: self.low_queue}.get(
+            priority, self.queue
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +243,8 @@ class Settings:
                 max_backoff=timedelta(seconds=_positive_float(env, "MAX_BACKOFF_SECONDS", 60)),
                 deadline=timedelta(seconds=_positive_float(env, "DISPATCH_DEADLINE_SECONDS", 600)),
                 queue_name=_read(env, "TASKS_QUEUE") or "fanout-batches",
+                high_queue_name=_read(env, "TASKS_QUEUE_HIGH") or "fanout-batches-high",
+                low_queue_name=_read(env, "TASKS_QUEUE_LOW") or "fanout-batches-low",
                 duplicate_delivery=_flag(env, "DUPLICATE_DELIVERY"),
             ),
             allowed_roots=_paths(env, "ALLOWED_ROOTS") or (Path("samples"),),
@@ -251,6 +289,8 @@ class Settings:
                 project=_read(env, "TASKS_PROJECT") or _read(env, "GCP_PROJECT"),
                 location=_read(env, "TASKS_LOCATION") or "us-central1",
                 queue=_read(env, "TASKS_QUEUE") or "fanout-batches",
+                high_queue=_read(env, "TASKS_QUEUE_HIGH") or "fanout-batches-high",
+                low_queue=_read(env, "TASKS_QUEUE_LOW") or "fanout-batches-low",
                 service_account=_read(env, "TASKS_SERVICE_ACCOUNT"),
                 audience=_read(env, "TASKS_AUDIENCE"),
                 emulator_host=_read(env, "TASKS_EMULATOR_HOST"),

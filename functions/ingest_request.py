@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.config import JsonDict
 
 from functions.bounded_json import MAX_DEPTH, value_depth
+from functions.priority import Priority
 from functions.schedule import parse_rfc3339
 
 MAX_BATCH_SIZE = 1_000
@@ -58,6 +59,11 @@ class IngestRequest(BaseModel):
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
     callback_url: str | None = Field(default=None, max_length=2048)
     options: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        description="which queue its batches wait in: high ones are dispatched ahead of a"
+        " normal or low backlog",
+    )
     not_before: datetime | None = Field(
         default=None,
         description="start no batch before this RFC 3339 time (with an offset), at most 30"

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Literal, Self
 
 from functions.errors import BatchNotFound, InvalidArgument, InvalidTransition, JobNotFound
+from functions.priority import Priority
 
 
 class JobStatus(StrEnum):
@@ -229,6 +230,8 @@ class Job:
     retries: int = 0
     # The W3C trace every line of this job is logged under (functions/observability/).
     trace_id: str | None = None
+    # Which queue class its batches wait in (functions/priority.py).
+    priority: Priority = Priority.NORMAL
     # When it may start (the request's `not_before`): while that is ahead the job is
     # scheduled, and no batch runs before it.
     not_before: datetime | None = None
@@ -244,6 +247,7 @@ class Job:
         request_id: str | None = None,
         callback_url: str | None = None,
         trace_id: str | None = None,
+        priority: Priority = Priority.NORMAL,
         not_before: datetime | None = None,
         now: datetime | None = None,
     ) -> Job:
@@ -260,6 +264,7 @@ class Job:
             request_id=request_id,
             callback_url=callback_url,
             trace_id=trace_id,
+            priority=priority,
             not_before=not_before,
         )
 
@@ -295,6 +300,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["status"] = self.status.value
+        data["priority"] = self.priority.value
         data["stats"] = self.stats.to_dict()
         data["request"] = dict(self.request)
         data["progress"] = self.progress
@@ -304,6 +310,8 @@ class Job:
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         values = _with_datetimes(cls, data)
         values["status"] = JobStatus(values.get("status", JobStatus.PENDING))
+        # Jobs recorded before priorities existed ran in the one queue there was: normal.
+        values["priority"] = Priority(values.get("priority") or Priority.NORMAL)
         values["stats"] = JobStats.from_dict(data.get("stats"))
         values["request"] = dict(data.get("request") or {})
         return cls(**values)

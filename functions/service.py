@@ -81,8 +81,13 @@ def _traceback_tail(error: BaseException) -> str:
 
 
 def _job_context(job: Job) -> dict[str, str | None]:
-    """What every line about `job` carries: its id, source and trace."""
-    return {"job_id": job.job_id, "source": job.source, "trace_id": job.trace_id}
+    """What every line about `job` carries: its id, source, priority and trace."""
+    return {
+        "job_id": job.job_id,
+        "source": job.source,
+        "priority": job.priority.value,
+        "trace_id": job.trace_id,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +210,7 @@ class _DroppedTasks:
             return True
         if self.queued_in_a_row >= STILL_QUEUED_IN_A_ROW:
             return False
-        gone = self.service.queue.task_gone(self.service.task_for(job, batch).name)
+        gone = self.service.queue.task_gone(self.service.task_for(job, batch).name, job.priority)
         self.queued_in_a_row = 0 if gone else self.queued_in_a_row + 1
         return gone is True
 
@@ -235,7 +240,11 @@ class FanoutService:
         and whether it is new (False: the same client_id/request_id was seen before).
         Everything is validated before the first write. The job keeps `trace_id` (the
         caller's trace) or a new one, and every task and log line of it carries that."""
-        with bound(trace_id=trace_id or new_trace_id(), source=request.source) as context:
+        with bound(
+            trace_id=trace_id or new_trace_id(),
+            source=request.source,
+            priority=request.priority.value,
+        ) as context:
             return self._submit(request, context.trace_id)
 
     def _submit(self, request: IngestRequest, trace_id: str | None) -> tuple[Job, bool]:
@@ -268,6 +277,7 @@ class FanoutService:
                 request_id=request.request_id,
                 callback_url=request.callback_url,
                 trace_id=trace_id,
+                priority=request.priority,
                 not_before=request.not_before,
                 now=self.clock(),
             )
@@ -329,6 +339,7 @@ class FanoutService:
             url=self.settings.worker_url,
             body=json.dumps({"batch_id": batch.batch_id}).encode(),
             headers=headers,
+            priority=job.priority,
             schedule_time=self._due_time(job),
         )
 
@@ -753,7 +764,7 @@ class FanoutService:
         after_grace = batch.enqueued_at + self.settings.enqueue_grace
         if self.clock() < after_grace:  # just enqueued: not worth a call to the queue
             return TaskCheck("queued", None)
-        gone = self.queue.task_gone(self.task_for(job, batch).name)
+        gone = self.queue.task_gone(self.task_for(job, batch).name, job.priority)
         if gone is None:
             return TaskCheck("unknown", after_grace + retry_window(self.settings.dispatch))
         return TaskCheck("dropped", after_grace) if gone else TaskCheck("queued", None)

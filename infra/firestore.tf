@@ -108,8 +108,9 @@ resource "google_firestore_field" "per_batch_no_index" {
 # ---------------------------------------------------------------------------
 # Composite indexes on jobs (top-level collection, COLLECTION scope).
 # Every list query orders by job_id DESCENDING, with optional equality/in
-# filters on status, source and client_id: one index per non-empty subset of
-# those filters, in the order (status, source, client_id), then job_id DESC.
+# filters on status, source, client_id and priority: one index per non-empty
+# subset of those filters, in the order (status, source, client_id, priority),
+# then job_id DESC.
 # finished_at range queries use the automatic single-field index.
 # ---------------------------------------------------------------------------
 resource "google_firestore_index" "jobs_status_job_id_desc" {
@@ -247,6 +248,203 @@ resource "google_firestore_index" "jobs_status_source_client_id_job_id_desc" {
 
   fields {
     field_path = "client_id"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+# The same with priority (GET /jobs?priority=), last among the equality filters.
+resource "google_firestore_index" "jobs_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "priority"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "jobs_status_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "priority"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "jobs_source_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "source"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "priority"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "jobs_client_id_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "client_id"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "priority"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "jobs_status_source_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "source"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "priority"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "jobs_status_client_id_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "client_id"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "priority"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "jobs_source_client_id_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "source"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "client_id"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "priority"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "job_id"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "jobs_status_source_client_id_priority_job_id_desc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "jobs"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "source"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "client_id"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "priority"
     order      = "ASCENDING"
   }
 

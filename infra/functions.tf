@@ -116,7 +116,7 @@ resource "google_project_iam_member" "functions" {
   member  = "serviceAccount:${google_service_account.functions.email}"
 }
 
-# Create tasks, on this queue only.
+# Create tasks, on the queues of Fanout only (this one is the normal class's).
 resource "google_cloud_tasks_queue_iam_member" "functions_enqueuer" {
   project  = var.project_id
   location = google_cloud_tasks_queue.batches.location
@@ -132,6 +132,24 @@ resource "google_cloud_tasks_queue_iam_member" "functions_viewer" {
   location = google_cloud_tasks_queue.batches.location
   name     = google_cloud_tasks_queue.batches.name
   role     = "roles/cloudtasks.viewer"
+  member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# The same two roles on the high and low classes' queues.
+locals {
+  class_queue_roles = {
+    for pair in setproduct(["high", "low"], ["roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer"]) :
+    "${pair[0]} ${pair[1]}" => { class = pair[0], role = pair[1] }
+  }
+}
+
+resource "google_cloud_tasks_queue_iam_member" "functions_class_queues" {
+  for_each = local.class_queue_roles
+
+  project  = var.project_id
+  location = var.region
+  name     = each.value.class == "high" ? google_cloud_tasks_queue.batches_high.name : google_cloud_tasks_queue.batches_low.name
+  role     = each.value.role
   member   = "serviceAccount:${google_service_account.functions.email}"
 }
 
@@ -161,6 +179,8 @@ locals {
     FANOUT_TASKS_PROJECT             = var.project_id
     FANOUT_TASKS_LOCATION            = google_cloud_tasks_queue.batches.location
     FANOUT_TASKS_QUEUE               = google_cloud_tasks_queue.batches.name
+    FANOUT_TASKS_QUEUE_HIGH          = google_cloud_tasks_queue.batches_high.name
+    FANOUT_TASKS_QUEUE_LOW           = google_cloud_tasks_queue.batches_low.name
     FANOUT_TASKS_SERVICE_ACCOUNT     = google_service_account.tasks_invoker.email
     FANOUT_RETENTION_DAYS            = tostring(var.retention_days)
     FANOUT_DISPATCH_DEADLINE_SECONDS = tostring(var.dispatch_deadline_seconds)

@@ -180,13 +180,47 @@ variable "max_file_bytes" {
 # --- Cloud Tasks -------------------------------------------------------------
 
 variable "max_concurrent_dispatches" {
-  description = "Cloud Tasks: batches running at once (queue rate_limits.max_concurrent_dispatches, at most 5000)."
+  description = "Cloud Tasks: batches of normal jobs running at once (the fanout-batches queue's rate_limits.max_concurrent_dispatches, at most 5000). With the high and low queues' it must fit run_batch_max_instances * run_batch_concurrency (1000 by default: 700 normal, 200 high, 100 low)."
   type        = number
-  default     = 1000
+  default     = 700
 
   validation {
     condition     = var.max_concurrent_dispatches >= 1 && var.max_concurrent_dispatches <= 5000
     error_message = "max_concurrent_dispatches must be between 1 and 5000."
+  }
+}
+
+variable "high_priority_queue" {
+  description = "Cloud Tasks: the high class's queue (fanout-batches-high): dispatches per second (at most 500) and batches running at once, a share of run_batch's capacity kept for high jobs. The local dispatcher shares its slots in proportion to the classes' dispatch rates (functions/config.py PriorityShares keeps the defaults)."
+  type = object({
+    max_dispatches_per_second = number
+    max_concurrent_dispatches = number
+  })
+  default = {
+    max_dispatches_per_second = 500
+    max_concurrent_dispatches = 200
+  }
+
+  validation {
+    condition     = var.high_priority_queue.max_dispatches_per_second > 0 && var.high_priority_queue.max_dispatches_per_second <= 500 && var.high_priority_queue.max_concurrent_dispatches >= 1 && var.high_priority_queue.max_concurrent_dispatches <= 5000
+    error_message = "high_priority_queue: max_dispatches_per_second must be above 0 and at most 500, max_concurrent_dispatches between 1 and 5000."
+  }
+}
+
+variable "low_priority_queue" {
+  description = "Cloud Tasks: the low class's queue (fanout-batches-low): dispatches per second (at most 500) and batches running at once. Above zero, so low jobs never starve."
+  type = object({
+    max_dispatches_per_second = number
+    max_concurrent_dispatches = number
+  })
+  default = {
+    max_dispatches_per_second = 100
+    max_concurrent_dispatches = 100
+  }
+
+  validation {
+    condition     = var.low_priority_queue.max_dispatches_per_second > 0 && var.low_priority_queue.max_dispatches_per_second <= 500 && var.low_priority_queue.max_concurrent_dispatches >= 1 && var.low_priority_queue.max_concurrent_dispatches <= 5000
+    error_message = "low_priority_queue: max_dispatches_per_second must be above 0 and at most 500, max_concurrent_dispatches between 1 and 5000."
   }
 }
 

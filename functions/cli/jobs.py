@@ -15,6 +15,7 @@ from functions.cli.target import Target
 from functions.cli.views import failed_batch, job_table, jobs_table, links, status_text
 from functions.errors import InvalidArgument
 from functions.jobs import parse_status
+from functions.priority import Priority
 
 if TYPE_CHECKING:
     from functions.cli.parsing import Commands
@@ -38,6 +39,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         "status": ",".join(dict.fromkeys(wanted)) or None,
         "source": args.source,
         "client_id": args.client,
+        "priority": args.priority,
         "limit": str(args.limit) if args.limit else None,
     }
     given = {key: value for key, value in filters.items() if value}
@@ -52,6 +54,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "status": "--status",
             "source": "--source",
             "client_id": "--client",
+            "priority": "--priority",
             "limit": "--limit",
         }
         again = [part for key, value in given.items() for part in (flags[key], value)]
@@ -162,6 +165,9 @@ def register(commands: Commands, parents: Sequence[argparse.ArgumentParser]) -> 
     )
     p.add_argument("--source", help="only jobs of this source")
     p.add_argument("--client", help="only jobs of this client id")
+    p.add_argument(
+        "--priority", choices=[level.value for level in Priority], help="only jobs of this priority"
+    )
     p.add_argument("--limit", type=positive_int, help="jobs per page")
     p.add_argument("--cursor", help="the page after the one that printed it")
     for name, handler, summary in (

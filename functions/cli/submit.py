@@ -24,6 +24,7 @@ from functions.cli.target import Target
 from functions.cli.views import start_note
 from functions.cli.watch import add_watch_options, watch_and_report
 from functions.humanize import plural
+from functions.priority import Priority
 
 if TYPE_CHECKING:
     from functions.cli.parsing import Commands
@@ -71,6 +72,7 @@ def build_request(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "client_id": args.client_id,
         "request_id": args.request_id,
         "callback_url": args.callback_url,
+        "priority": args.priority,
         "not_before": args.not_before,
     }
     request.update({key: value for key, value in flags.items() if value is not None})
@@ -131,6 +133,11 @@ def register(commands: Commands, parents: Sequence[argparse.ArgumentParser]) -> 
     given.add_argument("--items", nargs="+", metavar="ITEM", help="explicit items")
     given.add_argument("--location", help="a folder (local stack) or gs://bucket/prefix")
     p.add_argument("--batch-size", type=positive_int, help="items per batch")
+    p.add_argument(
+        "--priority",
+        choices=[level.value for level in Priority],
+        help="high runs ahead of a normal or low backlog (default: normal)",
+    )
     p.add_argument(
         "--option",
         dest="options",

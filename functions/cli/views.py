@@ -30,6 +30,12 @@ def status_text(status: str, width: int = 0) -> Text:
     return Text(f"{status:<{width}}", style=STATUS_STYLES.get(status, ""))
 
 
+def priority_tag(job: Mapping[str, Any]) -> str:
+    """` [high]` or ` [low]` after a job's id in one-line views; nothing for normal jobs."""
+    priority = job.get("priority") or "normal"
+    return "" if priority == "normal" else f" [{priority}]"
+
+
 def start_note(job: Mapping[str, Any]) -> str:
     """`starts in 2 h` for a scheduled job; empty for any other."""
     return starts(job.get("not_before")) if job["status"] == "scheduled" else ""
@@ -58,6 +64,7 @@ def job_table(job: Mapping[str, Any]) -> Table:
     created = f"{job.get('created_at') or ''} ({ago(job.get('created_at'))})"
     rows: list[tuple[str, str | Text]] = [
         ("status", status_text(job["status"])),
+        ("priority", job.get("priority") or ""),
         ("source", job["source"]),
         ("collection", job["collection"]),
         ("client / request", client),
@@ -82,6 +89,7 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
         # A job id is copied into the next command: never shortened nor broken.
         Column("job", no_wrap=True, min_width=JOB_ID_WIDTH),
         "status",
+        "priority",
         "source",
         "collection",
         Column("batches", no_wrap=True),
@@ -98,6 +106,7 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
         table.add_row(
             Text(job["job_id"]),
             status,
+            Text(job.get("priority") or ""),
             Text(job["source"]),
             Text(job["collection"]),
             batches,

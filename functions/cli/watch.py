@@ -26,7 +26,7 @@ from functions.cli.output import console, duration, print_json, print_note
 from functions.cli.parsing import positive_seconds
 from functions.cli.target import Target
 from functions.cli.termination import exit_code
-from functions.cli.views import STATUS_STYLES, start_note, status_text
+from functions.cli.views import STATUS_STYLES, priority_tag, start_note, status_text
 
 if TYPE_CHECKING:
     from functions.cli.parsing import Commands
@@ -210,7 +210,7 @@ class Bars(_Silent):
             )
         else:
             self.tasks[job_id] = self.progress.add_task(
-                job_id, total=total, completed=batches_done(job), **fields
+                job_id + priority_tag(job), total=total, completed=batches_done(job), **fields
             )
 
     def refresh(self) -> None:
@@ -231,7 +231,7 @@ class Lines(_Silent):
         self._last[job["job_id"]] = key
         self.out.print(
             Text.assemble(
-                f"{job['job_id']} ",
+                f"{job['job_id']}{priority_tag(job)} ",
                 status_text(job["status"], width=9),
                 f" {batches_done(job)}/{job['total_batches']} batches, "
                 f"{job['failed_batches']} failed{unchanged_text(job)}, "

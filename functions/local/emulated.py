@@ -122,6 +122,7 @@ class EmulatedCloud:
                     project=env["FANOUT_TASKS_PROJECT"],
                     location=env["FANOUT_TASKS_LOCATION"],
                     queue=env["FANOUT_TASKS_QUEUE"],
+                    class_queues=(env["FANOUT_TASKS_QUEUE_HIGH"], env["FANOUT_TASKS_QUEUE_LOW"]),
                     max_retries=retries,
                 ),
                 self.logs,

@@ -19,6 +19,8 @@ class LogContext:
     job_id: str | None = None
     batch_id: str | None = None
     source: str | None = None
+    # The job's priority class (functions/priority.py): which queue its batches wait in.
+    priority: str | None = None
     attempt: int | None = None
     trace_id: str | None = None
     # The request's own trace and span: the span is shown only on lines of that trace.

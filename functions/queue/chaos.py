@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from functions.priority import Priority
 from functions.queue.protocol import EnqueueResult, Task, TaskQueue
 
 
@@ -28,8 +29,8 @@ class FailingAfter:
         refused = {t.name: "injected enqueue failure" for t in tasks[self.limit :]}
         return EnqueueResult(accepted.enqueued, {**accepted.failed, **refused})
 
-    def task_gone(self, name: str) -> bool | None:
-        return self.inner.task_gone(name)
+    def task_gone(self, name: str, priority: Priority = Priority.NORMAL) -> bool | None:
+        return self.inner.task_gone(name, priority)
 
     def close(self) -> None:
         self.inner.close()

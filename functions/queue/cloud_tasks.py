@@ -2,6 +2,8 @@
 
 What one `Task` becomes:
 
+- a task in its priority class's queue (`CloudTasksSettings.queue_for`: infra/queue.tf
+  creates one queue per class, each with its own dispatch rate and concurrency);
 - the task name `{queue_path}/tasks/{task_id(task.name)}`, where `task_id` puts a short
   hash of the name in front of it. Cloud Tasks deduplicates on that name, so it must be a
   pure function of `task.name`; the hash prefix spreads names that would otherwise be
@@ -56,6 +58,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 
 from functions.config import CloudTasksSettings
 from functions.errors import ConfigError
+from functions.priority import Priority
 from functions.queue.protocol import EnqueueResult, Task, name_problem, size_problem
 
 log = logging.getLogger(__name__)
@@ -113,9 +116,14 @@ class CloudTasksQueue:
         self._settings = settings
         self._deadline = dispatch_deadline
         self._retry_seconds = retry_seconds
-        self.queue_path: str = tasks_v2.CloudTasksClient.queue_path(
-            settings.project, settings.location, settings.queue
-        )
+        # One queue per priority class; `queue_path` is the normal class's.
+        self.queue_paths: dict[Priority, str] = {
+            priority: tasks_v2.CloudTasksClient.queue_path(
+                settings.project, settings.location, settings.queue_for(priority)
+            )
+            for priority in Priority
+        }
+        self.queue_path: str = self.queue_paths[Priority.NORMAL]
         self._client: Any = client
         self._owns_client = client is None
         self._lock = threading.Lock()
@@ -159,7 +167,8 @@ class CloudTasksQueue:
             if isinstance(request, str):
                 outcomes[task.name] = request
             else:
-                outcomes[task.name] = self._pool.submit(self._create, task.name, request)
+                parent = self.queue_paths[task.priority]
+                outcomes[task.name] = self._pool.submit(self._create, task.name, parent, request)
         enqueued: list[str] = []
         failed: dict[str, str] = {}
         for name, outcome in outcomes.items():
@@ -170,14 +179,15 @@ class CloudTasksQueue:
                 failed[name] = reason
         return EnqueueResult(enqueued=enqueued, failed=failed)
 
-    def task_gone(self, name: str) -> bool | None:
+    def task_gone(self, name: str, priority: Priority = Priority.NORMAL) -> bool | None:
         """GetTask: NOT_FOUND means Cloud Tasks deleted the task (it succeeded, or used up
         its attempts) or never had it. None for any other error (the emulator answers
         UNIMPLEMENTED; a missing cloudtasks.tasks.get permission is PERMISSION_DENIED),
         logged, so the sweeper falls back to the retry window."""
         try:
             self.client.get_task(
-                name=f"{self.queue_path}/tasks/{task_id(name)}", timeout=CALL_TIMEOUT_SECONDS
+                name=f"{self.queue_paths[priority]}/tasks/{task_id(name)}",
+                timeout=CALL_TIMEOUT_SECONDS,
             )
         except gexc.NotFound:
             return True
@@ -214,7 +224,7 @@ class CloudTasksQueue:
                     audience=self._settings.audience or task.url,
                 )
             request = tasks_v2.Task(
-                name=f"{self.queue_path}/tasks/{task_id(task.name)}",
+                name=f"{self.queue_paths[task.priority]}/tasks/{task_id(task.name)}",
                 http_request=http,
                 dispatch_deadline=self._deadline,
             )
@@ -225,7 +235,7 @@ class CloudTasksQueue:
             return f"cannot build the task: {type(exc).__name__}: {exc}"
         return size_problem(size) or request
 
-    def _create(self, name: str, request: tasks_v2.Task) -> str | None:
+    def _create(self, name: str, parent: str, request: tasks_v2.Task) -> str | None:
         """Create one task; the reason it was refused, or None when the queue holds it."""
         retry = Retry(
             predicate=if_exception_type(*TRANSIENT_ERRORS),
@@ -237,7 +247,7 @@ class CloudTasksQueue:
         )
         try:
             self.client.create_task(
-                parent=self.queue_path,
+                parent=parent,
                 task=request,
                 retry=retry,
                 timeout=CALL_TIMEOUT_SECONDS,

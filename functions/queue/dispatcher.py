@@ -9,6 +9,10 @@ are joined at interpreter exit and a request may hang for the whole deadline (10
 default): a stopped dispatcher must exit promptly. Requests it gives up on stay
 `dispatching` and are delivered again at the next start (at least once).
 
+The priority classes share the slots (`SlotShares`): while several have tasks due, each gets
+free slots in proportion to its share (`DispatchSettings.shares`, the dispatch rates of the
+classes' Cloud Tasks queues), so a high job overtakes a low backlog and low never starves.
+
 Only one dispatcher runs per SQLite file: it holds an exclusive `flock` on a file beside
 it, which the kernel releases when the process dies, however it dies. A second dispatcher
 waits for that lock, so the start-up recovery never re-queues a live dispatcher's work.
@@ -24,16 +28,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from functions.config import DispatchSettings, Settings
+from functions.config import DispatchSettings, PriorityShares, Settings
 from functions.errors import ConfigError
 from functions.jobs import utcnow
+from functions.priority import Priority
 from functions.queue.local import Attempt, LocalTaskQueue, QueuedTask, TaskState
 
 log = logging.getLogger("fanout.dispatcher")
@@ -101,7 +106,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Atte
 def deliver(task: QueuedTask, dispatch: DispatchSettings) -> Attempt:
     """One attempt. With `duplicate_delivery`, two concurrent POSTs that count as one
     attempt, successful if either is (Cloud Tasks may duplicate; the worker must cope)."""
-    headers = dispatch_headers(task, dispatch.queue_name)
+    headers = dispatch_headers(task, dispatch.queue_name_for(task.priority))
     timeout = dispatch.deadline.total_seconds()
     if not dispatch.duplicate_delivery:
         return post(task.url, task.body, headers, timeout)
@@ -117,6 +122,40 @@ def deliver(task: QueuedTask, dispatch: DispatchSettings) -> Attempt:
         (a for a in attempts if a.ok),
         next((a for a in attempts if a.status is not None), first),
     )
+
+
+class SlotShares:
+    """Which priority class gets each free slot: stride scheduling. A class's pass moves on
+    by 1/share for each slot it takes, and the next slot goes to the due class with the
+    lowest pass, so classes with tasks due get slots in proportion to their shares, and
+    every share being above zero, none starves. A class that had nothing due rejoins at
+    the lowest pass of the classes that kept running: idle time earns no credit."""
+
+    def __init__(self, shares: PriorityShares) -> None:
+        self.shares = shares
+        self.passes = dict.fromkeys(Priority, 0.0)
+        self.due: frozenset[Priority] = frozenset()
+
+    def split(self, free: int, due: Collection[Priority]) -> dict[Priority, int]:
+        """How many of `free` slots each class in `due` should take now."""
+        staying = [p for p in due if p in self.due] or list(due)
+        floor = min((self.passes[p] for p in staying), default=0.0)
+        for priority in due:
+            if priority not in self.due:
+                self.passes[priority] = max(self.passes[priority], floor)
+        self.due = frozenset(due)
+        passes = {p: self.passes[p] for p in due}
+        split = dict.fromkeys(due, 0)
+        for _ in range(free if due else 0):
+            # Ties go to the higher class (Priority lists high first).
+            chosen = min(passes, key=lambda p: (passes[p], list(Priority).index(p)))
+            split[chosen] += 1
+            passes[chosen] += 1 / self.shares.of(chosen)
+        return {p: n for p, n in split.items() if n}
+
+    def charge(self, priority: Priority, slots: int) -> None:
+        """Count `slots` taken by `priority` (what it claimed, not what it was offered)."""
+        self.passes[priority] += slots / self.shares.of(priority)
 
 
 class Dispatcher:
@@ -136,6 +175,7 @@ class Dispatcher:
         self.poll = poll.total_seconds()
         self.grace = grace.total_seconds()
         self.on_settled = on_settled
+        self.shares = SlotShares(dispatch.shares)
         self._wake = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
@@ -215,13 +255,18 @@ class Dispatcher:
         """
         if free <= 0:
             return [], self.poll  # slots full: a finishing request sets the wake event
-        due = tasks.next_due()
-        if due is None:
+        due = tasks.due_by_priority()
+        if not due:
             return [], self.poll
-        until_due = (due - utcnow()).total_seconds()
-        if until_due > 0:
-            return [], min(self.poll, until_due)
-        claimed = tasks.claim(free)
+        now = utcnow()
+        ready = [priority for priority, at in due.items() if at <= now]
+        if not ready:
+            return [], min(self.poll, (min(due.values()) - now).total_seconds())
+        claimed: list[QueuedTask] = []
+        for priority, slots in self.shares.split(free, ready).items():
+            taken = tasks.claim(slots, priority=priority, now=now)
+            self.shares.charge(priority, len(taken))
+            claimed.extend(taken)
         # Slots left and claimed < free: look again at once for the next due time.
         return claimed, 0.0 if 0 < len(claimed) < free else self.poll
 

@@ -7,6 +7,10 @@ enqueues from several processes serialise on SQLite's writer lock. A row moves
 
 `schedule_time` is Cloud Tasks' field: when the next attempt is due. Like Cloud Tasks, a retry
 moves it to the retry time, and the dispatcher sends it as `X-CloudTasks-TaskETA`.
+
+`priority` stands for the Cloud Tasks queue a task would be in: each class is claimed on its
+own (`claim(priority=...)`), oldest due first, and the dispatcher shares its slots between
+the classes (`dispatcher.SlotShares`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from urllib.parse import urlsplit
 
 from functions.config import DispatchSettings
 from functions.jobs import utcnow
+from functions.priority import Priority
 from functions.queue.protocol import EnqueueResult, Task, name_problem, size_problem
 from functions.sqlite_db import Database
 
@@ -42,12 +47,18 @@ CREATE TABLE IF NOT EXISTS queue_tasks (
     claimed_at INTEGER,
     finished_at INTEGER,
     last_status INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    priority TEXT NOT NULL DEFAULT 'normal'
 );
 -- Serves the claim (state = 'queued' ORDER BY schedule_time), start-up recovery and counts().
 CREATE INDEX IF NOT EXISTS queue_tasks_state ON queue_tasks (state, schedule_time);
 CREATE INDEX IF NOT EXISTS queue_tasks_finished ON queue_tasks (finished_at)
     WHERE finished_at IS NOT NULL;
+"""
+# After the column exists (a queue made by an older Fanout gains it in `_add_priority`).
+_PRIORITY_INDEX = """
+-- Serves the claim of one class and `due_by_priority` (the earliest due task per class).
+CREATE INDEX IF NOT EXISTS queue_tasks_priority ON queue_tasks (state, priority, schedule_time);
 """
 
 
@@ -77,6 +88,7 @@ class QueuedTask:
     finished_at: datetime | None = None
     last_status: int | None = None
     last_error: str | None = None
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +152,7 @@ def _task(row: sqlite3.Row) -> QueuedTask:
         finished_at=_dt(row["finished_at"]),
         last_status=row["last_status"],
         last_error=row["last_error"],
+        priority=Priority(row["priority"]),
     )
 
 
@@ -151,6 +164,17 @@ class LocalTaskQueue:
         self.dispatch = dispatch
         self.db = Database(self.path)
         self.db.executescript(_SCHEMA)
+        self._add_priority()
+        self.db.executescript(_PRIORITY_INDEX)
+
+    def _add_priority(self) -> None:
+        """A queue file from before priorities lacks the column: its tasks are normal."""
+        with self.db.transaction() as conn:
+            have = {row["name"] for row in conn.execute("PRAGMA table_info(queue_tasks)")}
+            if "priority" not in have:
+                conn.execute(
+                    "ALTER TABLE queue_tasks ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal'"
+                )
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -174,12 +198,13 @@ class LocalTaskQueue:
             due = now_us if task.schedule_time is None else _us(task.schedule_time)
             headers = json.dumps(dict(task.headers))
             names.append(task.name)
-            rows.append((task.name, task.url, task.body, headers, due, now_us))
+            rows.append((task.name, task.url, task.body, headers, due, now_us, task.priority.value))
         with self.db.transaction() as conn:
             self._purge(conn, now_us)
             conn.executemany(
                 "INSERT INTO queue_tasks (name, url, body, headers, state, schedule_time,"
-                " created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (name) DO NOTHING",
+                " created_at, priority) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
                 rows,
             )
         return EnqueueResult(enqueued=list(dict.fromkeys(names)), failed=failed)
@@ -204,8 +229,9 @@ class LocalTaskQueue:
         row = self.db.conn().execute("SELECT * FROM queue_tasks WHERE name = ?", (name,)).fetchone()
         return None if row is None else _task(row)
 
-    def task_gone(self, name: str) -> bool | None:
-        """True unless the task is still queued or being delivered: a failed task used up
+    def task_gone(self, name: str, priority: Priority = Priority.NORMAL) -> bool | None:
+        """True unless the task is still queued or being delivered (one table holds every
+        class, so `priority` is not needed to find it): a failed task used up
         its attempts, a done one was answered, and a missing one was purged or never
         created; none of them will be delivered again."""
         task = self.get(name)
@@ -230,19 +256,41 @@ class LocalTaskQueue:
             ).fetchall()
         return sorted(row[0] for row in rows)
 
-    def claim(self, limit: int, *, now: datetime | None = None) -> list[QueuedTask]:
-        """Mark up to `limit` due tasks as dispatching (durably, before any request)."""
+    def claim(
+        self, limit: int, *, priority: Priority | None = None, now: datetime | None = None
+    ) -> list[QueuedTask]:
+        """Mark up to `limit` due tasks (of `priority` only, when given) as dispatching
+        (durably, before any request), the earliest due first."""
         if limit < 1:
             return []
         now_us = _us(now or utcnow())
+        of_class = "" if priority is None else " AND priority = ?"
+        args: tuple[object, ...] = (now_us, now_us, limit)
+        if priority is not None:
+            args = (now_us, now_us, priority.value, limit)
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "UPDATE queue_tasks SET state = 'dispatching', claimed_at = ? WHERE name IN"
                 " (SELECT name FROM queue_tasks WHERE state = 'queued' AND schedule_time <= ?"
-                " ORDER BY schedule_time, rowid LIMIT ?) RETURNING *",
-                (now_us, now_us, limit),
+                f"{of_class} ORDER BY schedule_time, rowid LIMIT ?) RETURNING *",
+                args,
             ).fetchall()
         return sorted((_task(r) for r in rows), key=lambda t: (t.schedule_time, t.name))
+
+    def due_by_priority(self) -> dict[Priority, datetime]:
+        """When the earliest queued task of each class is due; classes with nothing queued
+        are left out. One index seek per class."""
+        conn = self.db.conn()
+        due: dict[Priority, datetime] = {}
+        for priority in Priority:
+            row = conn.execute(
+                "SELECT MIN(schedule_time) FROM queue_tasks WHERE state = 'queued'"
+                " AND priority = ?",
+                (priority.value,),
+            ).fetchone()
+            if row[0] is not None:
+                due[priority] = _dt(row[0])  # type: ignore[assignment]
+        return due
 
     def next_due(self) -> datetime | None:
         """When the earliest queued task is due, or None when nothing is queued."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from functions.priority import Priority
+
 # Cloud Tasks' limits; the local queue keeps them too, so both backends refuse alike.
 TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,400}")
 MAX_TASK_BYTES = 1024 * 1024
@@ -21,13 +23,15 @@ MAX_TASK_BYTES = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One HTTP POST to deliver. `name` deduplicates: [A-Za-z0-9_-], at most 400 chars."""
+    """One HTTP POST to deliver. `name` deduplicates: [A-Za-z0-9_-], at most 400 chars.
+    `priority` picks the queue class it waits in (a queue of its own in the cloud)."""
 
     name: str
     url: str
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     schedule_time: datetime | None = None
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +46,13 @@ class EnqueueResult:
 class TaskQueue(Protocol):
     def enqueue(self, tasks: Sequence[Task]) -> EnqueueResult: ...
 
-    def task_gone(self, name: str) -> bool | None:
-        """Whether the queue no longer holds the task `name`, so that it will never deliver
-        it again: True once its attempts are used up (Cloud Tasks then deletes it, and
-        GetTask answers NOT_FOUND) or it was never there; False while it is still queued
-        or being delivered; None when the queue cannot tell (an emulator without GetTask,
-        no permission), and the sweeper falls back to the worst-case retry window."""
+    def task_gone(self, name: str, priority: Priority = Priority.NORMAL) -> bool | None:
+        """Whether the queue of class `priority` no longer holds the task `name`, so that it
+        will never deliver it again: True once its attempts are used up (Cloud Tasks then
+        deletes it, and GetTask answers NOT_FOUND) or it was never there; False while it is
+        still queued or being delivered; None when the queue cannot tell (an emulator
+        without GetTask, no permission), and the sweeper falls back to the worst-case retry
+        window."""
         ...
 
     def close(self) -> None: ...

@@ -413,6 +413,8 @@ class FirestoreJobStore:
             base = base.where(filter=FieldFilter("source", "==", query.source))
         if query.client_id is not None:
             base = base.where(filter=FieldFilter("client_id", "==", query.client_id))
+        if query.priority is not None:
+            base = base.where(filter=FieldFilter("priority", "==", query.priority.value))
         page = base
         if query.cursor:
             page = page.where(filter=FieldFilter("job_id", "<", decode_job_cursor(query.cursor)))

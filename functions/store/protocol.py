@@ -21,6 +21,7 @@ from functions.jobs import (
     JobStatus,
     parse_status,
 )
+from functions.priority import Priority, parse_priority
 
 T = TypeVar("T")
 
@@ -55,6 +56,7 @@ class JobQuery:
     statuses: frozenset[JobStatus] = frozenset()
     source: str | None = None
     client_id: str | None = None
+    priority: Priority | None = None
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
 
@@ -65,6 +67,7 @@ class JobQuery:
         statuses: Iterable[str] = (),
         source: str | None = None,
         client_id: str | None = None,
+        priority: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
     ) -> JobQuery:
@@ -72,6 +75,7 @@ class JobQuery:
             statuses=frozenset(parse_status(s) for s in statuses),
             source=source or None,
             client_id=client_id or None,
+            priority=parse_priority(priority) if priority else None,
             limit=check_limit(limit),
             cursor=cursor or None,
         )

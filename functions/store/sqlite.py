@@ -34,6 +34,7 @@ from functions.jobs import (
     utcnow,
 )
 from functions.paging import decode_cursor, encode_cursor
+from functions.priority import Priority
 from functions.sqlite_db import Database
 from functions.store.finalize import expire_at_for, final_fields
 from functions.store.job_cursor import decode_job_cursor
@@ -59,6 +60,7 @@ _LATER_TEXT_COLUMNS = {
         "callback_attempts": "INTEGER NOT NULL DEFAULT 0",
         "callback_error": "TEXT",
         "callback_pending_since": "INTEGER",
+        "priority": "TEXT NOT NULL DEFAULT 'normal'",
         "not_before": "INTEGER",
     },
     "batches": {
@@ -143,6 +145,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     callback_error TEXT,
     -- Set while the callback is owed: when its latest attempt (or the finalization) started.
     callback_pending_since INTEGER,
+    priority TEXT NOT NULL DEFAULT 'normal',
     not_before INTEGER,
     UNIQUE (client_id, request_id)
 );
@@ -196,6 +199,7 @@ _SCHEMA = schema()
 _LATER_INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_callback_pending ON jobs (callback_pending_since)
     WHERE callback_pending_since IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_priority ON jobs (priority, job_id);
 """
 
 
@@ -300,6 +304,7 @@ class SqliteJobStore:
             callback_error=row["callback_error"],
             retries=row["retries"],
             trace_id=row["trace_id"],
+            priority=Priority(row["priority"]),
             not_before=_dt(row["not_before"]),
         )
 
@@ -374,8 +379,8 @@ class SqliteJobStore:
                     return self._job(row), False
             conn.execute(
                 "INSERT INTO jobs (job_id, status, source, collection, request, client_id,"
-                " request_id, created_at, callback_url, trace_id, not_before)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " request_id, created_at, callback_url, trace_id, not_before, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.job_id,
                     job.status.value,
@@ -388,6 +393,7 @@ class SqliteJobStore:
                     job.callback_url,
                     job.trace_id,
                     _us(job.not_before),
+                    job.priority.value,
                 ),
             )
             return self._read_job(conn, job.job_id), True
@@ -481,6 +487,9 @@ class SqliteJobStore:
         if query.client_id is not None:
             where.append("client_id = ?")
             args.append(query.client_id)
+        if query.priority is not None:
+            where.append("priority = ?")
+            args.append(query.priority.value)
         page_where, page_args = list(where), list(args)
         if query.cursor:
             page_where.append("job_id < ?")

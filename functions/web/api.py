@@ -124,6 +124,7 @@ class JobsApi:
             statuses=asked.status,
             source=asked.source,
             client_id=asked.client_id,
+            priority=asked.priority,
             limit=asked.limit,
             cursor=asked.cursor,
         )

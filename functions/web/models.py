@@ -21,6 +21,7 @@ from functions.ingestion.search_hit import SearchHit
 from functions.jobs import Batch, Job, JobStatus
 from functions.observability.lines import LogLine, LogPage
 from functions.observability.links import logs_url
+from functions.priority import Priority
 from functions.web.hits import without_headings
 from functions.web.queries import SearchUnit
 
@@ -154,6 +155,7 @@ class JobView(View):
     callback_error: str | None
     retries: int = Field(description="how often its failed batches were retried")
     trace_id: str | None = Field(description="the trace every line of the job is logged under")
+    priority: Priority = Field(description="the queue class its batches wait in")
     not_before: Timestamp | None = Field(
         description="no batch starts before this (the request's not_before); while it is"
         " ahead the job is scheduled"

@@ -81,6 +81,8 @@ def job_filters(query: JobPageQuery) -> dict[str, str | list[str]]:
         filters["source"] = query.source
     if query.client_id:
         filters["client_id"] = query.client_id
+    if query.priority:
+        filters["priority"] = query.priority.value
     if query.limit != DEFAULT_PAGE_SIZE:
         filters["limit"] = str(query.limit)
     return filters

@@ -246,6 +246,7 @@ class Pages:
                 statuses=frozenset(query.status),
                 source=query.source,
                 client_id=query.client_id,
+                priority=query.priority,
                 limit=query.limit,
                 cursor=query.cursor,
             )

@@ -16,6 +16,7 @@ from functions.ingestion.search_limits import MAX_QUERY_CHARS, MAX_RESULTS
 from functions.jobs import JobStatus
 from functions.observability.lines import DEFAULT_LOG_PAGE, MAX_LOG_PAGE
 from functions.observability.severity import SEVERITIES, parse_severity
+from functions.priority import Priority
 from functions.store.protocol import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 # Cursors are opaque tokens the stores produce; none is near this long.
@@ -57,6 +58,7 @@ class JobListQuery(QueryModel):
     )
     source: str | None = Field(default=None, min_length=1, max_length=MAX_FILTER_CHARS)
     client_id: str | None = Field(default=None, min_length=1, max_length=MAX_FILTER_CHARS)
+    priority: Priority | None = Field(default=None, description="only jobs of this priority")
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = Field(
         default=None,

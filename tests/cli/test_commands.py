@@ -152,6 +152,34 @@ def test_list_filters_by_status_source_and_client_and_pages(fanout: Fanout, tmp_
     assert shown == newest_first
 
 
+def test_priority_from_submit_to_list_show_and_watch(fanout: Fanout) -> None:
+    """`submit --priority low` makes a low job; `list --priority` filters on it, `show`
+    and `list` print it, `watch` tags the job's line; an unknown class is a usage error
+    that submits nothing."""
+    flags = ["--source", "noop", "--collection", "classes", "--items", "a"]
+    flags += ["--client-id", "cli-priority"]
+    low = fanout.run("submit", *flags, "--request-id", "low", "--priority", "low", "--json")
+    normal = fanout.run("submit", *flags, "--request-id", "normal", "--json")
+    low_id, normal_id = low.json()["job_id"], normal.json()["job_id"]
+    fanout.ended(low_id)
+    fanout.ended(normal_id)
+
+    listed = fanout.run("list", "--client", "cli-priority", "--priority", "low", "--json")
+    table = fanout.run("list", "--client", "cli-priority")
+    shown = fanout.run("show", low_id)
+    watched = fanout.run("watch", low_id, normal_id)
+    unknown = fanout.run("submit", *flags, "--request-id", "x", "--priority", "urgent")
+
+    assert [job["job_id"] for job in listed.json()["jobs"]] == [low_id]
+    assert listed.json()["jobs"][0]["priority"] == "low"
+    assert "priority" in table.stdout and "low" in table.stdout and "normal" in table.stdout
+    rows = [line.replace("│", " ").split() for line in shown.stdout.splitlines()]
+    assert ["priority", "low"] in rows, shown.stdout
+    assert f"{low_id} [low]" in watched.stdout and f"{normal_id} [" not in watched.stdout
+    assert unknown.code == 2 and "invalid choice: 'urgent'" in unknown.stderr
+    assert fanout.run("list", "--client", "cli-priority", "--json").json()["total"] == 2
+
+
 def test_list_of_an_unknown_status_is_a_usage_error(fanout: Fanout) -> None:
     result = fanout.run("list", "--status", "running,lost")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from functions.jobs import Batch, BatchOutcome, Job, JobStats, JobStatus, plan_batches
+from functions.priority import Priority
 from functions.store.protocol import FinishResult, JobStore
 
 LEASE = timedelta(minutes=5)
@@ -16,6 +17,7 @@ def new_job(
     source: str = "noop",
     client_id: str | None = None,
     request_id: str | None = None,
+    priority: Priority = Priority.NORMAL,
 ) -> Job:
     job, created = store.create_job(
         Job.new(
@@ -24,6 +26,7 @@ def new_job(
             request={"items": 1},
             client_id=client_id,
             request_id=request_id,
+            priority=priority,
         )
     )
     assert created
@@ -31,10 +34,15 @@ def new_job(
 
 
 def planned_job(
-    store: JobStore, batches: int, *, items_per_batch: int = 2, source: str = "noop"
+    store: JobStore,
+    batches: int,
+    *,
+    items_per_batch: int = 2,
+    source: str = "noop",
+    priority: Priority = Priority.NORMAL,
 ) -> Job:
     """A running job with `batches` batches of `items_per_batch` items each."""
-    job = new_job(store, source=source)
+    job = new_job(store, source=source, priority=priority)
     items = [f"doc-{i}" for i in range(batches * items_per_batch)]
     return store.add_batches(job.job_id, plan_batches(job.job_id, items, items_per_batch))
 

@@ -7,6 +7,7 @@ import pytest
 from functions.errors import InvalidArgument, InvalidCursor, JobNotFound
 from functions.jobs import JobStatus
 from functions.paging import encode_cursor
+from functions.priority import Priority
 from functions.store.protocol import MAX_PAGE_SIZE, JobQuery, JobStore
 from tests.contract.factories import new_job, planned_job, run
 
@@ -56,6 +57,28 @@ def test_filters_and_totals(store: JobStore) -> None:
     assert listed_done.completed_batches == 1
 
 
+def test_priority_is_kept_and_filters_with_the_others(store: JobStore) -> None:
+    """A job keeps its priority through creation, planning and its end; `priority`
+    filters alone and with status and source, and `total` counts the matches."""
+    high = planned_job(store, 1, priority=Priority.HIGH)
+    run(store, high, 0)
+    low = [planned_job(store, 1, source="web", priority=Priority.LOW) for _ in range(2)]
+    normal = new_job(store)
+
+    assert store.get_job(high.job_id).priority is Priority.HIGH
+    assert store.get_job(high.job_id).status is JobStatus.COMPLETED
+    assert store.get_job(normal.job_id).priority is Priority.NORMAL
+    lows = store.list_jobs(JobQuery.build(priority="low"))
+    assert lows.total == 2 and {j.job_id for j in lows.items} == {j.job_id for j in low}
+    assert {j.priority for j in lows.items} == {Priority.LOW}
+    done_high = store.list_jobs(JobQuery.build(priority="high", statuses=["completed"]))
+    assert [j.job_id for j in done_high.items] == [high.job_id]
+    assert store.list_jobs(JobQuery.build(priority="high", statuses=["running"])).total == 0
+    assert store.list_jobs(JobQuery.build(priority="low", source="web")).total == 2
+    assert store.list_jobs(JobQuery.build(priority="normal", source="web")).total == 0
+    assert store.list_jobs(JobQuery.build(priority="normal")).total == 1
+
+
 def test_listed_running_jobs_show_true_counts(store: JobStore) -> None:
     """A running job in a listing shows the batches counted so far."""
     job = planned_job(store, 3)
@@ -69,6 +92,7 @@ def test_listed_running_jobs_show_true_counts(store: JobStore) -> None:
     ("kwargs", "error"),
     [
         ({"statuses": ["bogus"]}, "unknown status 'bogus'"),
+        ({"priority": "urgent"}, "unknown priority 'urgent'; expected one of: high, normal, low"),
         ({"limit": 0}, "limit must be between 1 and 200"),
         ({"limit": MAX_PAGE_SIZE + 1}, "limit must be between 1 and 200"),
     ],

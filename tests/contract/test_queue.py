@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from functions.config import Settings
+from functions.config import CloudTasksSettings, Settings
 from functions.jobs import Job, plan_batches
 from functions.local.tasks_emulator import TasksEmulator
+from functions.priority import Priority
 from functions.queue.cloud_tasks import task_id
 from functions.queue.local import LocalTaskQueue
 from functions.queue.protocol import MAX_TASK_BYTES, EnqueueResult, Task, TaskQueue
@@ -45,6 +46,8 @@ class QueueUnderTest:
     receiver: TaskReceiver
     queue_name: str  # what X-CloudTasks-QueueName ends with
     task_header: Callable[[str], str]  # X-CloudTasks-TaskName for a task name
+    # The queue each priority class's tasks are in (X-CloudTasks-QueueName's end).
+    class_queue: Callable[[Priority], str]
 
     def task(self, name: str, body: bytes = b"", **headers: str) -> Task:
         return Task(name, self.receiver.url(name), body, headers)
@@ -58,13 +61,17 @@ def queue_backend(
         db = tmp_path / "queue.sqlite3"
         queue = LocalTaskQueue(db, FAST)
         dispatcher = DispatcherThread(db, FAST)
-        yield QueueUnderTest(queue, tasks_receiver, FAST.queue_name, lambda name: name)
+        yield QueueUnderTest(
+            queue, tasks_receiver, FAST.queue_name, lambda name: name, FAST.queue_name_for
+        )
         dispatcher.halt()
         queue.close()
     else:
         make: CloudQueueFactory = request.getfixturevalue("make_cloud_queue")
         emulator: TasksEmulator = request.getfixturevalue("tasks_emulator")
-        yield QueueUnderTest(make(), tasks_receiver, emulator.queue, task_id)
+        # The adapter's settings: the emulator's queue for normal, the defaults for the others.
+        names = CloudTasksSettings(queue=emulator.queue)
+        yield QueueUnderTest(make(), tasks_receiver, emulator.queue, task_id, names.queue_for)
 
 
 def test_a_task_arrives_as_a_post_with_its_body_and_headers(queue_backend: QueueUnderTest) -> None:
@@ -84,6 +91,25 @@ def test_a_task_arrives_as_a_post_with_its_body_and_headers(queue_backend: Queue
     assert delivery.headers["x-fanout-job"] == "job-1"
     assert delivery.headers["x-cloudtasks-taskname"] == queue_backend.task_header(name)
     assert delivery.headers["x-cloudtasks-queuename"].endswith(queue_backend.queue_name)
+
+
+def test_each_priority_class_delivers_from_its_own_queue(queue_backend: QueueUnderTest) -> None:
+    """A task of each class arrives, from its class's queue (a queue of its own in the
+    cloud): high, normal and low are three queues, normal the one tasks had before."""
+    names = {level: unique(level.value) for level in Priority}
+    tasks = [
+        Task(name, queue_backend.receiver.url(name), b"", priority=level)
+        for level, name in names.items()
+    ]
+
+    assert queue_backend.queue.enqueue(tasks).enqueued == list(names.values())
+
+    assert queue_backend.receiver.wait_for(list(names.values()))
+    for level, name in names.items():
+        (delivery,) = queue_backend.receiver.to(name)
+        assert delivery.headers["x-cloudtasks-queuename"].endswith(queue_backend.class_queue(level))
+    assert queue_backend.class_queue(Priority.NORMAL) == queue_backend.queue_name
+    assert len({queue_backend.class_queue(level) for level in Priority}) == 3
 
 
 def test_fifty_tasks_enqueued_at_once_all_arrive_as_enqueued(

@@ -117,6 +117,8 @@ def _nothing_created(stack: LocalStack) -> None:
         ({**GOOD, "options": {"delay_ms": -1}}, 400, "delay_ms"),
         ({**GOOD, "client_id": "c"}, 400, "client_id and request_id go together"),
         ({**GOOD, "surprise": 1}, 400, "surprise"),
+        ({**GOOD, "priority": "urgent"}, 400, "priority"),
+        ({**GOOD, "priority": "HIGH"}, 400, "'high', 'normal' or 'low'"),
         ({**DOCS, "collection": "../escape"}, 400, "collection"),
         ({**DOCS, "collection": "has space"}, 400, "collection"),
         ({**DOCS, "collection": "x" * 65}, 400, "collection"),
@@ -287,6 +289,32 @@ def test_deeply_nested_pubsub_message_is_acknowledged_and_logged(stack: LocalSta
     log = (stack.logs / "ingest_pubsub.log").read_text()
     assert "Traceback" not in log and "RecursionError" not in log
     _nothing_created(stack)
+
+
+def test_an_unknown_priority_is_refused_by_every_door(stack: LocalStack) -> None:
+    """`GET /jobs?priority=` with an unknown class is a 400 naming the parameter; a Pub/Sub
+    request with one is acknowledged (no redelivery), logged naming the field, and creates
+    nothing, as ingest's 400 does."""
+    error = _refused(stack, "GET", f"{stack.url('jobs_api')}/jobs?priority=urgent")
+    assert error.status == 400 and "priority" in str(error.body)
+    data = json.dumps({**GOOD, "priority": "urgent"}).encode()
+    event = {
+        "message": {"data": base64.b64encode(data).decode(), "messageId": "urgent-1"},
+        "subscription": "projects/p/subscriptions/s",
+    }
+    headers = {
+        "ce-id": "urgent-1",
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-specversion": "1.0",
+    }
+    before = _state(stack)
+    status, _ = call("POST", stack.url("ingest_pubsub"), event, headers=headers)
+    assert status == 200
+    assert _state(stack) == before
+    log = (stack.logs / "ingest_pubsub.log").read_text()
+    refusal = log[log.index("refused message urgent-1") :]
+    assert "priority\n  Input should be 'high', 'normal' or 'low'" in refusal
 
 
 def test_a_pubsub_message_with_a_bad_not_before_is_refused_by_name(stack: LocalStack) -> None:

@@ -237,6 +237,27 @@ def test_a_job_submitted_while_run_batch_is_down_completes_once_it_is_back(
     assert stack.processes["run_batch"].pid != killed
 
 
+def test_high_and_low_jobs_run_through_their_own_queues(stack: LocalStack) -> None:
+    """A high and a low job complete exactly through the Cloud Tasks emulator's queues of
+    their classes (infra/'s names; a task for a queue the emulator lacks is refused, and
+    its job would never end), each job saying its priority."""
+    client = client_for(stack)
+    jobs = {
+        level: client.submit(
+            {"source": "noop", "collection": "emulated-classes", "items": ["a", "b", "c"]}
+            | {"batch_size": 1, "priority": level}
+        )["job_id"]
+        for level in ("high", "low")
+    }
+    for level, job_id in jobs.items():
+        job = wait_terminal(client, job_id, timeout=60)
+        assert (job["status"], job["completed_batches"], job["priority"]) == (
+            "completed",
+            3,
+            level,
+        )
+
+
 def _smoke(stack: LocalStack, stage: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """`fanout smoke` against the stack, staging at `stage` on its Cloud Storage emulator:
     the finished process, and its PASS/FAIL lines."""

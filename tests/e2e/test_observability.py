@@ -63,6 +63,7 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
             # themselves while they run (batch_claimed).
             "options": {"fail_items_file": str(fail_file), "delay_ms": 250},
             "callback_url": callbacks.url + "?token=cb-s3cret",
+            "priority": "low",
         },
         headers={"traceparent": traceparent(trace)},
     )
@@ -94,6 +95,8 @@ def test_a_jobs_lines_are_structured_labelled_and_on_its_trace(
             assert int(labels["attempt"]) >= 1, line
         elif line.get("event", "").startswith(("job_", "callback_")):
             assert "batch_id" not in labels and "attempt" not in labels, line
+        if "event" in line:  # every event of the job names its priority class
+            assert labels["priority"] == "low", line
 
     events = {line["event"] for line in mine if "event" in line}
     assert {

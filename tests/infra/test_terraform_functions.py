@@ -224,6 +224,8 @@ def test_every_function_uses_firestore_and_cloud_tasks(config: Config, name: str
     assert env["FANOUT_TASKS_PROJECT"] == "${var.project_id}"
     assert env["FANOUT_TASKS_LOCATION"] == "${google_cloud_tasks_queue.batches.location}"
     assert env["FANOUT_TASKS_QUEUE"] == "${google_cloud_tasks_queue.batches.name}"
+    assert env["FANOUT_TASKS_QUEUE_HIGH"] == "${google_cloud_tasks_queue.batches_high.name}"
+    assert env["FANOUT_TASKS_QUEUE_LOW"] == "${google_cloud_tasks_queue.batches_low.name}"
     assert env["FANOUT_TASKS_SERVICE_ACCOUNT"] == _email("tasks_invoker")
     assert env["FANOUT_RETENTION_DAYS"] == "${tostring(var.retention_days)}"
     assert env["FANOUT_DISPATCH_DEADLINE_SECONDS"] == "${tostring(var.dispatch_deadline_seconds)}"
@@ -319,7 +321,9 @@ def test_ingest_status_url_points_at_jobs_api(config: Config) -> None:
 
 def test_run_batch_capacity_covers_the_queue(config: Config) -> None:
     """With the defaults, run_batch's instances x concurrency take every concurrent dispatch
-    (a 429 costs Cloud Tasks an attempt), and the queue refuses a plan where they do not."""
+    of the three priority queues together (a 429 costs Cloud Tasks an attempt, and the high
+    share must be free when a high job comes), and the queue refuses a plan where they do
+    not."""
     variables = labelled(config, "variable")
     (service,) = resources(config, FUNCTION)["run_batch"]["service_config"]
     assert service["max_instance_count"] == "${var.run_batch_max_instances}"
@@ -328,12 +332,20 @@ def test_run_batch_capacity_covers_the_queue(config: Config) -> None:
         variables["run_batch_max_instances"]["default"]
         * variables["run_batch_concurrency"]["default"]
     )
-    assert capacity >= variables["max_concurrent_dispatches"]["default"]
+    shares = variables["max_concurrent_dispatches"]["default"] + sum(
+        variables[f"{level}_priority_queue"]["default"]["max_concurrent_dispatches"]
+        for level in ("high", "low")
+    )
+    assert capacity >= shares
     queue = resources(config, "google_cloud_tasks_queue")["batches"]
     (lifecycle,) = queue["lifecycle"]
     conditions = [p["condition"] for p in lifecycle["precondition"]]
     assert any(
-        "run_batch_max_instances" in c and "max_concurrent_dispatches" in c for c in conditions
+        "run_batch_max_instances" in c
+        and "var.max_concurrent_dispatches" in c
+        and "var.high_priority_queue.max_concurrent_dispatches" in c
+        and "var.low_priority_queue.max_concurrent_dispatches" in c
+        for c in conditions
     )
 
 
@@ -497,6 +509,17 @@ def test_runtime_account_roles(config: Config) -> None:
     }
     # Create tasks, and read them: the sweeper's GetTask tells a dropped task at once.
     assert {"roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer"} <= queue_roles
+    # The same on the high and low classes' queues.
+    (classes,) = [
+        body
+        for body in resources(config, "google_cloud_tasks_queue_iam_member").values()
+        if body["member"] == member and "each" in str(body["name"])
+    ]
+    roles = str(locals_(config)["class_queue_roles"])
+    for level in ("high", "low"):
+        assert f"google_cloud_tasks_queue.batches_{level}.name" in classes["name"]
+        assert f'"{level}"' in roles
+    assert "roles/cloudtasks.enqueuer" in roles and "roles/cloudtasks.viewer" in roles
     act_as = [
         body
         for body in resources(config, "google_service_account_iam_member").values()
@@ -529,8 +552,8 @@ def test_queue_retry_config(config: Config) -> None:
 
 
 def test_queue_rate_limits_and_logging(config: Config) -> None:
-    """500 dispatches/s (the per-queue maximum), 1000 concurrent by default, every dispatch
-    logged."""
+    """500 dispatches/s (the per-queue maximum), 700 concurrent by default (of run_batch's
+    1000: the high and low queues have the rest), every dispatch logged."""
     queue = resources(config, "google_cloud_tasks_queue")["batches"]
     assert queue["name"] == "fanout-batches"
     assert queue["location"] == "${var.region}"
@@ -539,9 +562,46 @@ def test_queue_rate_limits_and_logging(config: Config) -> None:
         "max_dispatches_per_second": 500,
         "max_concurrent_dispatches": "${var.max_concurrent_dispatches}",
     }
-    assert labelled(config, "variable")["max_concurrent_dispatches"]["default"] == 1000
+    assert labelled(config, "variable")["max_concurrent_dispatches"]["default"] == 700
     (logging_config,) = queue["stackdriver_logging_config"]
     assert logging_config["sampling_ratio"] == 1.0
+
+
+@pytest.mark.parametrize("level", ["high", "low"])
+def test_each_priority_class_has_its_queue_with_its_own_rate_and_share(
+    config: Config, level: str
+) -> None:
+    """The high and low classes' queues: named as the code's defaults, their rate and
+    concurrency from their variable, and the normal queue's retries (the sweeper knows one
+    retry window for every task)."""
+    queues = resources(config, "google_cloud_tasks_queue")
+    queue = queues[f"batches_{level}"]
+    assert queue["name"] == f"fanout-batches-{level}"
+    assert queue["name"] == getattr(CloudTasksSettings(), f"{level}_queue")
+    assert queue["name"] == getattr(DispatchSettings(), f"{level}_queue_name")
+    assert queue["location"] == "${var.region}"
+    (rate,) = queue["rate_limits"]
+    assert rate == {
+        "max_dispatches_per_second": f"${{var.{level}_priority_queue.max_dispatches_per_second}}",
+        "max_concurrent_dispatches": f"${{var.{level}_priority_queue.max_concurrent_dispatches}}",
+    }
+    assert queue["retry_config"] == queues["batches"]["retry_config"]
+
+
+def test_the_local_dispatcher_shares_slots_as_the_queues_dispatch(config: Config) -> None:
+    """The local dispatcher's shares (PriorityShares) are the classes' default dispatch
+    rates, so a stack on one machine favours high jobs as the cloud does; and every share,
+    like every rate, is above zero: low jobs never starve."""
+    variables = labelled(config, "variable")
+    (normal_rate,) = resources(config, "google_cloud_tasks_queue")["batches"]["rate_limits"]
+    rates = {
+        "high": variables["high_priority_queue"]["default"]["max_dispatches_per_second"],
+        "normal": normal_rate["max_dispatches_per_second"],
+        "low": variables["low_priority_queue"]["default"]["max_dispatches_per_second"],
+    }
+    shares = DispatchSettings().shares
+    assert {level: getattr(shares, level) for level in rates} == rates
+    assert rates["high"] >= rates["normal"] > rates["low"] > 0
 
 
 def test_queue_matches_the_local_dispatcher_defaults(config: Config) -> None:

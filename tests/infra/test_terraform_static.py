@@ -35,10 +35,10 @@ DATABASE_REF = "${google_firestore_database.main.name}"
 IndexField = tuple[str, str]
 IndexKey = tuple[str, str, tuple[IndexField, ...]]
 
-JOB_FILTERS = ("status", "source", "client_id")
+JOB_FILTERS = ("status", "source", "client_id", "priority")
 JOBS_INDEXES: list[tuple[IndexField, ...]] = [
     (*((name, "ASCENDING") for name in combo), ("job_id", "DESCENDING"))
-    for size in (1, 2, 3)
+    for size in (1, 2, 3, 4)
     for combo in itertools.combinations(JOB_FILTERS, size)
 ]
 BATCHES_INDEXES: list[tuple[IndexField, ...]] = [
@@ -243,7 +243,7 @@ def test_the_dropped_task_query_is_the_one_indexed() -> None:
 
 
 def test_no_composite_index_beyond_the_queries(config: Config) -> None:
-    """Exactly the 7 jobs, 3 batches and 1 batches collection-group indexes, and the
+    """Exactly the 15 jobs, 3 batches and 1 batches collection-group indexes, and the
     callbacks' one, are declared: a new one is added deliberately."""
     assert sorted(_declared_indexes(config)) == sorted(_expected_indexes())
 

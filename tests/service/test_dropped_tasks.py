@@ -15,6 +15,7 @@ import pytest
 from functions.config import DispatchSettings, Settings, retry_window
 from functions.ingest_request import IngestRequest
 from functions.jobs import Job, JobStatus
+from functions.priority import Priority
 from functions.queue.local import Attempt, LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.sqlite import SqliteJobStore
@@ -257,3 +258,27 @@ def test_a_task_the_queue_gave_up_on_is_redispatched_by_the_next_sweep(
     assert not any(queue.inner.task_gone(f"{b}-g0-a0-r1") for b in ids)
     clock.advance(GRACE + timedelta(seconds=1))
     assert service.sweep().redispatched == 0  # the new tasks are still queued
+
+
+def test_a_jobs_tasks_and_their_redispatches_wait_in_its_priority_class(
+    service: FanoutService, queue: RefusingQueue, clock: ManualClock
+) -> None:
+    """A low job's tasks are low tasks (the low queue in the cloud), and so are the ones the
+    sweeper enqueues again for them; a high job's are high."""
+
+    def asked(items: list[str], priority: Priority) -> IngestRequest:
+        return IngestRequest(
+            source="noop", collection="c", items=items, batch_size=1, priority=priority
+        )
+
+    low, _ = service.submit(asked(["a", "b"], Priority.LOW))
+    high, _ = service.submit(asked(["c"], Priority.HIGH))
+    clock.advance(WAIT + timedelta(seconds=1))
+    assert service.sweep().redispatched == 3
+
+    rows = queue.inner.db.conn().execute("SELECT name, priority FROM queue_tasks").fetchall()
+    classes = {name: level for name, level in rows}
+    assert len(classes) == 6  # the first tasks and their round-1 successors
+    for name, level in classes.items():
+        assert level == ("low" if name.startswith(low.job_id) else "high"), name
+    assert {level for name, level in classes.items() if name.startswith(high.job_id)} == {"high"}

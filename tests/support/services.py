@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from functions.config import Settings
+from functions.priority import Priority
 from functions.queue.local import LocalTaskQueue
 from functions.queue.protocol import EnqueueResult, Task
 from functions.service import FanoutService
@@ -37,8 +38,8 @@ class RefusingQueue:
             return EnqueueResult([], {t.name: "UNAVAILABLE: queue down" for t in tasks})
         return self.inner.enqueue(tasks)
 
-    def task_gone(self, name: str) -> bool | None:
-        return self.inner.task_gone(name)
+    def task_gone(self, name: str, priority: Priority = Priority.NORMAL) -> bool | None:
+        return self.inner.task_gone(name, priority)
 
     def close(self) -> None:
         self.inner.close()

@@ -18,6 +18,7 @@ from functions.config import Settings
 from functions.humanize import byte_size, duration, relative_time, start_time
 from functions.ingest_request import IngestRequest
 from functions.jobs import JobStatus
+from functions.priority import Priority
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.web.app import web_router
@@ -85,6 +86,7 @@ def _all_jobs(service: FanoutService) -> int:
         "cursor=not-a-cursor",
         "source=" + "s" * 129,
         "limit=1&limit=2",
+        "priority=urgent",
     ],
 )
 def test_the_jobs_page_refuses_what_the_api_refuses(browser: FlaskClient, query: str) -> None:
@@ -233,6 +235,37 @@ def test_a_valid_submit_goes_to_the_new_jobs_page(
     job = service.store.get_job(job_id)
     assert (job.total_batches, job.request["options"]) == (2, {"delay_ms": 5})
     assert "csrf_token" not in job.request
+
+
+def test_priority_is_chosen_on_the_form_shown_on_the_pages_and_filters_the_list(
+    browser: FlaskClient, service: FanoutService
+) -> None:
+    """The submit form's priority makes a high job; the job's page says so; the jobs page
+    shows each job's priority and its filter keeps the chosen one (an empty choice is any)."""
+    answer = browser.post(
+        "/ui/submit",
+        data={
+            "csrf_token": _token(browser),
+            "source": "noop",
+            "collection": "docs",
+            "items": "a",
+            "priority": "high",
+        },
+        headers=ORIGIN,
+    )
+    high = answer.headers["Location"].rsplit("/", 1)[1]
+    normal = _job(service)
+    assert service.store.get_job(high).priority is Priority.HIGH
+
+    page = browser.get(f"/ui/jobs/{high}").get_data(as_text=True)
+    only_high = browser.get("/ui/jobs?priority=high").get_data(as_text=True)
+    any_priority = browser.get("/ui/jobs?priority=").get_data(as_text=True)
+
+    assert "<dt>Priority</dt><dd>high</dd>" in page
+    assert high in only_high and normal not in only_high
+    assert '<option value="high" selected>' in only_high
+    assert high in any_priority and normal in any_priority
+    assert '<td data-label="Priority">normal</td>' in any_priority
 
 
 def test_a_page_sets_its_token_cookie_once_and_sends_security_headers(

@@ -1,0 +1,25 @@
+"""A job's priority class: which queue its batches wait in (docs/ingestion.md, "Priority")."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from functions.errors import InvalidArgument
+
+
+class Priority(StrEnum):
+    """In the cloud each class is a Cloud Tasks queue of its own (infra/queue.tf); locally
+    the dispatcher shares its slots between the classes in the same proportions."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+def parse_priority(value: str) -> Priority:
+    """The `Priority` named by `value`; `InvalidArgument` naming the allowed values otherwise."""
+    try:
+        return Priority(value)
+    except ValueError:
+        allowed = ", ".join(p.value for p in Priority)
+        raise InvalidArgument(f"unknown priority {value!r}; expected one of: {allowed}") from None
