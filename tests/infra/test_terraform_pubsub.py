@@ -132,7 +132,7 @@ def test_ingest_pubsub_takes_a_raw_push_body() -> None:
     """Deployed without an event trigger (an HTTP service), ingest_pubsub still receives what
     the push subscription sends: functions-framework turns the raw push body into the
     messagePublished CloudEvent its @cloud_event code reads. Data that is no request is
-    acknowledged (200), not redelivered into the dead-letter topic."""
+    acknowledged (200), not redelivered into the dead-letter topic, and logged."""
     script = (
         "import base64, json\n"
         "from functions_framework import create_app\n"
@@ -148,6 +148,9 @@ def test_ingest_pubsub_takes_a_raw_push_body() -> None:
         [sys.executable, "-c", script], cwd=REPO_DIR, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    status, _ = json.loads(result.stdout.strip().splitlines()[-1])
+    *lines, last = result.stdout.strip().splitlines()
+    status, _ = json.loads(last)
     assert status == 200, result.stderr
-    assert "refused" in result.stderr
+    # The refusal is one structured line on stdout, as Cloud Run reads it, with the id.
+    refusals = [json.loads(line) for line in lines if "refused" in line]
+    assert [(r["severity"], r["message_id"]) for r in refusals] == [("ERROR", "1234")]
