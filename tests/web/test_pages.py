@@ -195,7 +195,7 @@ def test_the_submit_form_shows_each_fields_problem_and_creates_nothing(
     ("fields", "status", "says"),
     [
         ({"source": "nope", "collection": "c", "items": "a"}, 400, "unknown source"),
-        ({"source": "noop", "collection": "c"}, 400, "give exactly one of items or location"),
+        ({"source": "noop", "collection": "c"}, 400, "one of items, location or items_from"),
         ({"source": "noop", "collection": "c", "items": "a", "client_id": "x"}, 400, "together"),
         ({"source": "noop", "collection": "c", "items": "a", "colour": "red"}, 400, "colour: "),
         ({"source": "noop", "collection": "c", "items": "a", "options": '{"x": 1}'}, 400, "x"),

@@ -187,9 +187,9 @@ def _as_issued(case: Any, root: str) -> Any:
     cursor is one a listing issued: a string drawn from its pattern is not (and is refused,
     as documented), so generated ones are left out. What ingest takes from a deployment's
     configuration: items and a location under its allowed roots (`documents` requests go
-    to `noop`, which takes any item; `root` is an allowed location), each source's own
-    options (none here), and a callback URL it would call (https, a public host: none).
-    The source itself stays as drawn: the document lists the registered ones."""
+    to `noop`, which takes any item; `root` is an allowed location, its files manifests),
+    each source's own options (none here), and a callback URL it would call (https, a
+    public host: none). The source itself stays as drawn: the document lists the registered ones."""
     if case.query:
         case.query.pop("cursor", None)
     if isinstance(case.body, dict) and "source" in case.body:
@@ -199,6 +199,8 @@ def _as_issued(case: Any, root: str) -> Any:
         case.body.pop("callback_url", None)
         if isinstance(case.body.get("location"), str):
             case.body["location"] = root
+        if isinstance(case.body.get("items_from"), str):  # a file there, read as a manifest
+            case.body["items_from"] = f"{root}/cancel.md"
     return case
 
 
