@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from functions.queue.local import Attempt, LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.store.sqlite import SqliteJobStore
+from tests.support.gcs import MakeBucket
 
 DISPATCH = DispatchSettings(
     max_attempts=3,
@@ -274,3 +276,37 @@ def test_a_planner_killed_mid_page_leaves_a_job_that_still_ends_exact(
     deliver(service, queue)  # page 1's task is still queued: delivered again
     assert_exact(service, job, items, 1)
     assert len(finalized_lines(caplog)) == 1
+
+
+def test_a_gs_manifest_is_read_page_by_page_by_byte_ranges(
+    settings: Settings, queue: LocalTaskQueue, make_bucket: MakeBucket
+) -> None:
+    """The same job from a manifest in Cloud Storage (fake-gcs-server): every page is a
+    seek and a read of its own; a line too long there fails the job alike."""
+    lines = [f"gs://elsewhere/doc-{i}.txt" for i in range(PAGE_ITEMS + 5)]
+    bucket = make_bucket(
+        {
+            "lists/m.txt": "".join(f"{line}\n" for line in lines).encode(),
+            "lists/long.txt": b"a\n" + b"x" * 5000 + b"\n",
+        }
+    )
+    on_gcs = replace(settings, ingestion=replace(settings.ingestion, allowed_buckets=(bucket,)))
+    store = SqliteJobStore(settings.sqlite_path)
+    service = FanoutService(store, queue, on_gcs)
+    try:
+        job = submit(service, f"gs://{bucket}/lists/m.txt", batch_size=1_000)
+        deliver(service, queue, times=1)
+        done = assert_exact(service, job, len(lines), 1_000)
+        assert done.plan_pages == 2
+        last = store.get_batch(f"{job.job_id}_{done.total_batches - 1:04d}")
+        assert last.items == tuple(lines[-5:])
+
+        long = submit(service, f"gs://{bucket}/lists/long.txt")
+        deliver(service, queue, times=1)
+        failed = store.get_job(long.job_id)
+        assert failed.status is JobStatus.FAILED
+        assert failed.error is not None and "line 2 is longer than 4096 bytes" in failed.error
+        with pytest.raises(InvalidArgument, match="not-this-one"):
+            submit(service, "gs://not-this-one/m.txt")
+    finally:
+        store.close()
