@@ -18,6 +18,7 @@ STATUS_STYLES = {
     "completed": "green",
     "failed": "red",
     "cancelled": "yellow",
+    "planning": "blue",
 }
 JOB_ID_WIDTH = len("20260101-000000-000000-0a1b2c3d")
 # Failed items shown under one failed batch; the rest are counted.
@@ -27,6 +28,22 @@ ITEMS_SHOWN = 10
 def status_text(status: str, width: int = 0) -> Text:
     """The status in its colour, padded to `width` (columns of lines that line up)."""
     return Text(f"{status:<{width}}", style=STATUS_STYLES.get(status, ""))
+
+
+def stage(job: Mapping[str, Any]) -> str:
+    """The job's status, or "planning" while a running job's manifest is still being read
+    (its batches already planned run meanwhile)."""
+    return "planning" if job.get("planning") and job["status"] == "running" else job["status"]
+
+
+def planning_text(job: Mapping[str, Any]) -> str:
+    """`planning: 40,000 items in 40 batches so far (2 pages)`, or "" once planned."""
+    if stage(job) != "planning":
+        return ""
+    return (
+        f"planning: {job.get('planned_items', 0):,} items in {job['total_batches']:,} batches"
+        f" so far ({job.get('plan_pages', 0)} pages)"
+    )
 
 
 def batch_counts(job: Mapping[str, Any]) -> str:
@@ -51,7 +68,8 @@ def job_table(job: Mapping[str, Any]) -> Table:
     client = " / ".join(str(job[k]) for k in ("client_id", "request_id") if job.get(k))
     created = f"{job.get('created_at') or ''} ({ago(job.get('created_at'))})"
     rows: list[tuple[str, str | Text]] = [
-        ("status", status_text(job["status"])),
+        ("status", status_text(stage(job))),
+        ("planning", planning_text(job)),
         ("source", job["source"]),
         ("collection", job["collection"]),
         ("client / request", client),
@@ -87,7 +105,7 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
             batches.append(f" ({job['failed_batches']} failed)", style="red")
         table.add_row(
             Text(job["job_id"]),
-            status_text(job["status"]),
+            status_text(stage(job)),
             Text(job["source"]),
             Text(job["collection"]),
             batches,

@@ -298,3 +298,33 @@ def test_durations_and_sizes() -> None:
     assert duration(timedelta(hours=2, minutes=10, seconds=7)) == "2 h 10 min"
     assert duration(timedelta(days=1, hours=3)) == "1 d 3 h"
     assert (byte_size(0), byte_size(1536), byte_size(5 * 1024**3)) == ("0 B", "1.5 KiB", "5.0 GiB")
+
+
+# -- planning as its own stage ---------------------------------------------------------------
+
+
+def test_a_job_planned_from_a_manifest_shows_planning_until_its_last_page(
+    tmp_path: Path,
+) -> None:
+    """While pages of its manifest remain, the job and the jobs list say "planning", with
+    the items and batches planned so far; once planned, the status is the job's own."""
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("".join(f"doc-{i}\n" for i in range(30_000)))
+    settings = Settings(sqlite_path=tmp_path / "fanout.sqlite3", allowed_roots=(tmp_path,))
+    with sqlite_service(settings) as service:
+        app = flask.Flask(__name__)
+        router = web_router(service)
+        app.add_url_rule(
+            "/<path:path>", view_func=lambda path: handle_errors(router.dispatch)(flask.request)
+        )
+        browser = app.test_client()
+        job_id = _job(service, items=None, items_from=str(manifest), batch_size=1000)
+        service.plan_page(job_id, 0)
+        page = browser.get(f"/ui/jobs/{job_id}").get_data(as_text=True)
+        assert '<span class="badge s-planning">planning</span>' in page
+        assert "Planning: 20000 items in 20 batches so far (1 pages of the manifest read)" in page
+        listed = browser.get("/ui/jobs").get_data(as_text=True)
+        assert '<span class="badge s-planning">planning</span>' in listed
+        service.plan_page(job_id, 1)
+        page = browser.get(f"/ui/jobs/{job_id}").get_data(as_text=True)
+        assert "Planning:" not in page and '<span class="badge s-running">running</span>' in page
