@@ -398,9 +398,11 @@ class FanoutService:
             planned_items=planned.job.planned_items,
             last=read.last,
         )
-        self._enqueue(planned.job, batches)
+        # The next page first: queued ahead of this page's batches, planning runs ahead of
+        # the work instead of waiting behind it.
         if not read.last:
             self._enqueue_plan(planned.job, page + 1)
+        self._enqueue(planned.job, batches)
         self._after_finish(FinishResult(True, planned.finalized, planned.job))
         return PlanRun(job.job_id, page, True, len(batches), read.last, planned.finalized)
 
