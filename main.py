@@ -97,7 +97,9 @@ def run_batch(request: flask.Request) -> flask.Response:
     body = read_json_object(request, 64 * 1024)
     plan = parse_plan_task(body)
     if plan is not None:  # a planner task (functions/planner.py)
-        return json_response(service.plan_page(*plan).to_dict())
+        return json_response(
+            service.plan_page(plan.job_id, plan.page, worker_url=plan.worker_url).to_dict()
+        )
     batch_id = body.get("batch_id")
     if not isinstance(batch_id, str):
         raise InvalidArgument('body must be {"batch_id": "..."} or {"plan": "...", "page": n}')

@@ -16,6 +16,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from functions.errors import InvalidArgument
+
 # Items one page reads at most (its memory), and batches it writes at most (one Firestore
 # commit holds a page: at most 500 writes, the page's marker and the job among them).
 PAGE_ITEMS = 20_000
@@ -32,8 +34,11 @@ def plan_task_name(job_id: str, page: int, rounds: int = 0) -> str:
     return f"{job_id}-plan-{page}" + (f"-r{rounds}" if rounds else "")
 
 
-def plan_task_body(job_id: str, page: int) -> bytes:
-    return json.dumps({PLAN_TASK_KEY: job_id, "page": page}).encode()
+def plan_task_body(job_id: str, page: int, worker_url: str) -> bytes:
+    """The body of a planner task. It carries the worker's URL, where the page's tasks go:
+    run_batch, which plans, cannot be told its own URL by its deployment (a cycle), so the
+    function that enqueued the first page (ingest) passes its own setting along."""
+    return json.dumps({PLAN_TASK_KEY: job_id, "page": page, "worker_url": worker_url}).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +66,25 @@ class PlanRun:
         }
 
 
-def parse_plan_task(body: Mapping[str, object]) -> tuple[str, int] | None:
-    """(job id, page) of a planner task's body, None for a batch's task."""
-    job_id, page = body.get(PLAN_TASK_KEY), body.get("page")
-    if not isinstance(job_id, str):
+@dataclass(frozen=True, slots=True)
+class PlanTask:
+    """What a planner task's body asks: plan `page` of `job_id`, enqueuing to `worker_url`
+    (None: the worker URL of this function's own settings)."""
+
+    job_id: str
+    page: int
+    worker_url: str | None = None
+
+
+def parse_plan_task(body: Mapping[str, object]) -> PlanTask | None:
+    """The planner task a body holds, None for a batch's task. `InvalidArgument` for a
+    planner task's body that is malformed."""
+    job_id = body.get(PLAN_TASK_KEY)
+    if job_id is None:
         return None
-    if not isinstance(page, int) or isinstance(page, bool) or page < 0:
-        return None
-    return job_id, page
+    page, worker_url = body.get("page"), body.get("worker_url")
+    if not isinstance(job_id, str) or not isinstance(page, int) or isinstance(page, bool):
+        raise InvalidArgument('a planner task\'s body is {"plan": "JOB_ID", "page": n, ...}')
+    if page < 0 or not (worker_url is None or isinstance(worker_url, str)):
+        raise InvalidArgument("a planner task's page is 0 or more, its worker_url a string")
+    return PlanTask(job_id, page, worker_url)

@@ -329,7 +329,7 @@ class FanoutService:
                 job, Batch(batch_id_for(job.job_id, 0), job.job_id, 0, (), job.created_at)
             ),
             name=plan_task_name(job.job_id, page, rounds),
-            body=plan_task_body(job.job_id, page),
+            body=plan_task_body(job.job_id, page, self.settings.worker_url),
         )
 
     def _enqueue_plan(self, job: Job, page: int, rounds: int = 0) -> bool:
@@ -348,10 +348,17 @@ class FanoutService:
             )
         return not result.failed
 
-    def plan_page(self, job_id: str, page: int) -> PlanRun:
-        """One delivery of a planner task: plan page `page` of the job (functions/planner.py).
+    def plan_page(self, job_id: str, page: int, *, worker_url: str | None = None) -> PlanRun:
+        """One delivery of a planner task: plan page `page` of the job (functions/planner.py),
+        enqueuing its tasks to `worker_url` (the task's own; None: this service's setting).
         Raises `TransientError` when the manifest could not be read for now (the queue
         retries); a manifest that cannot be read at all fails the job, naming it."""
+        if worker_url is not None and worker_url != self.settings.worker_url:
+            settings = replace(self.settings, worker_url=worker_url)
+            planner = FanoutService(
+                self.store, self.queue, settings, callbacks=self.callbacks, clock=self.clock
+            )
+            return planner.plan_page(job_id, page)
         with bound(job_id=job_id):
             job = self.store.get_job(job_id)
             with bound(**_job_context(job)):

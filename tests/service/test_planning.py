@@ -86,7 +86,7 @@ def deliver(service: FanoutService, queue: LocalTaskQueue, *, times: int = 2) ->
             for _ in range(times):
                 plan = parse_plan_task(body)
                 if plan is not None:
-                    service.plan_page(*plan)
+                    service.plan_page(plan.job_id, plan.page, worker_url=plan.worker_url)
                 else:
                     service.run_batch(body["batch_id"])
         queue.settle_many([(task, Attempt(200)) for task in tasks])
