@@ -783,7 +783,15 @@ class FanoutService:
         return job
 
     def retry(self, job_id: str) -> Job:
-        """Re-run a failed job's failed batches: re-open them and enqueue them again."""
+        """Re-run a failed job's failed batches: re-open them and enqueue them again. A job
+        whose manifest could not be planned is refused: retried, it would end with part of
+        its items."""
+        planned = self.store.get_job(job_id)
+        if planned.planning and planned.status is JobStatus.FAILED:
+            raise InvalidArgument(
+                f"job {job_id} failed while planning ({planned.error}); fix its manifest and"
+                " submit it as a new job"
+            )
         reopened = self.store.retry_failed(job_id, now=self.clock())
         job = self.store.get_job(job_id)
         with bound(**_job_context(job)):

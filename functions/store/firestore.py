@@ -414,7 +414,6 @@ class FirestoreJobStore:
             return None
         changes = {
             "status": JobStatus.FAILED.value,
-            "planning": False,
             "finished_at": now,
             "expire_at": expire_at_for(now, self.retention),
             "error": error,

@@ -209,8 +209,9 @@ class JobStore(Protocol):
         self, job_id: str, page: int, *, error: str, now: datetime | None = None
     ) -> Job | None:
         """Fail a planning job whose page `page` (its next) cannot be planned (its source
-        cannot be read): failed, with `error`, planning ended. None (and nothing changed)
-        if the job is no longer planning that page."""
+        cannot be read): failed, with `error`. It keeps `planning` true, which says its plan
+        never ended (a retry is refused). None (and nothing changed) if the job is no longer
+        planning that page."""
         ...
 
     def get_job(self, job_id: str) -> Job: ...

@@ -485,7 +485,7 @@ class SqliteJobStore:
         now = now or utcnow()
         with self.db.transaction() as conn:
             rows = conn.execute(
-                "UPDATE jobs SET status = 'failed', planning = 0, finished_at = ?, expire_at = ?,"
+                "UPDATE jobs SET status = 'failed', finished_at = ?, expire_at = ?,"
                 " error = ?, message = ? WHERE job_id = ? AND status = 'running' AND planning = 1"
                 " AND plan_pages = ? RETURNING job_id",
                 (_us(now), _us(expire_at_for(now, self.retention)), error, error, job_id, page),

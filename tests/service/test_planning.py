@@ -154,12 +154,13 @@ def test_a_line_too_long_fails_the_job_naming_the_line(
     job = submit(service, path, batch_size=1)
     deliver(service, queue)
     failed = service.store.get_job(job.job_id)
-    assert failed.status is JobStatus.FAILED and not failed.planning
-    assert (
-        failed.error
-        == f"manifest {path}: line 4 is longer than 4096 bytes (one item reference a line)"
+    assert failed.status is JobStatus.FAILED and failed.planning  # its plan never ended
+    assert failed.error == (
+        f"manifest {path}: line 4 is longer than 4096 bytes (one item reference a line)"
     )
     assert failed.total_batches == 0  # the page holding it was never written
+    with pytest.raises(InvalidArgument, match="failed while planning"):
+        service.retry(job.job_id)  # it would end with part of its items
 
 
 def test_a_manifest_that_cannot_be_read_fails_the_job_by_name(
