@@ -40,7 +40,13 @@ class ManifestPage:
 def check_manifest(uri: str, settings: Settings) -> None:
     """`InvalidArgument` (a 400 at submit) when `uri` is outside the allowed roots or
     buckets, or is not a file; whether it can be read is the planner's to find out."""
-    source = _source(uri, settings)
+    try:
+        source = _source(uri, settings)
+    except InvalidArgument as error:  # named after the field, for the 400
+        message = error.message.removeprefix(f"location {uri!r}: ")
+        raise InvalidArgument(
+            message if message.startswith("items_from") else f"items_from {uri!r}: {message}"
+        ) from None
     if isinstance(source, LocalSource) and not source.path.is_file():
         raise InvalidArgument(f"items_from {uri!r} is not a file")
 
