@@ -25,7 +25,7 @@ STATE_DIR ?= .local
 ROOTS ?=
 ALLOW := $(foreach root,$(ROOTS),--allow $(root))
 
-.PHONY: run dev test lint typecheck bench bench-search soak setup clean
+.PHONY: run dev test pytest lint typecheck bench bench-search soak setup clean
 
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed $(CHECKOV_VENV)/.installed
 
@@ -68,11 +68,14 @@ typecheck: setup
 	$(BIN)/mypy
 
 # The test harness starts (and always stops) the emulators it needs: see tests/support/.
-# Most tests wait on the processes they start, so two workers (a file each at a time, which
-# keeps a module's shared stack on one worker) finish in two thirds of the time on 2 cores.
-TEST_WORKERS ?= 2
-test: lint typecheck $(CHROMIUM)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+# Most tests wait on the processes they start, so three workers (a file each at a time, which
+# keeps a module's shared stack on one worker; the longest files first, see
+# tests/support/ordering.py) keep 2 cores busy. Lint and typecheck run beside them.
+TEST_WORKERS ?= 3
+test: lint typecheck pytest
+
+pytest: setup $(CHROMIUM)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # Start the local stack, ingest the sample corpus with a live progress bar, print the result,
 # stop everything.

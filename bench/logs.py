@@ -35,7 +35,8 @@ from functions.local.emulators import free_port_block
 from functions.local.stack import LocalStack, StackConfig
 from functions.observability.context import bound
 from functions.observability.events import Event, emit
-from functions.observability.handler import LOCAL_LOG_FILE, AppendOnlyLines, FanoutLogHandler
+from functions.observability.handler import AppendOnlyLines, FanoutLogHandler
+from functions.observability.lines import LOCAL_LOG_FILE
 from functions.store.sqlite import SqliteJobStore
 
 TARGET_MS = 200

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 
 from functions.config import Settings
-from functions.observability.handler import configure_logging
 from functions.queue.factory import open_queue
 from functions.service import FanoutService
 from functions.store import open_store
@@ -24,6 +23,10 @@ def get_service() -> FanoutService:
         with _lock:
             if _service is None:
                 settings = Settings.from_env()
+                # Imported here: google-cloud-logging's handler is a third of this module's
+                # import time, and a process that never serves a request never needs it.
+                from functions.observability.handler import configure_logging
+
                 configure_logging(
                     project=settings.gcp_project, log_dir=settings.log_dir, level=settings.log_level
                 )

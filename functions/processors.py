@@ -13,6 +13,7 @@ Register a processor with `@register("name")`; `get_processor` resolves request 
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,25 +80,25 @@ def register(name: str) -> Callable[[ProcessorFactory], ProcessorFactory]:
     return add
 
 
+# Processors registered by their own module, imported when a job first needs one: ingestion
+# pulls in LanceDB, numpy and the document loaders, which neither the registry nor a noop
+# job needs (each function process would pay half a second for them at its first request).
+_BUILTIN_MODULES = {"documents": "functions.ingestion.processor"}
+
+
 def processor_names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted({*_REGISTRY, *_BUILTIN_MODULES})
 
 
 def get_processor(name: str, settings: Settings) -> Processor:
     """The processor registered as `name`; `InvalidArgument` naming the known ones."""
-    _load_builtin()
+    if name not in _REGISTRY and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
     factory = _REGISTRY.get(name)
     if factory is None:
         known = ", ".join(processor_names())
         raise InvalidArgument(f"unknown source {name!r}; registered: {known}")
     return factory(settings)
-
-
-def _load_builtin() -> None:
-    # Imported on first use: ingestion pulls in LanceDB and the loaders, which the
-    # registry itself does not need.
-    import functions.ingestion.processor  # noqa: F401
 
 
 class Stateless:

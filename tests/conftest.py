@@ -10,12 +10,13 @@ from tests.support.reports import PHASE_REPORTS
 
 # The Cloud Storage and Firestore emulator fixtures serve several suites;
 # `starts` prints how many stacks and emulators the run started; `background_stops` waits
-# for the stacks passing tests left stopping.
+# for the stacks passing tests left stopping; `ordering` runs the longest suites first.
 pytest_plugins = [
     "tests.support.gcs",
     "tests.support.firestore",
     "tests.support.starts",
     "tests.support.background_stops",
+    "tests.support.ordering",
 ]
 
 

@@ -228,7 +228,7 @@ def print_lines(lines: list[LogLine]) -> None:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     # Imported here: the log handler brings the Cloud Logging library along.
-    from functions.observability.handler import LOCAL_LOG_FILE
+    from functions.observability.lines import LOCAL_LOG_FILE
 
     _show_supervision()
     config = _stack_config(args, sweep_interval=30.0)

@@ -19,7 +19,8 @@ from functions.errors import ItemFailed
 from functions.ingestion.document_index import DocumentIndex, KnownDocument
 from functions.ingestion.fingerprint import Fingerprint, kept_mtime_stamp, md5_of, mtime_stamp
 from functions.ingestion.options import DocumentOptions
-from functions.ingestion.sources import GcsSource, LocalSource, Source
+from functions.ingestion.sources import LocalSource, Source
+from functions.ingestion.sources.gcs import GcsSource
 from functions.ingestion.sources.read import read_checked
 
 # Bump when the loaders or the chunker make other chunks from the same bytes: documents

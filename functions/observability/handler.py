@@ -28,9 +28,8 @@ from google.cloud.logging_v2.handlers import StructuredLogHandler
 from google.cloud.logging_v2.handlers.structured_log import GCP_FORMAT
 
 from functions.observability.context import LogContext, current
+from functions.observability.lines import LOCAL_LOG_FILE
 from functions.observability.trace import LOCAL_PROJECT, trace_resource
-
-LOCAL_LOG_FILE = "fanout.jsonl"
 
 _TIMED_FORMAT = '{"time": "%(_time_str)s", ' + GCP_FORMAT.removeprefix("{")
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from functions.errors import InvalidArgument
 
+# The file every process of the local stack appends its lines to, in its log directory.
+LOCAL_LOG_FILE = "fanout.jsonl"
 LABELS = "logging.googleapis.com/labels"
 TRACE = "logging.googleapis.com/trace"
 SPAN = "logging.googleapis.com/spanId"

@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from functions.errors import InvalidCursor
-from functions.observability.handler import LOCAL_LOG_FILE
 from functions.observability.lines import (
     DEFAULT_LOG_PAGE,
     LABELS,
+    LOCAL_LOG_FILE,
     LogLine,
     LogPage,
     check_log_limit,

@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import functools
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from functions.config import Settings
 from functions.errors import LogsUnavailable
 from functions.jobs import Job
-from functions.observability.cloud_logs import CloudLogsReader
 from functions.observability.lines import DEFAULT_LOG_PAGE, LogPage
 from functions.observability.links import MARGIN_AFTER, MARGIN_BEFORE, LogsQuery
 from functions.observability.local_logs import read_job_logs
 from functions.web.queries import LogQuery
 
+if TYPE_CHECKING:
+    from functions.observability.cloud_logs import CloudLogsReader
+
 
 @functools.cache
 def _cloud_logs(project: str) -> CloudLogsReader:
     """One reader per instance: its client is built at its first read, then reused."""
+    # Imported here: google-cloud-logging is a fifth of every function's import time, and
+    # only a deployed jobs API reads Cloud Logging.
+    from functions.observability.cloud_logs import CloudLogsReader
+
     return CloudLogsReader(project)
 
 

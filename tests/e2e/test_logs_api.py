@@ -12,8 +12,7 @@ import pytest
 from functions.cli.client import ApiError, FanoutClient, call
 from functions.local.emulators import free_port_block
 from functions.local.stack import LocalStack, StackConfig
-from functions.observability.handler import LOCAL_LOG_FILE
-from functions.observability.lines import LABELS, LogLine
+from functions.observability.lines import LABELS, LOCAL_LOG_FILE, LogLine
 from tests.e2e.conftest import FAST_ENV, client_for, wait_for, wait_terminal
 
 

@@ -20,12 +20,8 @@ from google.cloud import storage  # type: ignore[attr-defined]  # untyped packag
 from functions.config import IngestionSettings, Settings
 from functions.errors import FanoutError, InvalidArgument, ItemFailed, TransientError
 from functions.ingestion.documents import SourceItem
-from functions.ingestion.sources import (
-    GcsSource,
-    open_source,
-    read_item,
-    source_for_item,
-)
+from functions.ingestion.sources import open_source, read_item, source_for_item
+from functions.ingestion.sources.gcs import GcsSource
 from functions.ingestion.sources.gs_uri import parse_gs_uri
 from functions.local.emulators import free_port
 from tests.support.gcs import MakeBucket

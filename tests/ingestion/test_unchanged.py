@@ -26,7 +26,8 @@ from functions.ingestion.loaders import load_document
 from functions.ingestion.options import DocumentOptions
 from functions.ingestion.processor import DocumentBatch, DocumentsProcessor
 from functions.ingestion.sink import Collection
-from functions.ingestion.sources import GcsSource, LocalSource, Source
+from functions.ingestion.sources import LocalSource, Source
+from functions.ingestion.sources.gcs import GcsSource
 from functions.jobs import Job, JobStats
 from functions.processors import BatchContext
 from tests.support.gcs import MakeBucket

@@ -14,7 +14,8 @@ import pytest
 
 from functions.observability.context import bound
 from functions.observability.events import Event, emit
-from functions.observability.handler import LOCAL_LOG_FILE, AppendOnlyLines, FanoutLogHandler
+from functions.observability.handler import AppendOnlyLines, FanoutLogHandler
+from functions.observability.lines import LOCAL_LOG_FILE
 
 # `emit` logs through "fanout.events"; plain lines go through a logger of the tests' own.
 _LOGGERS = ("fanout.events", "tests.observability")

@@ -11,13 +11,12 @@ import re
 
 from functions.config import Settings
 from functions.errors import InvalidArgument
-from functions.ingestion.sources.gcs import GcsSource
 from functions.ingestion.sources.gs_uri import parse_gs_uri
 from functions.ingestion.sources.local import LocalSource
 from functions.ingestion.sources.protocol import Source
 from functions.ingestion.sources.read import read_item
 
-__all__ = ["GcsSource", "LocalSource", "Source", "open_source", "read_item", "source_for_item"]
+__all__ = ["LocalSource", "Source", "open_source", "read_item", "source_for_item"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -29,7 +28,7 @@ def open_source(location: str, settings: Settings) -> Source:
     not in `settings.ingestion.allowed_buckets`, or is a path outside
     `settings.allowed_roots` or that does not exist."""
     if location.startswith("gs://"):
-        return GcsSource(location, settings)
+        return _gcs_source(location, settings)
     _refuse_other_schemes(location)
     return LocalSource(location, settings)
 
@@ -43,9 +42,17 @@ def source_for_item(uri: str, settings: Settings) -> Source:
         name = parse_gs_uri(uri).prefix
         if not name or name.endswith("/"):
             raise InvalidArgument(f"{uri!r} is not a valid gs:// URI: it names no object")
-        return GcsSource(uri, settings)
+        return _gcs_source(uri, settings)
     _refuse_other_schemes(uri)
     return LocalSource(uri, settings, must_exist=False)
+
+
+def _gcs_source(location: str, settings: Settings) -> Source:
+    # Imported here: google-cloud-storage and its gRPC dependencies are half of a function
+    # process's import time, and only gs:// locations need them.
+    from functions.ingestion.sources.gcs import GcsSource
+
+    return GcsSource(location, settings)
 
 
 def _refuse_other_schemes(location: str) -> None:
