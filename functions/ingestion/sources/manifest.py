@@ -15,9 +15,10 @@ from typing import BinaryIO
 
 from functions.config import Settings
 from functions.errors import InvalidArgument, ItemFailed
-from functions.ingestion.sources.gcs import GcsSource
+from functions.ingestion.sources import open_source
 from functions.ingestion.sources.gs_uri import parse_gs_uri
 from functions.ingestion.sources.local import LocalSource
+from functions.ingestion.sources.protocol import Source
 
 # An item reference is a path or a gs:// URI: 4 KiB is far past either's limit.
 MAX_LINE_BYTES = 4096
@@ -51,14 +52,14 @@ def check_manifest(uri: str, settings: Settings) -> None:
         raise InvalidArgument(f"items_from {uri!r} is not a file")
 
 
-def _source(uri: str, settings: Settings, *, checked: bool = False) -> LocalSource | GcsSource:
+def _source(uri: str, settings: Settings, *, checked: bool = False) -> Source:
     """The source that opens `uri`; `checked`: it passed `check_manifest` at submit, and
     whether it is still there is for opening it to say."""
     if uri.startswith("gs://"):
         name = parse_gs_uri(uri).prefix
         if not name or name.endswith("/"):
             raise InvalidArgument(f"items_from {uri!r} names no object")
-        return GcsSource(uri, settings)
+        return open_source(uri, settings)  # Cloud Storage's client loads only here
     if "://" in uri:
         raise InvalidArgument(f"items_from {uri!r}: use gs://bucket/object or a local path")
     return LocalSource(uri, settings, must_exist=not checked)
