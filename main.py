@@ -22,6 +22,7 @@ from functions.errors import FanoutError, InvalidArgument, TransientError
 from functions.ingest_request import MAX_BODY_BYTES, IngestRequest
 from functions.observability.entry import logged_as
 from functions.observability.trace import trace_id_from
+from functions.planner import parse_plan_task
 from functions.service import WORKER_SECRET_HEADER
 from functions.web.app import ingest_router, router_for, web_router
 from functions.web.framework import answer_framework_errors
@@ -92,13 +93,19 @@ def ingest_pubsub(event: CloudEvent) -> None:
 @logged_as("run_batch")
 @handle_errors
 def run_batch(request: flask.Request) -> flask.Response:
-    """The Cloud Tasks target: run one batch. 2xx acknowledges the task (done, duplicate or
-    cancelled); 409 and 5xx make the queue retry."""
+    """The Cloud Tasks target: run one batch, or plan one page of a job. 2xx acknowledges
+    the task (done, duplicate or cancelled); 409 and 5xx make the queue retry."""
     service = get_service()
     check_secret(request, WORKER_SECRET_HEADER, service.settings.worker_secret)
-    batch_id = read_json_object(request, 64 * 1024).get("batch_id")
+    body = read_json_object(request, 64 * 1024)
+    plan = parse_plan_task(body)
+    if plan is not None:  # a planner task (functions/planner.py)
+        return json_response(
+            service.plan_page(plan.job_id, plan.page, worker_url=plan.worker_url).to_dict()
+        )
+    batch_id = body.get("batch_id")
     if not isinstance(batch_id, str):
-        raise InvalidArgument('body must be {"batch_id": "..."}')
+        raise InvalidArgument('body must be {"batch_id": "..."} or {"plan": "...", "page": n}')
     result = service.run_batch(batch_id)
     return json_response(
         {

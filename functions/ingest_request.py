@@ -26,9 +26,13 @@ def _given(field: str, type_: str) -> JsonDict:
 
 def one_input_schema(items_type: str) -> JsonDict:
     """What `_one_input` enforces, for the document: exactly one of items (sent as
-    `items_type`) and location, null counting as absent; client_id with request_id."""
+    `items_type`), location and items_from, null counting as absent; client_id with request_id."""
     return {
-        "oneOf": [_given("items", items_type), _given("location", "string")],
+        "oneOf": [
+            _given("items", items_type),
+            _given("location", "string"),
+            _given("items_from", "string"),
+        ],
         "allOf": [
             {"if": _given("client_id", "string"), "then": _given("request_id", "string")},
             {"if": _given("request_id", "string"), "then": _given("client_id", "string")},
@@ -37,8 +41,9 @@ def one_input_schema(items_type: str) -> JsonDict:
 
 
 class IngestRequest(BaseModel):
-    """One ingestion. Give `items` (explicit document references) or `location` (a
-    directory to list), not both. `client_id` + `request_id` make the submit idempotent."""
+    """One ingestion. Give one of `items` (explicit document references), `location` (a
+    directory to list) or `items_from` (a manifest of references, for more items than a
+    request holds). `client_id` + `request_id` make the submit idempotent."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, json_schema_extra=one_input_schema("array")
@@ -48,6 +53,13 @@ class IngestRequest(BaseModel):
     collection: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     items: list[str] | None = Field(default=None, max_length=1_000_000)
     location: str | None = Field(default=None, min_length=1, max_length=1024)
+    items_from: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="a manifest: a file (local or gs://) of item references, one a line,"
+        " read page by page by the planner",
+    )
     batch_size: int = Field(default=100, ge=1, le=MAX_BATCH_SIZE)
     max_batch_bytes: int | None = Field(
         default=None,
@@ -89,8 +101,9 @@ class IngestRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
-        if (self.items is None) == (self.location is None):
-            raise ValueError("give exactly one of items or location")
+        given = [self.items, self.location, self.items_from]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of items, location or items_from")
         if (self.client_id is None) != (self.request_id is None):
             raise ValueError("client_id and request_id go together: give both or neither")
         return self

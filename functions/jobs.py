@@ -140,6 +140,10 @@ class JobStats:
 
 STAT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(JobStats))
 
+# A job planned by pages counts into this many shards from its first batch on, since its
+# size is unknown until planning ends (functions/store/shards.py's cap).
+MAX_PLANNED_SHARDS = 64
+
 _JOB_ID = re.compile(r"^\d{8}-\d{6}-\d{6}-[0-9a-f]{8}$")
 _BATCH_ID = re.compile(r"^(?P<job>\d{8}-\d{6}-\d{6}-[0-9a-f]{8})_(?P<index>\d{4,})$")
 
@@ -235,6 +239,16 @@ class Job:
     # When it may start (the request's `not_before`): while that is ahead the job is
     # scheduled, and no batch runs before it.
     not_before: datetime | None = None
+    # Planning by pages (functions/planner.py): True while pages of its source remain to be
+    # read; how many pages are written, where the next one starts in the source (opaque to
+    # all but the planner), and how many items the written pages hold.
+    planning: bool = False
+    plan_pages: int = 0
+    plan_cursor: str | None = None
+    planned_items: int = 0
+    # How many counter shards it counts into, fixed before its first batch runs; 0: derived
+    # from total_batches (a job planned in one go). See functions/store/shards.py.
+    counter_shards: int = 0
 
     @classmethod
     def new(
@@ -250,6 +264,7 @@ class Job:
         priority: Priority = Priority.NORMAL,
         not_before: datetime | None = None,
         now: datetime | None = None,
+        planning: bool = False,
     ) -> Job:
         created = now or utcnow()
         if (client_id is None) != (request_id is None):
@@ -259,6 +274,10 @@ class Job:
             source=source,
             collection=collection,
             created_at=created,
+            # A job planned by pages runs from the start: its batches may run while later
+            # pages are still being read.
+            status=JobStatus.RUNNING if planning else JobStatus.PENDING,
+            started_at=created if planning else None,
             request=dict(request or {}),
             client_id=client_id,
             request_id=request_id,
@@ -266,6 +285,8 @@ class Job:
             trace_id=trace_id,
             priority=priority,
             not_before=not_before,
+            planning=planning,
+            counter_shards=MAX_PLANNED_SHARDS if planning else 0,
         )
 
     @property
@@ -292,6 +313,11 @@ class Job:
         if self.started_at is None:
             return None
         return (self.finished_at or now or utcnow()) - self.started_at
+
+    @property
+    def all_counted(self) -> bool:
+        """Planning has ended and every planned batch has ended: the job may finalize."""
+        return not self.planning and self.done_batches >= self.total_batches
 
     def final_status(self) -> JobStatus:
         """The terminal status the job reaches once every batch is terminal."""
@@ -382,6 +408,7 @@ def plan_batches(
     *,
     sizes: Sequence[int] | None = None,
     max_bytes: int | None = None,
+    first_index: int = 0,
 ) -> list[Batch]:
     """Split `items` into batches, in order: at most `batch_size` items each and, when
     `sizes` are known, at most `max_bytes` of them, so that a giant file runs in a batch
@@ -409,7 +436,7 @@ def plan_batches(
             items=tuple(group),
             created_at=created,
         )
-        for index, group in enumerate(groups)
+        for index, group in enumerate(groups, start=first_index)
     ]
 
 

@@ -22,6 +22,7 @@ from functions.config import Settings, retry_window
 from functions.errors import (
     Busy,
     InvalidArgument,
+    InvalidField,
     InvalidTransition,
     ItemFailed,
     ItemSkipped,
@@ -30,12 +31,14 @@ from functions.errors import (
 )
 from functions.ingest_request import IngestRequest
 from functions.ingestion.sources import open_source
+from functions.ingestion.sources.manifest import ManifestError, check_manifest, read_page
 from functions.jobs import (
     Batch,
     BatchOutcome,
     Job,
     JobStats,
     JobStatus,
+    batch_id_for,
     parse_batch_id,
     plan_batches,
     utcnow,
@@ -45,10 +48,12 @@ from functions.observability.events import Event, emit
 from functions.observability.links import logs_url
 from functions.observability.runner import worker_location
 from functions.observability.trace import TRACEPARENT, new_trace_id, traceparent
+from functions.paging import encode_cursor
+from functions.planner import PlanRun, page_batches, plan_task_body, plan_task_name
 from functions.processors import BatchContext, Processor, get_processor
 from functions.queue.protocol import Task, TaskQueue
 from functions.schedule import check_not_before
-from functions.store.protocol import FinishResult, JobQuery, JobStore
+from functions.store.protocol import FinishResult, JobQuery, JobStore, PlanPage
 from functions.urls import check_callback_url, redacted_url
 
 log = logging.getLogger("fanout.service")
@@ -123,6 +128,8 @@ class SweepReport:
     # Scheduled jobs due for the enqueue grace that no delivery had started (their tasks
     # dropped or never enqueued), started, for the rest of the sweep to recover.
     started: int = 0
+    # Planning jobs whose planner task was dropped, their next page enqueued again.
+    planned: int = 0
     # Callbacks sent again (after failing, or after their sender stopped).
     callbacks: int = 0
     # Jobs finished before the retention period, deleted with their batches.
@@ -256,6 +263,15 @@ class FanoutService:
             check_callback_url(request.callback_url, allow_local_http=self.settings.local)
         if request.not_before is not None:
             check_not_before(request.not_before, self.clock())
+        if request.items_from is not None:
+            if request.not_before is not None:
+                # Planner pages would have to start scheduled and keep the job so: not yet.
+                raise InvalidField(
+                    "not_before", "cannot be combined with items_from yet; give one of the two"
+                )
+            check_manifest(request.items_from, self.settings)
+            processor.prepare(request)
+            return self._submit_planned(request, trace_id)
         sizes: list[int] | None = None
         if request.items is not None:
             items = request.items
@@ -297,6 +313,156 @@ class FanoutService:
             if not created:
                 return job, False
             return self._plan(job, request, items, sizes), True
+
+    def _submit_planned(self, request: IngestRequest, trace_id: str | None) -> tuple[Job, bool]:
+        """Record a job planned by pages (functions/planner.py) and enqueue its first page:
+        the same few writes whatever the manifest's size."""
+        job, created = self.store.create_job(
+            Job.new(
+                source=request.source,
+                collection=request.collection,
+                request=request.model_dump(exclude={"items"}, mode="json"),
+                client_id=request.client_id,
+                request_id=request.request_id,
+                callback_url=request.callback_url,
+                trace_id=trace_id,
+                priority=request.priority,
+                now=self.clock(),
+                planning=True,
+            )
+        )
+        with bound(**_job_context(job)):
+            emit(
+                Event.SUBMITTED,
+                f"job {job.job_id} submitted: items from {request.items_from} into"
+                f" {job.collection!r}, planned page by page"
+                if created
+                else f"job {job.job_id} submitted again (same client_id/request_id): unchanged",
+                created=created,
+                collection=job.collection,
+                items_from=request.items_from,
+                batch_size=request.batch_size,
+            )
+            if created:
+                self._enqueue_plan(job, 0)
+        return job, created
+
+    def plan_task_for(self, job: Job, page: int, rounds: int = 0) -> Task:
+        """The task that plans page `page` of `job`: same name, same task (deduplicated)."""
+        return replace(
+            self.task_for(
+                job, Batch(batch_id_for(job.job_id, 0), job.job_id, 0, (), job.created_at)
+            ),
+            name=plan_task_name(job.job_id, page, rounds),
+            body=plan_task_body(job.job_id, page, self.settings.worker_url),
+        )
+
+    def _enqueue_plan(self, job: Job, page: int, rounds: int = 0) -> bool:
+        """Enqueue the planner task of `page`. A refusal is logged; the sweeper enqueues it
+        again (`_sweep_planning`)."""
+        result = self.queue.enqueue([self.plan_task_for(job, page, rounds)])
+        if result.failed:
+            emit(
+                Event.ENQUEUED,
+                f"the planner task of page {page} was refused"
+                f" ({next(iter(result.failed.values()))}); the sweeper enqueues it later",
+                level=logging.WARNING,
+                count=0,
+                refused=1,
+                page=page,
+            )
+        return not result.failed
+
+    def plan_page(self, job_id: str, page: int, *, worker_url: str | None = None) -> PlanRun:
+        """One delivery of a planner task: plan page `page` of the job (functions/planner.py),
+        enqueuing its tasks to `worker_url` (the task's own; None: this service's setting).
+        Raises `TransientError` when the manifest could not be read for now (the queue
+        retries); a manifest that cannot be read at all fails the job, naming it."""
+        if worker_url is not None and worker_url != self.settings.worker_url:
+            settings = replace(self.settings, worker_url=worker_url)
+            planner = FanoutService(
+                self.store, self.queue, settings, callbacks=self.callbacks, clock=self.clock
+            )
+            return planner.plan_page(job_id, page)
+        with bound(job_id=job_id):
+            job = self.store.get_job(job_id)
+            with bound(**_job_context(job)):
+                if job.is_terminal or not job.planning or job.plan_pages != page:
+                    return self._page_again(job, page)
+                return self._plan_page(job, page)
+
+    def _plan_page(self, job: Job, page: int) -> PlanRun:
+        batch_size = int(job.request.get("batch_size") or 100)
+        manifest = str(job.request["items_from"])
+        per_page = page_batches(batch_size)
+        try:
+            read = read_page(manifest, job.plan_cursor, per_page * batch_size, self.settings)
+        except ManifestError as error:
+            failed = self.store.fail_planning(
+                job.job_id, page, error=error.message, now=self.clock()
+            )
+            if failed is not None:
+                emit(
+                    Event.JOB_FINALIZED,
+                    f"job failed: {error.message}",
+                    level=logging.ERROR,
+                    error=error.message,
+                )
+                self._job_finished(failed)
+            return PlanRun(job.job_id, page, False, reason=error.message)
+        batches = plan_batches(
+            job.job_id, read.items, batch_size, now=self.clock(), first_index=job.total_batches
+        )
+        planned = self.store.add_plan_page(
+            job.job_id,
+            PlanPage(page, batches, len(read.items), read.cursor, read.last),
+            now=self.clock(),
+        )
+        if not planned.written:  # a concurrent delivery wrote it first
+            return PlanRun(job.job_id, page, False, reason=planned.reason)
+        emit(
+            Event.PLANNED,
+            f"planned page {page}: {len(batches)} batches, {planned.job.planned_items} items"
+            f" in {planned.job.total_batches} batches so far"
+            + ("; planning done" if read.last else ""),
+            page=page,
+            total_batches=planned.job.total_batches,
+            planned_items=planned.job.planned_items,
+            last=read.last,
+        )
+        # The next page first: queued ahead of this page's batches, planning runs ahead of
+        # the work instead of waiting behind it.
+        if not read.last:
+            self._enqueue_plan(planned.job, page + 1)
+        self._enqueue(planned.job, batches)
+        self._after_finish(FinishResult(True, planned.finalized, planned.job))
+        return PlanRun(job.job_id, page, True, len(batches), read.last, planned.finalized)
+
+    def _page_again(self, job: Job, page: int) -> PlanRun:
+        """A delivery of a page already written (or of an ended job): make sure what its
+        first delivery enqueued is enqueued (it may have stopped between its write and its
+        enqueues), then nothing more."""
+        if job.is_terminal:
+            return PlanRun(job.job_id, page, False, reason=f"job is {job.status.value}")
+        if page >= job.plan_pages:
+            return PlanRun(job.job_id, page, False, reason=f"page {page} is not next")
+        per_page = page_batches(int(job.request.get("batch_size") or 100))
+        first, end = page * per_page, min((page + 1) * per_page, job.total_batches)
+        unenqueued: list[Batch] = []
+        cursor = encode_cursor("batches", first - 1) if first else None
+        while True:
+            listed = self.store.list_batches(
+                job.job_id, status=JobStatus.PENDING, limit=200, cursor=cursor
+            )
+            inside = [b for b in listed.items if b.index < end]
+            unenqueued += [b for b in inside if b.enqueued_at is None]
+            if len(inside) < len(listed.items) or listed.next_cursor is None:
+                break
+            cursor = listed.next_cursor
+        self._enqueue(job, unenqueued)
+        if page + 1 == job.plan_pages and job.planning:
+            self._enqueue_plan(job, page + 1)
+        return PlanRun(job.job_id, page, False, reason=f"page {page} is already planned")
 
     def _plan(
         self, job: Job, request: IngestRequest, items: Sequence[str], sizes: list[int] | None
@@ -660,7 +826,15 @@ class FanoutService:
         return job
 
     def retry(self, job_id: str) -> Job:
-        """Re-run a failed job's failed batches: re-open them and enqueue them again."""
+        """Re-run a failed job's failed batches: re-open them and enqueue them again. A job
+        whose manifest could not be planned is refused: retried, it would end with part of
+        its items."""
+        planned = self.store.get_job(job_id)
+        if planned.planning and planned.status is JobStatus.FAILED:
+            raise InvalidArgument(
+                f"job {job_id} failed while planning ({planned.error}); fix its manifest and"
+                " submit it as a new job"
+            )
         reopened = self.store.retry_failed(job_id, now=self.clock())
         job = self.store.get_job(job_id)
         with bound(**_job_context(job)):
@@ -720,6 +894,7 @@ class FanoutService:
                 tally.add("enqueued", batch.batch_id)
         self._sweep_dropped(tally, now, dry_run=dry_run)
         self._finalize_complete_jobs(tally, now, dry_run=dry_run)
+        self._sweep_planning(tally, now, dry_run=dry_run)
         self._fail_unplanned_jobs(tally, now, dry_run=dry_run)
         # After the batch steps, so that a dry run foresees the real one: the batches of a
         # job started here are recovered by the next sweep.
@@ -966,11 +1141,23 @@ class FanoutService:
             with bound(**_job_context(job)):
                 emit(Event.JOB_FINALIZED, f"job failed: {error}", level=logging.ERROR, error=error)
 
+    def _sweep_planning(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
+        """Planning jobs whose next planner task the queue no longer holds (dropped after
+        its attempts, or refused): enqueued again, under a name of this sweep's own (the
+        queue keeps a used name for a while). A page delivered twice is written once."""
+        for job in self._jobs_with_status("running"):
+            if not job.planning or now - job.created_at < self.settings.enqueue_grace:
+                continue
+            if self.queue.task_gone(plan_task_name(job.job_id, job.plan_pages)) is not True:
+                continue
+            if dry_run or self._enqueue_plan(job, job.plan_pages, int(now.timestamp())):
+                tally.add("planned", job.job_id)
+
     def _finalize_complete_jobs(self, tally: _Tally, now: datetime, *, dry_run: bool) -> None:
         """Finalize running jobs whose batches have all ended (their last worker stopped
         between counting and finalizing)."""
         for job in self._jobs_with_status("running"):
-            if not (job.total_batches and job.done_batches >= job.total_batches):
+            if not (job.total_batches and job.all_counted):
                 continue
             if dry_run:
                 tally.add("finalized", job.job_id)

@@ -68,10 +68,15 @@ resource "google_firestore_field" "batches_error_details_no_index" {
 # filters, orders or sums on is lifted out of that cap by indexing nothing on
 # it. The sweeper's queries on batches use composite indexes (below), and
 # counter shards are read whole, never aggregated (docs/design.md, "The write
-# budget").
+# budget"). The planner writes a page of batches (their created_at) in one
+# commit, and the job's planning counts, page after page: none is queried.
 # ---------------------------------------------------------------------------
 locals {
   per_batch_unindexed_fields = [
+    "batches.created_at",
+    "jobs.planned_items",
+    "jobs.plan_pages",
+    "jobs.plan_cursor",
     "batches.started_at",
     "batches.heartbeat_at",
     "batches.finished_at",

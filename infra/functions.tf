@@ -213,8 +213,9 @@ locals {
   }
 
   # Where tasks go, for the functions that enqueue (ingest, ingest_pubsub, jobs_api's retry,
-  # cleanup_jobs' sweep). run_batch never enqueues and cannot know its own URL before it
-  # exists (a cycle), so it does not get these.
+  # cleanup_jobs' sweep). run_batch cannot know its own URL before it exists (a cycle), so it
+  # does not get these: when it plans a manifest's page, the planner task it runs carries the
+  # URL its page's tasks go to, which ingest (or the sweep) put there (functions/planner.py).
   run_batch_uri = google_cloudfunctions2_function.run_batch.service_config[0].uri
   enqueue_env = {
     FANOUT_WORKER_URL     = local.run_batch_uri

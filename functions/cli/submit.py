@@ -76,12 +76,16 @@ def build_request(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "not_before": args.not_before,
     }
     request.update({key: value for key, value in flags.items() if value is not None})
-    if args.items is not None:
-        request.pop("location", None)
-        request["items"] = args.items
-    if args.location is not None:
-        request.pop("items", None)
-        request["location"] = _location(args.location, target)
+    inputs = {
+        "items": args.items,
+        "location": None if args.location is None else _location(args.location, target),
+        "items_from": None if args.items_from is None else _location(args.items_from, target),
+    }
+    for name, value in inputs.items():
+        if value is not None:  # the one given replaces the file's
+            for other in inputs:
+                request.pop(other, None)
+            request[name] = value
     if args.options:
         request["options"] = {**(request.get("options") or {}), **dict(args.options)}
     missing = [
@@ -89,7 +93,7 @@ def build_request(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         for flag, present in (
             ("--source", "source" in request),
             ("--collection", "collection" in request),
-            ("--items or --location", "items" in request or "location" in request),
+            ("--items, --location or --items-from", any(name in request for name in inputs)),
         )
         if not present
     ]
@@ -108,6 +112,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             "submitted" if accepted.get("created", True) else "already submitted (same request id):"
         )
         batches = plural(accepted.get("total_batches", 0), "batch")
+        if accepted.get("planning"):
+            batches = "planning: its manifest is read page by page"
         console.print(Text(f"{said} job {job_id} ({batches})"))
         if accepted.get("status") == "scheduled":
             console.print(Text(f"  scheduled: {start_note(accepted)}"))
@@ -132,6 +138,11 @@ def register(commands: Commands, parents: Sequence[argparse.ArgumentParser]) -> 
     given = p.add_mutually_exclusive_group()
     given.add_argument("--items", nargs="+", metavar="ITEM", help="explicit items")
     given.add_argument("--location", help="a folder (local stack) or gs://bucket/prefix")
+    given.add_argument(
+        "--items-from",
+        metavar="MANIFEST",
+        help="a file of items, one a line (local stack) or gs://bucket/object",
+    )
     p.add_argument("--batch-size", type=positive_int, help="items per batch")
     p.add_argument(
         "--priority",

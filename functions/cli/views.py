@@ -19,6 +19,7 @@ STATUS_STYLES = {
     "completed": "green",
     "failed": "red",
     "cancelled": "yellow",
+    "planning": "blue",
 }
 JOB_ID_WIDTH = len("20260101-000000-000000-0a1b2c3d")
 # Failed items shown under one failed batch; the rest are counted.
@@ -39,6 +40,22 @@ def priority_tag(job: Mapping[str, Any]) -> str:
 def start_note(job: Mapping[str, Any]) -> str:
     """`starts in 2 h` for a scheduled job; empty for any other."""
     return starts(job.get("not_before")) if job["status"] == "scheduled" else ""
+
+
+def stage(job: Mapping[str, Any]) -> str:
+    """The job's status, or "planning" while a running job's manifest is still being read
+    (its batches already planned run meanwhile)."""
+    return "planning" if job.get("planning") and job["status"] == "running" else job["status"]
+
+
+def planning_text(job: Mapping[str, Any]) -> str:
+    """`planning: 40,000 items in 40 batches so far (2 pages)`, or "" once planned."""
+    if stage(job) != "planning":
+        return ""
+    return (
+        f"planning: {job.get('planned_items', 0):,} items in {job['total_batches']:,} batches"
+        f" so far ({job.get('plan_pages', 0)} pages)"
+    )
 
 
 def batch_counts(job: Mapping[str, Any]) -> str:
@@ -63,7 +80,8 @@ def job_table(job: Mapping[str, Any]) -> Table:
     client = " / ".join(str(job[k]) for k in ("client_id", "request_id") if job.get(k))
     created = f"{job.get('created_at') or ''} ({ago(job.get('created_at'))})"
     rows: list[tuple[str, str | Text]] = [
-        ("status", status_text(job["status"])),
+        ("status", status_text(stage(job))),
+        ("planning", planning_text(job)),
         ("priority", job.get("priority") or ""),
         ("source", job["source"]),
         ("collection", job["collection"]),
@@ -100,7 +118,7 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> Table:
         batches = Text(f"{done}/{job['total_batches']}")
         if job["failed_batches"]:
             batches.append(f" ({job['failed_batches']} failed)", style="red")
-        status = status_text(job["status"])
+        status = status_text(stage(job))
         if note := start_note(job):
             status.append(f" ({note})", style="dim")
         table.add_row(

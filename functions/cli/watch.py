@@ -26,7 +26,7 @@ from functions.cli.output import console, duration, print_json, print_note
 from functions.cli.parsing import positive_seconds
 from functions.cli.target import Target
 from functions.cli.termination import exit_code
-from functions.cli.views import STATUS_STYLES, priority_tag, start_note, status_text
+from functions.cli.views import STATUS_STYLES, priority_tag, stage, start_note, status_text
 
 if TYPE_CHECKING:
     from functions.cli.parsing import Commands
@@ -192,10 +192,11 @@ class Bars(_Silent):
 
     def show(self, job: Mapping[str, Any], rates: Rates) -> None:
         job_id = str(job["job_id"])
-        style = STATUS_STYLES.get(job["status"], "")
+        status = stage(job)
+        style = STATUS_STYLES.get(status, "")
         failed = int(job["failed_batches"])
         fields: dict[str, Any] = {  # the columns' {task.fields[...]}
-            "status": f"[{style}]{job['status']:<9}[/]" if style else f"{job['status']:<9}",
+            "status": f"[{style}]{status:<9}[/]" if style else f"{status:<9}",
             "batches": f"{batches_done(job)}/{job['total_batches']} batches, "
             + (f"[red]{failed} failed[/]" if failed else "0 failed")
             + unchanged_text(job),
@@ -225,15 +226,17 @@ class Lines(_Silent):
         self._last: dict[str, tuple[object, ...]] = {}
 
     def show(self, job: Mapping[str, Any], rates: Rates) -> None:
-        key = (job["status"], batches_done(job), job["failed_batches"], job["total_batches"])
+        key = (stage(job), batches_done(job), job["failed_batches"], job["total_batches"])
         if self._last.get(job["job_id"]) == key:
             return
         self._last[job["job_id"]] = key
         self.out.print(
             Text.assemble(
                 f"{job['job_id']}{priority_tag(job)} ",
-                status_text(job["status"], width=9),
-                f" {batches_done(job)}/{job['total_batches']} batches, "
+                status_text(stage(job), width=9),
+                f" {batches_done(job)}/{job['total_batches']} batches"
+                + (" planned so far" if stage(job) == "planning" else "")
+                + ", "
                 f"{job['failed_batches']} failed{unchanged_text(job)}, "
                 f"{rate_text(rates.items_per_second(job))}, "
                 f"{when_text(job, rates)}",

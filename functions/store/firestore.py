@@ -86,11 +86,13 @@ from functions.store.protocol import (
     Found,
     JobQuery,
     Page,
+    Planned,
+    PlanPage,
     check_limit,
     check_progress,
     not_due,
 )
-from functions.store.shards import MATERIALIZED, shard_of, shard_size
+from functions.store.shards import MATERIALIZED, shard_of, shard_size, shards_of
 
 # Writes per commit when writing many documents; commits of a bulk write run in parallel.
 CHUNK = 400
@@ -269,7 +271,7 @@ class FirestoreJobStore:
     def _counter_writes(
         self, job: Job, batch: Batch, sign: int, outcome: BatchOutcome
     ) -> tuple[DocRef, dict[str, Any]]:
-        shard = shard_of(batch.index, job.total_batches)
+        shard = shard_of(batch.index, job.total_batches, shards_of(job))
         deltas = {
             "completed_batches": int(outcome.status is JobStatus.COMPLETED),
             "failed_batches": int(outcome.status is JobStatus.FAILED),
@@ -386,6 +388,69 @@ class FirestoreJobStore:
         except gexc.AlreadyExists:
             current = self.get_job(job_id)
             raise InvalidTransition("job", current.status.value, "failed (never planned)") from None
+        return self.get_job(job_id)
+
+    def add_plan_page(self, job_id: str, page: PlanPage, *, now: datetime | None = None) -> Planned:
+        now = now or utcnow()
+        snap = self._job_ref(job_id).get()
+        if not snap.exists:
+            raise JobNotFound(job_id)
+        job = _job(snap)
+        refusal = page.refusal(job)
+        if refusal is not None:
+            return Planned(False, False, self._sum_shards(job), refusal)
+        if len(page.batches) > CHUNK:
+            raise InvalidArgument(f"a page holds at most {CHUNK} batches, got {len(page.batches)}")
+        changes = {
+            "total_batches": job.total_batches + len(page.batches),
+            "planned_items": job.planned_items + page.items,
+            "plan_pages": page.number + 1,
+            "plan_cursor": page.cursor,
+            "planning": not page.last,
+        }
+        # One commit, its marker first: the page is written whole or not at all, and once.
+        wb = self.db.batch()
+        wb.create(self._done_ref(job_id, f"page_{page.number}"), {"at": now})
+        for batch in page.batches:
+            wb.set(self._batch_ref(job_id, batch.index), _batch_doc(replace(batch, created_at=now)))
+        wb.update(self._job_ref(job_id), changes)
+        try:
+            wb.commit(timeout=BULK_COMMIT_TIMEOUT)
+        except gexc.AlreadyExists:
+            current = self.get_job(job_id)
+            return Planned(False, False, current, f"page {page.number} is already planned")
+        planned = replace(job, **changes)  # type: ignore[arg-type]
+        if not page.last:
+            return Planned(True, False, planned)
+        # Every batch counted before this commit is in the shards read now; any later one
+        # reads `planning` False after counting (finish_batch): one of the two finalizes.
+        final = self._finalize(planned, now, counted=True)
+        return Planned(True, final.finalized, final.job)
+
+    def fail_planning(
+        self, job_id: str, page: int, *, error: str, now: datetime | None = None
+    ) -> Job | None:
+        now = now or utcnow()
+        job = self.get_job(job_id)
+        if job.is_terminal or not job.planning or job.plan_pages != page:
+            return None
+        changes = {
+            "status": JobStatus.FAILED.value,
+            "finished_at": now,
+            "expire_at": expire_at_for(now, self.retention),
+            "error": error,
+            "message": error,
+            "completed_batches": job.completed_batches,
+            "failed_batches": job.failed_batches,
+            "stats": job.stats.to_dict(),
+        }
+        wb = self.db.batch()
+        wb.create(self._done_ref(job_id, "final"), {"status": "failed", "at": now})
+        wb.update(self._job_ref(job_id), changes)
+        try:
+            wb.commit()
+        except gexc.AlreadyExists:
+            return None
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> Job:
@@ -627,10 +692,18 @@ class FirestoreJobStore:
         counted = self._commit_outcome(job, batch, outcome, now)
         if counted is None:
             return FinishResult(False, False, job)
+        if job.planning:
+            # Read while planning: the shards' sizes were unknown. Planning's end comes
+            # before this read or after this count; in the second case the last page's own
+            # check finds this count (add_plan_page).
+            job = _job(self._job_ref(job.job_id).get())
+            if job.planning:
+                return FinishResult(True, False, job)
         # While its shard waits for batches, so does the job: no read (module docstring).
-        shard = shard_of(batch.index, job.total_batches)
+        shards = shards_of(job)
+        shard = shard_of(batch.index, job.total_batches, shards)
         if counted.shard_ended is not None and (
-            counted.shard_ended < shard_size(shard, job.total_batches)
+            counted.shard_ended < shard_size(shard, job.total_batches, shards)
         ):
             return FinishResult(True, False, job)
         if self._count_done(job.job_id) < job.total_batches:
@@ -673,10 +746,8 @@ class FirestoreJobStore:
 
     def _finalize(self, job: Job, now: datetime, *, counted: bool) -> FinishResult:
         """Try the finalize step (marker `done/final`); only one caller ever wins it."""
-        job = self.get_job(job.job_id) if job.total_batches else job
-        if job.status not in (JobStatus.RUNNING, JobStatus.PENDING) or (
-            job.done_batches < job.total_batches
-        ):
+        job = self.get_job(job.job_id) if job.total_batches or job.planning else job
+        if job.status not in (JobStatus.RUNNING, JobStatus.PENDING) or not job.all_counted:
             return FinishResult(counted, False, job)
         fields = final_fields(job, now, self.retention)
         changes = {

@@ -151,6 +151,47 @@ class FinishResult:
     job: Job
 
 
+@dataclass(frozen=True, slots=True)
+class PlanPage:
+    """One page of a job's plan (functions/planner.py): page `number`'s batches, which
+    continue the job's batch indexes; how many items they hold; where the next page starts
+    in the source (`cursor`); and whether it is the last page."""
+
+    number: int
+    batches: Sequence[Batch]
+    items: int
+    cursor: str | None
+    last: bool
+
+    def refusal(self, job: Job) -> str | None:
+        """Why `job` takes no such page now (a duplicate, an ended job), or None."""
+        if job.is_terminal:
+            return f"job is {job.status.value}"
+        if not job.planning or job.plan_pages > self.number:
+            return f"page {self.number} is already planned"
+        if job.plan_pages < self.number:
+            return f"page {job.plan_pages} is not planned yet"
+        for offset, batch in enumerate(self.batches):
+            if batch.job_id != job.job_id or batch.index != job.total_batches + offset:
+                raise InvalidArgument(
+                    f"batch {batch.batch_id!r} is not batch {job.total_batches + offset}"
+                    f" of job {job.job_id!r}"
+                )
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The answer to `add_plan_page`. `written` is True for exactly one call per page (the
+    others get `reason`); `finalized` is True for the call whose last page found every
+    batch already counted: it must send the callback."""
+
+    written: bool
+    finalized: bool
+    job: Job
+    reason: str | None = None
+
+
 class JobStore(Protocol):
     """Durable job state. Every method is safe to call from many threads and processes."""
 
@@ -180,6 +221,26 @@ class JobStore(Protocol):
         """Fail a job still pending because its planning never finished (the submitting
         instance died). Refused once planning has started the job: exactly one of the two
         wins."""
+        ...
+
+    def add_plan_page(self, job_id: str, page: PlanPage, *, now: datetime | None = None) -> Planned:
+        """Write one page of a planning job's plan at once, or nothing (a planner killed
+        mid-page leaves no part of it): its batches, pending and not enqueued; the job's
+        total_batches, planned_items, plan_pages and plan_cursor; and, for the last page,
+        `planning` False. Only page `job.plan_pages` is taken, once: a duplicate delivery,
+        a page out of turn and a page of an ended job are answered `written` False. The
+        last page finalizes the job if every batch has already counted: with
+        `finish_batch`, which finalizes only once planning has ended, exactly one of the
+        two finalizes (rule 2)."""
+        ...
+
+    def fail_planning(
+        self, job_id: str, page: int, *, error: str, now: datetime | None = None
+    ) -> Job | None:
+        """Fail a planning job whose page `page` (its next) cannot be planned (its source
+        cannot be read): failed, with `error`. It keeps `planning` true, which says its plan
+        never ended (a retry is refused). None (and nothing changed) if the job is no longer
+        planning that page."""
         ...
 
     def get_job(self, job_id: str) -> Job: ...

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 
-from functions.jobs import JobStatus
+from functions.jobs import MAX_PLANNED_SHARDS, Job, JobStatus
 
 # Up to this many batches, one shard takes every count. Past it, one shard per
 # BATCHES_PER_SHARD batches, capped, since a reader sums every shard.
 SHARD_THRESHOLD = 32
 BATCHES_PER_SHARD = 32
-MAX_SHARDS = 64
+MAX_SHARDS = MAX_PLANNED_SHARDS
 
 # Statuses whose parent record holds exact counters: written when finalized (or never
 # counted yet: no batch ends while a job is pending or scheduled). Running and cancelled
@@ -32,12 +32,19 @@ def counter_shards(total_batches: int) -> int:
     return min(MAX_SHARDS, math.ceil(total_batches / BATCHES_PER_SHARD))
 
 
-def shard_of(batch_index: int, total_batches: int) -> int:
-    return batch_index % counter_shards(total_batches)
+def shards_of(job: Job) -> int:
+    """How many shards `job` counts into: fixed when it was created for a job planned by
+    pages (its size is unknown until planning ends), derived from its size otherwise."""
+    return job.counter_shards or counter_shards(job.total_batches)
 
 
-def shard_size(shard: int, total_batches: int) -> int:
+def shard_of(batch_index: int, total_batches: int, shards: int | None = None) -> int:
+    return batch_index % (shards or counter_shards(total_batches))
+
+
+def shard_size(shard: int, total_batches: int, shards: int | None = None) -> int:
     """How many batches count into `shard`: fixed by their indexes (`shard_of`), so a shard
-    knows when it is complete, and the job is complete once every shard is."""
-    shards = counter_shards(total_batches)
+    knows when it is complete, and the job is complete once every shard is. Only known once
+    planning has ended (`total_batches` final)."""
+    shards = shards or counter_shards(total_batches)
     return total_batches // shards + int(shard < total_batches % shards)

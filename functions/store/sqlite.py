@@ -46,6 +46,8 @@ from functions.store.protocol import (
     Found,
     JobQuery,
     Page,
+    Planned,
+    PlanPage,
     check_limit,
     check_progress,
     not_due,
@@ -62,6 +64,10 @@ _LATER_TEXT_COLUMNS = {
         "callback_pending_since": "INTEGER",
         "priority": "TEXT NOT NULL DEFAULT 'normal'",
         "not_before": "INTEGER",
+        "planning": "INTEGER NOT NULL DEFAULT 0",
+        "plan_pages": "INTEGER NOT NULL DEFAULT 0",
+        "plan_cursor": "TEXT",
+        "planned_items": "INTEGER NOT NULL DEFAULT 0",
     },
     "batches": {
         "ran_on": "TEXT",
@@ -147,6 +153,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     callback_pending_since INTEGER,
     priority TEXT NOT NULL DEFAULT 'normal',
     not_before INTEGER,
+    -- Planning by pages (functions/planner.py).
+    planning INTEGER NOT NULL DEFAULT 0,
+    plan_pages INTEGER NOT NULL DEFAULT 0,
+    plan_cursor TEXT,
+    planned_items INTEGER NOT NULL DEFAULT 0,
     UNIQUE (client_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, job_id);
@@ -306,6 +317,11 @@ class SqliteJobStore:
             trace_id=row["trace_id"],
             priority=Priority(row["priority"]),
             not_before=_dt(row["not_before"]),
+            planning=bool(row["planning"]),
+            plan_pages=row["plan_pages"],
+            plan_cursor=row["plan_cursor"],
+            planned_items=row["planned_items"],
+            counter_shards=row["counter_shards"] if row["planning"] or row["plan_pages"] else 0,
         )
 
     @staticmethod
@@ -379,8 +395,9 @@ class SqliteJobStore:
                     return self._job(row), False
             conn.execute(
                 "INSERT INTO jobs (job_id, status, source, collection, request, client_id,"
-                " request_id, created_at, callback_url, trace_id, not_before, priority)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " request_id, created_at, callback_url, trace_id, not_before, priority,"
+                " started_at, planning, counter_shards)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.job_id,
                     job.status.value,
@@ -394,6 +411,9 @@ class SqliteJobStore:
                     job.trace_id,
                     _us(job.not_before),
                     job.priority.value,
+                    _us(job.started_at),
+                    job.planning,
+                    job.counter_shards or 1,
                 ),
             )
             return self._read_job(conn, job.job_id), True
@@ -466,6 +486,53 @@ class SqliteJobStore:
                 "UPDATE jobs SET status = 'failed', finished_at = ?, expire_at = ?, error = ?,"
                 " message = ? WHERE job_id = ?",
                 (_us(now), _us(expire_at_for(now, self.retention)), error, error, job_id),
+            )
+            return self._read_job(conn, job_id)
+
+    def add_plan_page(self, job_id: str, page: PlanPage, *, now: datetime | None = None) -> Planned:
+        now = now or utcnow()
+        with self.db.transaction() as conn:
+            job = self._read_job(conn, job_id, counters=False)
+            refusal = page.refusal(job)
+            if refusal is not None:
+                return Planned(False, False, job, refusal)
+            if page.batches:
+                # As in add_batches: one JSON document, split by SQLite in C.
+                created = _us(now)
+                planned = json.dumps([list(b.items) for b in page.batches])
+                conn.execute(
+                    "INSERT INTO batches (job_id, batch_index, items, status, created_at)"
+                    " SELECT ?, ? + key, value, 'pending', ? FROM json_each(?)",
+                    (job_id, page.batches[0].index, created, planned),
+                )
+            conn.execute(
+                "UPDATE jobs SET total_batches = total_batches + ?, planned_items = planned_items"
+                " + ?, plan_pages = plan_pages + 1, plan_cursor = ?, planning = ? WHERE job_id = ?",
+                (len(page.batches), page.items, page.cursor, not page.last, job_id),
+            )
+            # The last page and the last batch meet here: both check the other inside the
+            # write lock (finish_batch reads `planning` after counting), so one finalizes.
+            final = self._finalize(conn, job_id, now, counted=True) if page.last else None
+            job = final.job if final else self._read_job(conn, job_id, counters=False)
+            return Planned(True, bool(final and final.finalized), job)
+
+    def fail_planning(
+        self, job_id: str, page: int, *, error: str, now: datetime | None = None
+    ) -> Job | None:
+        now = now or utcnow()
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE jobs SET status = 'failed', finished_at = ?, expire_at = ?,"
+                " error = ?, message = ? WHERE job_id = ? AND status = 'running' AND planning = 1"
+                " AND plan_pages = ? RETURNING job_id",
+                (_us(now), _us(expire_at_for(now, self.retention)), error, error, job_id, page),
+            ).fetchall()
+            if not rows:
+                return None
+            job = self._with_counters(conn, self._read_job(conn, job_id, counters=False))
+            conn.execute(
+                "UPDATE jobs SET completed_batches = ?, failed_batches = ? WHERE job_id = ?",
+                (job.completed_batches, job.failed_batches, job_id),
             )
             return self._read_job(conn, job_id)
 
@@ -694,13 +761,13 @@ class SqliteJobStore:
             raise AssertionError(f"batch {batch.batch_id} could not be finished")
         # Is the job complete? One cheap read (no lock) before finalizing takes the lock.
         conn = self.db.conn()
-        status, total, done = conn.execute(
-            "SELECT status, total_batches, (SELECT COALESCE(SUM(completed_batches"
+        status, planning, total, done = conn.execute(
+            "SELECT status, planning, total_batches, (SELECT COALESCE(SUM(completed_batches"
             " + failed_batches), 0) FROM job_counters WHERE job_id = jobs.job_id)"
             " FROM jobs WHERE job_id = ?",
             (job.job_id,),
         ).fetchone()
-        if status != JobStatus.RUNNING.value or done < total:
+        if status != JobStatus.RUNNING.value or planning or done < total:
             return FinishResult(True, False, job)
         with self.db.transaction() as conn:
             return self._finalize(conn, job.job_id, now, counted=True)
@@ -745,7 +812,7 @@ class SqliteJobStore:
         self, conn: sqlite3.Connection, job_id: str, now: datetime, *, counted: bool
     ) -> FinishResult:
         job = self._read_job(conn, job_id)
-        if job.status is not JobStatus.RUNNING or job.done_batches < job.total_batches:
+        if job.status is not JobStatus.RUNNING or not job.all_counted:
             return FinishResult(counted, False, job)
         self._write_final(conn, job, now)
         return FinishResult(counted, True, self._read_job(conn, job_id))

@@ -160,13 +160,22 @@ class JobView(View):
         description="no batch starts before this (the request's not_before); while it is"
         " ahead the job is scheduled"
     )
+    planning: bool = Field(
+        description="true while its manifest (items_from) is still being read, page by page:"
+        " batches already planned run meanwhile, and total_batches grows"
+    )
+    plan_pages: int = Field(description="pages of its manifest planned so far")
+    planned_items: int = Field(description="items in the batches planned so far")
 
     @classmethod
     def from_job(cls, job: Job) -> JobView:
         return cls.model_validate(_job_fields(job))
 
 
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+# The planner's own bookkeeping stays inside.
+_JOB_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Job) if f.name not in ("plan_cursor", "counter_shards")
+)
 
 
 def _job_fields(job: Job) -> dict[str, Any]:
@@ -352,6 +361,7 @@ class IngestAccepted(View):
     job_id: str
     status: JobStatus
     total_batches: int
+    planning: bool = Field(description="true: its manifest is planned page by page from now on")
     status_url: str = Field(description="GET it for the job's progress")
     logs_url: str
     trace_id: str | None
@@ -366,6 +376,7 @@ class IngestAccepted(View):
             job_id=job.job_id,
             status=job.status,
             total_batches=job.total_batches,
+            planning=job.planning,
             status_url=f"{settings.api_url}/jobs/{job.job_id}",
             logs_url=logs_url(job, settings),
             trace_id=job.trace_id,

@@ -8,7 +8,9 @@ import subprocess
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from functions.cli.views import job_table, jobs_table, stage
 from functions.cli.watch import batches_done, running_progress, time_left
 from tests.cli.conftest import FANOUT, Fanout
 from tests.e2e.conftest import wait_for, wait_terminal
@@ -141,3 +143,38 @@ def test_the_time_left_is_the_pace_of_the_work_stored_so_far() -> None:
         )
         is None
     )
+
+
+def test_submit_items_from_a_manifest_then_watch_it_plan_and_end(fanout: Fanout) -> None:
+    """`--items-from` sends a manifest; the submit says it is planned page by page, and
+    watching it (one line per change, as in a pipe) shows the planning stage, with the
+    batches planned so far, before the job's end."""
+    manifest = fanout.stack.state_dir / "cli-manifest.txt"  # inside the allowed roots
+    manifest.write_text("".join(f"doc-{i}\n" for i in range(45_000)))
+    submitted = fanout.run(
+        "submit", "--source", "noop", "--collection", "cli-manifest",
+        "--items-from", str(manifest), "--batch-size", "500",
+    )  # fmt: skip
+    assert submitted.code == 0, submitted.stderr
+    assert "(planning: its manifest is read page by page)" in submitted.stdout
+    job_id = submitted.stdout.split("submitted job ", 1)[1].split()[0]
+    watched = fanout.run("watch", job_id, "--interval", "0.05")
+    assert watched.code == 0, watched.stderr
+    assert f"{job_id} completed: 90/90 batches" in watched.stdout
+    shown = fanout.run("show", job_id)
+    assert "90 completed, 0 failed of 90" in shown.stdout and "planning" not in shown.stdout
+
+
+def test_a_planning_job_shows_planning_as_its_stage() -> None:
+    """What `show` and `list` print for a running job whose manifest is still being read."""
+    job = {
+        "job_id": "20260101-000000-000000-0a1b2c3d", "status": "running", "planning": True,
+        "planned_items": 40_000, "plan_pages": 2, "total_batches": 40, "completed_batches": 3,
+        "failed_batches": 0, "source": "noop", "collection": "c",
+    }  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(job_table(job), jobs_table([job]))
+    text = console.export_text()
+    assert "planning: 40,000 items in 40 batches so far (2 pages)" in text
+    assert "│ planning " in text and "running" not in text
+    assert stage(job | {"planning": False}) == "running"

@@ -219,6 +219,34 @@ def test_run_batch_killed_mid_job_the_job_still_completes(stack: LocalStack) -> 
     assert max(batch["attempts"] for batch in all_batches(client, job_id)) >= 2
 
 
+def test_a_gs_manifest_is_planned_by_planner_tasks_through_cloud_tasks(
+    stack: LocalStack,
+) -> None:
+    """`items_from` a manifest in the bucket: the submit plans nothing, planner tasks go
+    through the Cloud Tasks emulator to run_batch, pages land in Firestore, and the job
+    ends exact with its planning counts."""
+    lines = [f"item-{i}" for i in range(20_500)]
+    manifest = _upload(stack, {"manifest.txt": "".join(f"{line}\n" for line in lines)})
+    client = client_for(stack)
+    accepted = client.submit(
+        {
+            "source": "noop",
+            "collection": "emulated-manifest",
+            "items_from": f"{manifest}manifest.txt",
+            "batch_size": 1000,
+        }
+    )
+    assert accepted["planning"] is True and accepted["total_batches"] == 0
+    job = wait_terminal(client, accepted["job_id"], timeout=120)
+    assert (job["status"], job["planning"], job["plan_pages"]) == ("completed", False, 2)
+    assert (job["total_batches"], job["completed_batches"], job["planned_items"]) == (
+        21,
+        21,
+        len(lines),
+    )
+    assert job["stats"]["processed"] == len(lines)
+
+
 def test_a_job_submitted_while_run_batch_is_down_completes_once_it_is_back(
     stack: LocalStack,
 ) -> None:

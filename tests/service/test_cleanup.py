@@ -123,7 +123,8 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
     attempts are used up; batches the queue refused at submit; dropped tasks (to
     re-dispatch, of a cancelled job, and with every round used up); a job whose batches
     ended but which was never finalized; a job never planned; a scheduled job due long ago
-    that no delivery started (and one not due, left alone); a callback owed. The dry run
+    that no delivery started (and one not due, left alone); a planning job whose planner
+    task is gone; a callback owed. The dry run
     reports each count with its first ids and leaves every row of the file as it was; the
     real run reports the same and leaves the state that says it did it."""
     caplog.set_level(logging.INFO, logger="fanout.events")
@@ -153,6 +154,10 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
     owed = world.submit(1, callback_url=hook.url())
     assert world.service.run_batch(f"{owed.job_id}_0000").finalized
     unplanned, _ = world.store.create_job(Job.new(source="noop", collection="c", now=clock()))
+    # Planning by pages, its planner task never enqueued (as if the queue dropped it).
+    replanned, _ = world.store.create_job(
+        Job.new(source="noop", collection="c", now=clock(), planning=True)
+    )
     clock.advance(SETTINGS.planning_timeout + timedelta(minutes=1))
     assert SETTINGS.planning_timeout > retry_window(DISPATCH) + SETTINGS.enqueue_grace
     assert SETTINGS.planning_timeout > SETTINGS.lease
@@ -182,6 +187,7 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
         "finalized": [unfinalized.job_id],
         "abandoned": [unplanned.job_id],
         "started": [due.job_id],
+        "planned": [replanned.job_id],
         "callbacks": [owed.job_id],
         "deleted": sorted([old[0].job_id, old[1].job_id]),
     }
@@ -215,6 +221,7 @@ def test_a_dry_run_reports_the_work_and_the_real_run_does_exactly_that(
     assert world.store.get_job(waiting.job_id).status is JobStatus.SCHEDULED
     assert world.store.get_job(owed.job_id).callback_attempts == 2
     tasks = {row[0] for row in world.queue.inner.db.conn().execute("SELECT name FROM queue_tasks")}
+    assert f"{replanned.job_id}-plan-0-r{int(clock().timestamp())}" in tasks
     assert f"{stuck.job_id}_0000-g0-a1" in tasks  # the expired attempt's task again
 
 
@@ -227,7 +234,7 @@ def test_a_dry_run_with_nothing_to_do_says_so(
     world.finished()
     summary = world.service.cleanup(dry_run=True).to_dict()
     names = ["requeued", "failed", "enqueued", "redispatched", "cancelled", "finalized"]
-    names += ["abandoned", "started", "callbacks", "deleted"]
+    names += ["abandoned", "started", "planned", "callbacks", "deleted"]
     assert summary == {
         **dict.fromkeys(names, 0),
         "dry_run": True,

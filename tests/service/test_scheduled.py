@@ -148,3 +148,25 @@ def test_a_not_before_within_the_grace_or_at_30_days_is_accepted(
 
     later, _ = service.submit(_request((clock.now + timedelta(days=30)).isoformat()))
     assert later.status is JobStatus.SCHEDULED
+
+
+def test_a_manifest_job_with_a_later_start_is_refused_and_creates_nothing(
+    service: FanoutService, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A job planned from a manifest cannot be scheduled yet: `InvalidField` naming
+    not_before and saying so, and no job, batch or task."""
+    manifest = tmp_path / "manifest.txt"
+    manifest.write_text("a\nb\n")
+    request = IngestRequest.model_validate(
+        {
+            "source": "noop",
+            "collection": "c",
+            "items_from": str(manifest),
+            "not_before": (clock.now + AHEAD).isoformat(),
+        }
+    )
+    with pytest.raises(InvalidField) as raised:
+        service.submit(request)
+    assert raised.value.field == "not_before" and "items_from" in raised.value.problem
+    assert service.store.list_jobs(JobQuery.build()).total == 0
+    assert sum(_queue(service).counts().values()) == 0

@@ -197,7 +197,7 @@ def test_the_submit_form_shows_each_fields_problem_and_creates_nothing(
     ("fields", "status", "says"),
     [
         ({"source": "nope", "collection": "c", "items": "a"}, 400, "unknown source"),
-        ({"source": "noop", "collection": "c"}, 400, "give exactly one of items or location"),
+        ({"source": "noop", "collection": "c"}, 400, "one of items, location or items_from"),
         ({"source": "noop", "collection": "c", "items": "a", "client_id": "x"}, 400, "together"),
         ({"source": "noop", "collection": "c", "items": "a", "colour": "red"}, 400, "colour: "),
         ({"source": "noop", "collection": "c", "items": "a", "options": '{"x": 1}'}, 400, "x"),
@@ -398,3 +398,33 @@ def test_the_submit_form_schedules_a_job_and_names_a_past_start(
     assert accepted.status_code == 303
     job = service.store.get_job(accepted.headers["Location"].rsplit("/", 1)[1])
     assert (job.status, job.not_before) == (JobStatus.SCHEDULED, start)
+
+
+# -- planning as its own stage ---------------------------------------------------------------
+
+
+def test_a_job_planned_from_a_manifest_shows_planning_until_its_last_page(
+    tmp_path: Path,
+) -> None:
+    """While pages of its manifest remain, the job and the jobs list say "planning", with
+    the items and batches planned so far; once planned, the status is the job's own."""
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("".join(f"doc-{i}\n" for i in range(30_000)))
+    settings = Settings(sqlite_path=tmp_path / "fanout.sqlite3", allowed_roots=(tmp_path,))
+    with sqlite_service(settings) as service:
+        app = flask.Flask(__name__)
+        router = web_router(service)
+        app.add_url_rule(
+            "/<path:path>", view_func=lambda path: handle_errors(router.dispatch)(flask.request)
+        )
+        browser = app.test_client()
+        job_id = _job(service, items=None, items_from=str(manifest), batch_size=1000)
+        service.plan_page(job_id, 0)
+        page = browser.get(f"/ui/jobs/{job_id}").get_data(as_text=True)
+        assert '<span class="badge s-planning">planning</span>' in page
+        assert "Planning: 20000 items in 20 batches so far (1 pages of the manifest read)" in page
+        listed = browser.get("/ui/jobs").get_data(as_text=True)
+        assert '<span class="badge s-planning">planning</span>' in listed
+        service.plan_page(job_id, 1)
+        page = browser.get(f"/ui/jobs/{job_id}").get_data(as_text=True)
+        assert "Planning:" not in page and '<span class="badge s-running">running</span>' in page

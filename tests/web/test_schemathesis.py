@@ -188,10 +188,11 @@ def _as_issued(case: Any, root: str) -> Any:
     cursor is one a listing issued: a string drawn from its pattern is not (and is refused,
     as documented), so generated ones are left out. What ingest takes from a deployment's
     configuration: items and a location under its allowed roots (`documents` requests go
-    to `noop`, which takes any item; `root` is an allowed location), each source's own
-    options (none here), a callback URL it would call (https, a public host: none), and a
-    `not_before` within its window from now (an hour ahead: the job is scheduled). The
-    source itself stays as drawn: the document lists the registered ones."""
+    to `noop`, which takes any item; `root` is an allowed location, its files manifests),
+    each source's own options (none here), a callback URL it would call (https, a public
+    host: none), and a `not_before` within its window from now (an hour ahead: the job is
+    scheduled; not with `items_from`, which refuses it). The source itself stays as drawn:
+    the document lists the registered ones."""
     if case.query:
         case.query.pop("cursor", None)
     if isinstance(case.body, dict) and "source" in case.body:
@@ -203,6 +204,9 @@ def _as_issued(case: Any, root: str) -> Any:
             case.body["location"] = root
         if isinstance(case.body.get("not_before"), str):
             case.body["not_before"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        if isinstance(case.body.get("items_from"), str):  # a file there, read as a manifest
+            case.body["items_from"] = f"{root}/cancel.md"
+            case.body.pop("not_before", None)
     return case
 
 

@@ -1,0 +1,114 @@
+"""Scale benchmark: one big `noop` job from a manifest on the local stack; one JSON line.
+
+For each size (default 100,000 and 1,000,000 items, a fresh stack each): the submit's
+latency; the seconds from submit to fully planned (the job's `planning` turns false) and
+the planned batches per second; the end-to-end batches per second from submit to
+finalized; and the peak resident set (VmHWM) of `ingest` and of `run_batch`, where the
+planner runs. The target: neither peak grows with the job, so the report gives each
+largest-to-smallest ratio measured in the same run (1.0: flat), and the submit's latency
+as a ratio to the smallest job's.
+
+Usage: python -m bench.scale [--sizes 100000,1000000] [--batch-size 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.procs import group_pids, peak_rss_kib
+from functions.cli.client import FanoutClient
+from functions.local.emulators import free_port_block
+from functions.local.stack import LocalStack, StackConfig
+
+TERMINAL = {"completed", "failed", "cancelled"}
+POLL = 0.05
+
+
+def _peak_rss_mb(stack: LocalStack, name: str) -> float:
+    peaks = [peak_rss_kib(pid) for pid in group_pids(stack.processes[name].pid)]
+    return round(max(peaks) / 1024, 1)
+
+
+def warm_up(client: FanoutClient, state: Path) -> None:
+    """A one-item job first: the submit measured is a warm function's, as in the cloud."""
+    manifest = state / "warm-up.txt"
+    manifest.write_text("warm-up\n")
+    job = client.submit({"source": "noop", "collection": "warm", "items_from": str(manifest)})
+    while client.job(job["job_id"])["status"] not in TERMINAL:
+        time.sleep(POLL)
+
+
+def one_job(items: int, batch_size: int, state: Path) -> dict[str, Any]:
+    manifest = state / f"manifest-{items}.txt"
+    with manifest.open("w") as out:
+        out.writelines(f"item-{i}\n" for i in range(items))
+    config = StackConfig(
+        state_dir=state / f"stack-{items}",
+        port_base=free_port_block(5),
+        env={"FANOUT_ALLOWED_ROOTS": str(state)},
+    )
+    with LocalStack(config) as stack:
+        client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+        warm_up(client, state)
+        start = time.perf_counter()
+        accepted = client.submit(
+            {
+                "source": "noop",
+                "collection": "scale",
+                "items_from": str(manifest),
+                "batch_size": batch_size,
+            }
+        )
+        submitted = time.perf_counter() - start
+        planned_at = None
+        while True:
+            job = client.job(accepted["job_id"])
+            if planned_at is None and not job["planning"]:
+                planned_at = time.perf_counter() - start
+            if job["status"] in TERMINAL:
+                ended = time.perf_counter() - start
+                break
+            time.sleep(POLL)  # polling another process's state
+        assert planned_at is not None
+        assert job["status"] == "completed" and job["planned_items"] == items, job
+        return {
+            "items": items,
+            "batches": job["total_batches"],
+            "submit_seconds": round(submitted, 3),
+            "planned_seconds": round(planned_at, 2),
+            "planned_batches_per_second": round(job["total_batches"] / planned_at, 1),
+            "end_to_end_seconds": round(ended, 2),
+            "end_to_end_batches_per_second": round(job["total_batches"] / ended, 1),
+            "ingest_peak_rss_mb": _peak_rss_mb(stack, "ingest"),
+            "planner_peak_rss_mb": _peak_rss_mb(stack, "run_batch"),
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--batch-size", type=int, default=100)
+    args = parser.parse_args(argv)
+    sizes = sorted(int(size) for size in args.sizes.split(","))
+    with tempfile.TemporaryDirectory(prefix="fanout-bench-scale-") as tmp:
+        runs = [one_job(size, args.batch_size, Path(tmp)) for size in sizes]
+    small, large = runs[0], runs[-1]
+    figures = {
+        "bench": "scale",
+        "batch_size": args.batch_size,
+        "runs": runs,
+        "ingest_rss_ratio": round(large["ingest_peak_rss_mb"] / small["ingest_peak_rss_mb"], 2),
+        "planner_rss_ratio": round(large["planner_peak_rss_mb"] / small["planner_peak_rss_mb"], 2),
+        "submit_latency_ratio": round(large["submit_seconds"] / small["submit_seconds"], 2),
+    }
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()

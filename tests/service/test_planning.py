@@ -1,0 +1,313 @@
+"""Planning as work (functions/planner.py) on the real SQLite store and local queue: the
+test delivers the queue's tasks itself, each twice, as Cloud Tasks may. A job whose items
+come from a manifest is planned page by page and ends exact; the manifest rule (README,
+"Items from a manifest") holds; and planning survives its faults: a planner killed
+mid-page or between its write and its enqueues, a task delivered twice, a task dropped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from functions.config import DispatchSettings, Settings
+from functions.errors import InvalidArgument
+from functions.ingest_request import IngestRequest
+from functions.jobs import Job, JobStatus, utcnow
+from functions.planner import PAGE_ITEMS, page_batches, parse_plan_task
+from functions.queue.local import Attempt, LocalTaskQueue
+from functions.service import FanoutService
+from functions.store.protocol import JobQuery
+from functions.store.sqlite import SqliteJobStore
+from tests.support.gcs import MakeBucket
+
+DISPATCH = DispatchSettings(
+    max_attempts=3,
+    min_backoff=timedelta(seconds=0.1),
+    max_backoff=timedelta(seconds=1),
+    deadline=timedelta(seconds=10),
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        sqlite_path=tmp_path / "fanout.sqlite3",
+        dispatch=DISPATCH,
+        allowed_roots=(tmp_path,),
+        enqueue_grace=timedelta(0),
+    )
+
+
+@pytest.fixture
+def queue(settings: Settings) -> Iterator[LocalTaskQueue]:
+    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
+    yield queue
+    queue.close()
+
+
+@pytest.fixture
+def service(settings: Settings, queue: LocalTaskQueue) -> Iterator[FanoutService]:
+    store = SqliteJobStore(settings.sqlite_path)
+    yield FanoutService(store, queue, settings)
+    store.close()
+
+
+def manifest(tmp_path: Path, lines: list[str], name: str = "manifest.txt") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def submit(service: FanoutService, path: Path | str, batch_size: int = 10) -> Job:
+    job, created = service.submit(
+        IngestRequest(source="noop", collection="c", items_from=str(path), batch_size=batch_size)
+    )
+    assert created
+    return job
+
+
+def deliver(service: FanoutService, queue: LocalTaskQueue, *, times: int = 2) -> int:
+    """Deliver every task the queue holds (and those they enqueue), each `times` times.
+    Returns how many tasks were delivered."""
+    delivered = 0
+    while tasks := queue.claim(500):
+        for task in tasks:
+            body = json.loads(task.body)
+            for _ in range(times):
+                plan = parse_plan_task(body)
+                if plan is not None:
+                    service.plan_page(plan.job_id, plan.page, worker_url=plan.worker_url)
+                else:
+                    service.run_batch(body["batch_id"])
+        queue.settle_many([(task, Attempt(200)) for task in tasks])
+        delivered += len(tasks)
+    return delivered
+
+
+def finalized_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The job-finalized lines logged (each test runs one job)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if getattr(r, "json_fields", {}).get("event") == "job_finalized"
+    ]
+
+
+def assert_exact(service: FanoutService, job: Job, items: int, batch_size: int) -> Job:
+    done = service.store.get_job(job.job_id)
+    batches = -(-items // batch_size)
+    assert (done.status, done.planning) == (JobStatus.COMPLETED, False)
+    assert (done.total_batches, done.completed_batches, done.planned_items) == (
+        batches,
+        batches,
+        items,
+    )
+    assert done.stats.processed == items
+    return done
+
+
+def test_a_manifest_job_is_planned_by_pages_and_ends_exact(
+    service: FanoutService,
+    queue: LocalTaskQueue,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    items = PAGE_ITEMS * 2 + 7  # three pages at batch size 100
+    path = manifest(tmp_path, [f"doc-{i}" for i in range(items)])
+    job = submit(service, path, batch_size=100)
+    assert (job.status, job.planning, job.total_batches) == (JobStatus.RUNNING, True, 0)
+    assert queue.get(f"{job.job_id}-plan-0") is not None
+    assert service.store.list_batches(job.job_id).total == 0
+    deliver(service, queue)
+    done = assert_exact(service, job, items, 100)
+    assert done.plan_pages == 3
+    assert len(finalized_lines(caplog)) == 1
+
+
+def test_the_manifest_rule_blank_lines_skipped_duplicates_kept(
+    service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.txt"
+    path.write_bytes(b"a\n\n   \r\n  b  \r\na\nc")  # no final line end either
+    job = submit(service, path, batch_size=2)
+    deliver(service, queue)
+    assert_exact(service, job, 4, 2)
+    batches = service.store.list_batches(job.job_id).items
+    assert [b.items for b in batches] == [("a", "b"), ("a", "c")]
+
+
+def test_a_line_too_long_fails_the_job_naming_the_line(
+    service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
+) -> None:
+    path = manifest(tmp_path, ["a", "", "b", "x" * 100_000, "c"])
+    job = submit(service, path, batch_size=1)
+    deliver(service, queue)
+    failed = service.store.get_job(job.job_id)
+    assert failed.status is JobStatus.FAILED and failed.planning  # its plan never ended
+    assert failed.error == (
+        f"manifest {path}: line 4 is longer than 4096 bytes (one item reference a line)"
+    )
+    assert failed.total_batches == 0  # the page holding it was never written
+    with pytest.raises(InvalidArgument, match="failed while planning"):
+        service.retry(job.job_id)  # it would end with part of its items
+
+
+def test_a_manifest_that_cannot_be_read_fails_the_job_by_name(
+    service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
+) -> None:
+    path = manifest(tmp_path, ["a", "b"])
+    job = submit(service, path)
+    path.unlink()
+    deliver(service, queue)
+    failed = service.store.get_job(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error == f"manifest {path} cannot be read: it does not exist"
+
+
+@pytest.mark.parametrize(
+    ("items_from", "problem"),
+    [
+        ("/etc/hostname", "outside the allowed roots"),
+        ("gs://not-allowed/m.txt", "not-allowed"),
+        ("ftp://x/m.txt", "use gs://bucket/object or a local path"),
+        ("{tmp}", "is not a file"),
+        ("{tmp}/missing.txt", "does not exist"),
+    ],
+)
+def test_a_manifest_outside_the_roots_is_refused_and_creates_nothing(
+    service: FanoutService, tmp_path: Path, items_from: str, problem: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=problem):
+        submit(service, items_from.format(tmp=tmp_path))
+    assert service.store.list_jobs(JobQuery.build()).total == 0
+
+
+def test_a_dropped_planner_task_is_enqueued_again_by_the_sweeper(
+    service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
+) -> None:
+    path = manifest(tmp_path, [f"doc-{i}" for i in range(25)])
+    job = submit(service, path)
+    for attempt in range(1, DISPATCH.max_attempts + 1):  # none reaches the worker
+        later = utcnow() + attempt * timedelta(minutes=1)
+        (task,) = queue.claim(10, now=later)
+        queue.settle(task, Attempt(None, "connection refused"), now=later)
+    assert queue.task_gone(f"{job.job_id}-plan-0")
+    assert service.store.get_job(job.job_id).plan_pages == 0
+    assert service.sweep().planned == 1
+    deliver(service, queue)
+    assert_exact(service, job, 25, 10)
+
+
+KILLER = """
+import os, signal, sys
+from functions.config import Settings
+from functions.queue.local import LocalTaskQueue
+from functions.service import FanoutService
+from functions.store.sqlite import SqliteJobStore
+import functions.store.sqlite as sqlite_store
+
+path, root, job_id, where = sys.argv[1:]
+settings = Settings(sqlite_path=path, allowed_roots=(root,))
+store = SqliteJobStore(path)
+queue = LocalTaskQueue(path, settings.dispatch)
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "mid-page":  # after the page's batches are inserted, before its commit
+    real = store.db.transaction
+    from contextlib import contextmanager
+    @contextmanager
+    def dying(*args, **kwargs):
+        with real(*args, **kwargs) as conn:
+            class Conn:
+                def execute(self, sql, *params):
+                    if sql.startswith("UPDATE jobs SET total_batches"):
+                        die()
+                    return conn.execute(sql, *params)
+                def __getattr__(self, name):
+                    return getattr(conn, name)
+            yield Conn()
+    store.db.transaction = dying
+else:  # after the page is written, before its tasks are enqueued
+    queue.enqueue = lambda tasks, **kw: die()
+FanoutService(store, queue, settings).plan_page(job_id, 1)
+"""
+
+
+@pytest.mark.parametrize("where", ["mid-page", "before-enqueue"])
+def test_a_planner_killed_mid_page_leaves_a_job_that_still_ends_exact(
+    service: FanoutService,
+    queue: LocalTaskQueue,
+    settings: Settings,
+    tmp_path: Path,
+    where: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Page 1 is delivered to a planner that is killed (SIGKILL) mid-page or after writing
+    it; the queue then delivers it again (and everything else twice)."""
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    items = page_batches(1) * 2 + 3
+    path = manifest(tmp_path, [f"doc-{i}" for i in range(items)])
+    job = submit(service, path, batch_size=1)
+    service.plan_page(job.job_id, 0)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(settings.sqlite_path), str(tmp_path), job.job_id, where],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    after = service.store.get_job(job.job_id)
+    written = where == "before-enqueue"
+    assert after.plan_pages == (2 if written else 1)
+    assert after.total_batches == page_batches(1) * (2 if written else 1)
+    deliver(service, queue)  # page 1's task is still queued: delivered again
+    assert_exact(service, job, items, 1)
+    assert len(finalized_lines(caplog)) == 1
+
+
+def test_a_gs_manifest_is_read_page_by_page_by_byte_ranges(
+    settings: Settings, queue: LocalTaskQueue, make_bucket: MakeBucket
+) -> None:
+    """The same job from a manifest in Cloud Storage (fake-gcs-server): every page is a
+    seek and a read of its own; a line too long there fails the job alike."""
+    lines = [f"gs://elsewhere/doc-{i}.txt" for i in range(PAGE_ITEMS + 5)]
+    bucket = make_bucket(
+        {
+            "lists/m.txt": "".join(f"{line}\n" for line in lines).encode(),
+            "lists/long.txt": b"a\n" + b"x" * 5000 + b"\n",
+        }
+    )
+    on_gcs = replace(settings, ingestion=replace(settings.ingestion, allowed_buckets=(bucket,)))
+    store = SqliteJobStore(settings.sqlite_path)
+    service = FanoutService(store, queue, on_gcs)
+    try:
+        job = submit(service, f"gs://{bucket}/lists/m.txt", batch_size=1_000)
+        deliver(service, queue, times=1)
+        done = assert_exact(service, job, len(lines), 1_000)
+        assert done.plan_pages == 2
+        last = store.get_batch(f"{job.job_id}_{done.total_batches - 1:04d}")
+        assert last.items == tuple(lines[-5:])
+
+        long = submit(service, f"gs://{bucket}/lists/long.txt")
+        deliver(service, queue, times=1)
+        failed = store.get_job(long.job_id)
+        assert failed.status is JobStatus.FAILED
+        assert failed.error is not None and "line 2 is longer than 4096 bytes" in failed.error
+        with pytest.raises(InvalidArgument, match="not-this-one"):
+            submit(service, "gs://not-this-one/m.txt")
+    finally:
+        store.close()
