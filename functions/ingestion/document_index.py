@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from lancedb.table import Table
 
 from functions.errors import TransientError
-from functions.ingestion.compaction import optimize_apart
 from functions.ingestion.fingerprint import Fingerprint
 from functions.ingestion.sink import (
     COMPACT_EVERY_VERSIONS,
@@ -159,7 +158,7 @@ class DocumentIndex:
             raise TransientError(f"{self.name!r}: write kept conflicting: {error}") from error
         if version % COMPACT_EVERY_VERSIONS == 0:  # as the chunks' table, and for the same reason
             try:
-                optimize_apart(self.db_uri, self.name, cleanup_older_than=None)
+                table.optimize()
             except Exception:
                 log.warning("%s: compaction during the job failed", self.name, exc_info=True)
 
@@ -183,9 +182,10 @@ class DocumentIndex:
     def compact(self) -> None:
         """Fold the small versions each flush left (once per job, at the end). A failure
         (a concurrent job's write) is logged: the next job compacts."""
-        if self._table() is None:
+        table = self._table()
+        if table is None:
             return
         try:
-            optimize_apart(self.db_uri, self.name, cleanup_older_than=timedelta(minutes=10))
+            table.optimize(cleanup_older_than=timedelta(minutes=10))
         except Exception:
             log.warning("%s: compaction failed", self.name, exc_info=True)
