@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -57,16 +58,27 @@ def optimize_apart(db_uri: str, table: str, *, cleanup_older_than: timedelta | N
 
 
 def optimize_here(args: dict[str, Any]) -> int:
-    """The child's work: the exit status `optimize_apart` reads."""
+    """The child's work: the exit status `optimize_apart` reads. A commit that loses to a
+    concurrent writer's is retried here first, on the latest version: a new child costs
+    a Python start, and a slow start widens the window for the next conflict."""
     import lancedb
 
-    from functions.ingestion.sink import _is_conflict
+    from functions.ingestion.sink import WRITE_ATTEMPTS, _is_conflict
 
     seconds = args["cleanup_seconds"]
+    cleanup = None if seconds is None else timedelta(seconds=seconds)
     try:
         table = lancedb.connect(args["db_uri"]).open_table(args["table"])
-        table.optimize(cleanup_older_than=None if seconds is None else timedelta(seconds=seconds))
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
+                table.optimize(cleanup_older_than=cleanup)
+                return 0
+            except (OSError, RuntimeError, ValueError) as error:
+                if not _is_conflict(error) or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
     except (OSError, RuntimeError, ValueError) as error:
         print(error, file=sys.stderr)
         return CONFLICT_EXIT if _is_conflict(error) else 1
-    return 0
+    return 1  # not reached: the last attempt returns or raises
