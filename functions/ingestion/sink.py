@@ -59,7 +59,7 @@ COMPACT_EVERY_VERSIONS = 100
 # capped, a worker's memory stays bounded whatever the corpus size. The metadata cache
 # fills with every table version a job writes (manifests, fragment metadata), of which
 # searches need only the latest: at 64 MB it held a worker about 70 MB higher by 40 MB of
-# source than at 8 MB, at the same speed (docs/ingestion.md, Worker memory).
+# source than at 8 MB (docs/ingestion.md, Worker memory).
 INDEX_CACHE_BYTES = 128 * 1024 * 1024
 METADATA_CACHE_BYTES = 8 * 1024 * 1024
 # The column full-text search reads: a chunk's heading path and text as terms (see
