@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 from functions.errors import CollectionNotFound, InvalidArgument, TransientError
 from functions.humanize import plural
+from functions.ingestion.compaction import optimize_apart
 from functions.ingestion.documents import Chunk
 from functions.ingestion.query_text import (
     ParsedQuery,
@@ -55,9 +56,12 @@ WRITE_ATTEMPTS = 6
 # uncompacted, 20 s compacted every 100).
 COMPACT_EVERY_VERSIONS = 100
 # LanceDB's caches default to gigabytes, which a worker would fill as a collection grows:
-# capped, a worker's memory stays bounded whatever the corpus size.
+# capped, a worker's memory stays bounded whatever the corpus size. The metadata cache
+# fills with every table version a job writes (manifests, fragment metadata), of which
+# searches need only the latest: at 64 MB it held a worker about 70 MB higher by 40 MB of
+# source than at 8 MB (docs/ingestion.md, Worker memory).
 INDEX_CACHE_BYTES = 128 * 1024 * 1024
-METADATA_CACHE_BYTES = 64 * 1024 * 1024
+METADATA_CACHE_BYTES = 8 * 1024 * 1024
 # The column full-text search reads: a chunk's heading path and text as terms (see
 # query_text.search_terms). Collections from before it are given it at their next submit.
 TERMS_COLUMN = "search_text"
@@ -365,7 +369,7 @@ class Collection:
         """Compaction in the middle of a job: an optimisation, so a failure is logged and
         the batch, whose write already committed, goes on."""
         try:
-            self._optimize(table, cleanup_older_than=None)
+            self._optimize(cleanup_older_than=None)
         except Exception:
             log.warning("collection %s: compaction during the job failed", self.name, exc_info=True)
 
@@ -449,7 +453,8 @@ class Collection:
         retry `optimize` itself)."""
         table = self.table()
         before = self._fragments(table)
-        self._optimize(table, cleanup_older_than=timedelta(minutes=10))
+        self._optimize(cleanup_older_than=timedelta(minutes=10))
+        table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
         self.ensure_text_index(table)
         indexes = {index.columns[0] for index in table.list_indices()}
         rows = table.count_rows()
@@ -463,19 +468,13 @@ class Collection:
             table.create_index("vector", config=IvfPq(distance_type="cosine"))
         return Compaction(before, self._fragments(table), rows)
 
-    @staticmethod
     @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.1)
-    def _optimize(table: Table, *, cleanup_older_than: timedelta | None) -> None:
-        """`optimize`, retried on a fresh view after a conflict with a concurrent writer
-        (LanceDB does not retry it itself). Without `cleanup_older_than`, old versions
-        are kept (LanceDB's own default age applies)."""
-        try:
-            table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
-            table.optimize(cleanup_older_than=cleanup_older_than)
-        except (OSError, RuntimeError, ValueError) as error:
-            if _is_conflict(error):
-                raise CommitConflict(str(error)) from error
-            raise
+    def _optimize(self, *, cleanup_older_than: timedelta | None) -> None:
+        """`optimize` on the latest version, in a child process (it keeps memory in
+        proportion to the table: functions/ingestion/compaction.py), retried after a
+        conflict with a concurrent writer (LanceDB does not retry it itself). Without
+        `cleanup_older_than`, old versions are kept (LanceDB's own default age applies)."""
+        optimize_apart(self.db_uri, self.name, cleanup_older_than=cleanup_older_than)
 
     @staticmethod
     def _fragments(table: Table) -> int:
