@@ -9,6 +9,7 @@ A child's memory goes back to the system when it exits, whatever LanceDB kept.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +65,11 @@ def optimize_here(args: dict[str, Any]) -> int:
     import lancedb
 
     from functions.ingestion.sink import WRITE_ATTEMPTS, _is_conflict
+
+    # A stop (SIGTERM to the worker's process group, as Cloud Run and the local stack send)
+    # lets the worker finish the request in hand within its grace period; this compaction
+    # is part of that request, so it finishes too. A hurried stop's SIGKILL still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     seconds = args["cleanup_seconds"]
     cleanup = None if seconds is None else timedelta(seconds=seconds)

@@ -4,6 +4,7 @@ SQLite or a Firestore emulator), driven over HTTP."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -91,6 +92,10 @@ def print_logs(stack: LocalStack, tail: int = 40) -> None:
 
 def client_for(stack: LocalStack) -> FanoutClient:
     return FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
+
+
+# What a Python repr looks like in text meant for people: a dict, a list, an object.
+RAW_REPR = re.compile(r"\{'|\['|<[\w.]+ object at 0x|\b[A-Z]\w+\(\w+=")
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:

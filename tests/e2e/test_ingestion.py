@@ -4,6 +4,7 @@ searched over HTTP."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from functions.cli.client import FanoutClient
 from functions.ingestion.sink import Collection
 from functions.local.sample_corpus import CorpusFile, generate
 from functions.local.stack import LocalStack
-from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
+from functions.observability.lines import LOCAL_LOG_FILE
+from tests.e2e.conftest import RAW_REPR, StackFactory, client_for, wait_for, wait_terminal
 from tests.support.gcs import MakeBucket
 
 MiB = 1024 * 1024
@@ -29,6 +31,11 @@ def _ingest(client: FanoutClient, location: str, **options: Any) -> dict[str, An
         }
     )
     return wait_terminal(client, accepted["job_id"], timeout=300)
+
+
+def _messages(stack: LocalStack) -> list[str]:
+    lines = (stack.logs / LOCAL_LOG_FILE).read_text().splitlines()
+    return [json.loads(line)["message"] for line in lines]
 
 
 def _collection(stack: LocalStack) -> Collection:
@@ -104,6 +111,13 @@ def test_sample_corpus_from_a_folder(make_stack: StackFactory) -> None:
         timeout=60,
         what="the end-of-job prune",
     )
+    # ... and its compaction is logged in words, not as a raw dict.
+    compacted = wait_for(
+        lambda: [m for m in _messages(stack) if f"job {pruned['job_id']}: compacted " in m],
+        timeout=60,
+        what="the end-of-job compaction line",
+    )
+    assert not RAW_REPR.search(compacted[0]), compacted
     hits = client.search("docs", "quokka ledger", k=1)["hits"]
     assert hits[0]["uri"] == uri_of[changed.path]
     assert collection.count() == (stats["chunks"] - len(old_ids) + len(new_ids) - len(deleted_ids))
