@@ -185,7 +185,7 @@ def test_compaction_survives_a_concurrent_write_from_another_job(
 
 
 def _rewrite_often(db: str, prefix: str, start: Barrier) -> None:
-    sink.COMPACT_EVERY_VERSIONS = 4  # compact many times during this short run
+    sink.COMPACT_EVERY_VERSIONS = 8  # compact several times during this short run
     collection = Collection(db, "docs")
     start.wait()
     for round_ in range(6):
