@@ -10,8 +10,9 @@ from tests.cli.conftest import Fanout
 
 
 def test_a_scheduled_job_says_when_it_starts_everywhere(fanout: Fanout) -> None:
-    """Two hours ahead less a few seconds: every view rounds down to "starts in 1 h"."""
-    start = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    """Two hours ahead less 30 s: every view rounds down to "starts in 1 h" (a start just
+    under two hours ahead would round to the second, and read "2 h" on a fast machine)."""
+    start = (datetime.now(UTC) + timedelta(hours=2, seconds=-30)).replace(microsecond=0)
     stamp = start.isoformat().replace("+00:00", "Z")
     flags = ["--source", "noop", "--collection", "later", "--items", "a", "b"]
 
