@@ -31,6 +31,7 @@ LOADED_ON_FIRST_USE = (
 
 
 def test_importing_main_loads_no_cloud_client_nor_model_runtime() -> None:
+    """A cold start imports only what every request needs: no client library, no model."""
     script = (
         "import json, sys\n"
         "import main\n"
