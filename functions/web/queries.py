@@ -25,9 +25,11 @@ MAX_CURSOR_CHARS = 2048
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 CURSOR_ABOUT = "the next_cursor of the page before; any other is refused with 400 (InvalidCursor)"
 MAX_FILTER_CHARS = 128
-# A search must have something str.strip() leaves (which strips \x1c-\x1f too) that is not
-# a quote mark: only quotes has nothing to search for (query_text.parse_search_query).
-SEARCH_TEXT = f'[^\\s\\x1c-\\x1f"{TYPOGRAPHIC_QUOTES}]'
+# A search must have something str.strip() leaves that is not a quote mark: only quotes has
+# nothing to search for (query_text.parse_search_query). str.strip() also strips \x1c-\x1f
+# and \x85, which the document's readers take as text: OpenAPI patterns are ECMA-262, whose
+# \s leaves them out.
+SEARCH_TEXT = f'[^\\s\\x1c-\\x1f\\x85"{TYPOGRAPHIC_QUOTES}]'
 SearchUnit = Literal["document", "chunk"]
 SEARCH_BY = (
     "document: each hit is a document, as its best chunk with how many of its chunks "

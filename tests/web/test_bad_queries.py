@@ -145,6 +145,7 @@ def test_bad_search_and_log_queries_are_400_too(stack: LocalStack, jobs: list[st
         f"{api}/collections/docs/search?q=%22": "q",
         f"{api}/collections/docs/search?q=%22%22%20%22%22": "q",
         f"{api}/collections/docs/search?q=%E2%80%9C%E2%80%9D": "q",
+        f"{api}/collections/docs/search?q=%C2%85": "q",  # NEL: str.strip() removes it
         f"{api}/collections/docs/search?q=x&by=page": "by",
         f"{api}/collections/docs/search": "q",
         f"{api}/jobs/{jobs[0]}/logs?limit={HUGE}": "limit",
@@ -155,3 +156,18 @@ def test_bad_search_and_log_queries_are_400_too(stack: LocalStack, jobs: list[st
         error = _refused(url)
         assert error["error"] == "InvalidArgument"
         assert [p["field"] for p in error["problems"]] == [parameter], (url, error)
+
+
+def test_the_documented_search_text_refuses_every_string_the_server_strips_to_nothing(
+    document: dict[str, Any],
+) -> None:
+    """`q`'s pattern in the document, read as OpenAPI's readers read it (ECMA-262, whose
+    \\s is not Python's), refuses each character str.strip() removes, which the server
+    refuses as nothing to search for: a client that checks its request against the
+    document is never refused for a query the document allows."""
+    search = document["paths"]["/collections/{name}/search"]["get"]
+    (q,) = [p for p in search["parameters"] if p["name"] == "q"]
+    validator = jsonschema_rs.Draft202012Validator(q["schema"])
+    stripped = [chr(c) for c in range(0x110000) if not chr(c).strip()]
+    assert len(stripped) > 20  # Unicode's whitespace, not just ASCII's
+    assert [hex(ord(c)) for c in stripped if validator.is_valid(c)] == []
