@@ -175,13 +175,17 @@ def test_compaction_survives_a_concurrent_write_from_another_job(
     writer = threading.Thread(target=other_job)
     writer.start()
     writing.wait(timeout=60)
-    report = collection.compact()
+    collection.compact()
     done.set()
     writer.join(timeout=120)
     written_new = {c.split("#")[0] for c in collection.chunk_ids() if c.startswith("new-")}
-    assert report.fragments_after < report.fragments_before
     assert collection.count() == 30 * 3 + len(written_new) * 3
     assert len(written_new) >= 10
+    # Each write added one fragment. The compaction folded the 30 old ones and the first
+    # new one (at least) into one; the writes that committed while it ran (as many as a
+    # loaded machine allows) stay as they came.
+    writes = 30 + len(written_new)
+    assert Collection._fragments(collection.table()) <= writes - 30
 
 
 def _rewrite_often(db: str, prefix: str, start: Barrier) -> None:
