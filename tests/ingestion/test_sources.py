@@ -228,6 +228,9 @@ class _SpyingSource:
     def list_items(self) -> Iterator[SourceItem]:
         return iter(())
 
+    def list_after(self, uri: str | None) -> Iterator[SourceItem]:
+        return iter(())
+
     def open(self, uri: str) -> BinaryIO:
         return io.BufferedReader(_CountingFile(uri, self.reads))
 
@@ -251,6 +254,9 @@ def test_read_item_cuts_off_a_stream_of_unknown_size_past_the_limit() -> None:
         location = root_uri = "endless"
 
         def list_items(self) -> Iterator[SourceItem]:
+            return iter(())
+
+        def list_after(self, uri: str | None) -> Iterator[SourceItem]:
             return iter(())
 
         def open(self, uri: str) -> BinaryIO:
