@@ -895,8 +895,8 @@ class FanoutService:
         planned = self.store.get_job(job_id)
         if planned.planning and planned.status is JobStatus.FAILED:
             raise InvalidArgument(
-                f"job {job_id} failed while planning ({planned.error}); fix its manifest and"
-                " submit it as a new job"
+                f"job {job_id} failed while planning ({planned.error}); fix its manifest or"
+                " location and submit it as a new job"
             )
         reopened = self.store.retry_failed(job_id, now=self.clock())
         job = self.store.get_job(job_id)
