@@ -111,7 +111,7 @@ def one_job(items: int, batch_size: int, state: Path, origin: str) -> dict[str, 
                 break
             time.sleep(POLL)  # polling another process's state
         assert planned_at is not None
-        assert job["status"] == "completed" and job["planned_items"] == items, job
+        assert job["status"] == "completed" and job["stats"]["processed"] == items, job
         found = {
             "items": items,
             "batches": job["total_batches"],

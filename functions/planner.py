@@ -20,12 +20,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from functions.errors import InvalidArgument
+from functions.priority import Priority
 
 # Items one page reads at most (its memory), and batches it writes at most (one Firestore
 # commit holds a page: at most 500 writes, the page's marker and the job among them).
 PAGE_ITEMS = 20_000
 PAGE_BATCHES = 250
+# A request lists at most this many names of a location (and the one after): a listing that
+# ends within them is planned in the request; a longer one by pages, from its start. The
+# submit's time stays that of a small listing (1,000 local files: tens of milliseconds).
+SUBMIT_LISTING_ITEMS = 1_000
 PLAN_TASK_KEY = "plan"
+# Planner tasks wait in the high class's queue, whatever their job's priority: each is
+# tiny and gates its job's batches, and one class means the sweeper knows where to ask.
+PLAN_PRIORITY = Priority.HIGH
 # Where a planned job's recorded request keeps how many batches its pages hold.
 PAGE_BATCHES_KEY = "page_batches"
 

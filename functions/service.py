@@ -55,6 +55,8 @@ from functions.observability.trace import TRACEPARENT, new_trace_id, traceparent
 from functions.paging import encode_cursor
 from functions.planner import (
     PAGE_BATCHES_KEY,
+    PLAN_PRIORITY,
+    SUBMIT_LISTING_ITEMS,
     PlanRun,
     page_batches,
     plan_task_body,
@@ -290,14 +292,15 @@ class FanoutService:
             items = request.items
         else:
             assert request.location is not None  # the model requires one of the two
-            # The first page only: a listing that goes on past it is planned by pages.
+            # A short read only: a listing that goes on past it is planned by pages.
+            submit_items = min(SUBMIT_LISTING_ITEMS, self.settings.plan_page_items)
             first = read_listing_page(
                 request.location,
                 None,
                 self.settings,
                 batch_size=request.batch_size,
                 max_bytes=self._max_batch_bytes(request.max_batch_bytes),
-                batches=per_page,
+                batches=page_batches(request.batch_size, submit_items),
             )
             if not first.last:
                 processor.prepare(request)
@@ -393,6 +396,7 @@ class FanoutService:
             name=plan_task_name(job.job_id, page, rounds),
             body=plan_task_body(job.job_id, page, self.settings.worker_url),
             schedule_time=None,  # planning runs at once; only the batches wait to start
+            priority=PLAN_PRIORITY,
         )
 
     def _enqueue_plan(self, job: Job, page: int, rounds: int = 0) -> bool:
@@ -1211,7 +1215,8 @@ class FanoutService:
         for job in [*self._jobs_with_status("running"), *self._jobs_with_status("scheduled")]:
             if not job.planning or now - job.created_at < self.settings.enqueue_grace:
                 continue
-            if self.queue.task_gone(plan_task_name(job.job_id, job.plan_pages)) is not True:
+            next_page = plan_task_name(job.job_id, job.plan_pages)
+            if self.queue.task_gone(next_page, PLAN_PRIORITY) is not True:
                 continue
             if dry_run or self._enqueue_plan(job, job.plan_pages, int(now.timestamp())):
                 tally.add("planned", job.job_id)

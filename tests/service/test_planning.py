@@ -25,7 +25,8 @@ from functions.errors import InvalidArgument
 from functions.ingest_request import IngestRequest
 from functions.ingestion.sources import LocalSource
 from functions.jobs import Job, JobStatus, plan_batches, utcnow
-from functions.planner import PAGE_ITEMS, page_batches, parse_plan_task
+from functions.planner import PAGE_ITEMS, SUBMIT_LISTING_ITEMS, page_batches, parse_plan_task
+from functions.priority import Priority
 from functions.queue.local import Attempt, LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
@@ -365,7 +366,7 @@ def submitted_listed(caplog: pytest.LogCaptureFixture) -> list[object]:
 
 def location_job(service: FanoutService, location: str, **fields: object) -> Job:
     request = IngestRequest.model_validate(
-        {"source": "noop", "collection": "c", "location": location, "batch_size": 3, **fields}
+        {"source": "noop", "collection": "c", "location": location, "batch_size": 3} | fields
     )
     job, created = service.submit(request)
     assert created
@@ -437,9 +438,12 @@ def test_a_dropped_planner_task_of_a_listing_is_enqueued_again_by_the_sweeper(
     paged: FanoutService, queue: LocalTaskQueue, tmp_path: Path
 ) -> None:
     """Page 1's task never reaches the worker: the sweeper enqueues it again, and the
-    listing resumes where page 0 stopped."""
+    listing resumes where page 0 stopped. A low job's planner tasks wait in the high
+    queue (tiny, and they gate the job), its batches in the low one."""
     listing = folder(tmp_path / "docs")
-    job = location_job(paged, str(tmp_path / "docs"), max_batch_bytes=2048)
+    job = location_job(paged, str(tmp_path / "docs"), max_batch_bytes=2048, priority="low")
+    first_page = queue.get(f"{job.job_id}-plan-0")
+    assert first_page is not None and first_page.priority is Priority.HIGH
     plan_task = f"{job.job_id}-plan-1"
     for attempt in range(1, DISPATCH.max_attempts + 2):  # page 0 and its batches run
         later = utcnow() + attempt * timedelta(minutes=1)
@@ -452,6 +456,8 @@ def test_a_dropped_planner_task_of_a_listing_is_enqueued_again_by_the_sweeper(
     assert queue.task_gone(plan_task)
     assert paged.store.get_job(job.job_id).plan_pages == 1
     assert paged.sweep().planned == 1
+    batch_task = queue.get(f"{job.job_id}_0000-g0-a0")
+    assert batch_task is not None and batch_task.priority is Priority.LOW
     deliver(paged, queue)
     assert_planned_as_whole(paged, job, listing, sizes_of(listing))
 
@@ -500,3 +506,28 @@ def test_a_gs_prefix_larger_than_a_page_is_planned_by_pages_and_ends_exact(
         assert done.plan_pages == 4  # 28 items, 9 a page
     finally:
         store.close()
+
+
+def test_a_submit_reads_a_thousand_names_of_a_listing_at_most(
+    service: FanoutService,
+    queue: LocalTaskQueue,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the default page size (20,000): a folder of 1,500 files is not listed whole by
+    its submit, which reads 1,000 names and the one after; the planner plans the rest."""
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(SUBMIT_LISTING_ITEMS + 500):
+        (root / f"{i:05d}.txt").touch()
+    job = location_job(service, str(root), batch_size=100)
+    assert submitted_listed(caplog) == [SUBMIT_LISTING_ITEMS + 1] and job.planning
+    deliver(service, queue, times=1)
+    done = service.store.get_job(job.job_id)
+    assert (done.status, done.total_batches, done.planned_items) == (
+        JobStatus.COMPLETED,
+        15,
+        SUBMIT_LISTING_ITEMS + 500,
+    )
+    assert done.plan_pages == 1
