@@ -12,10 +12,11 @@ as a ratio to the smallest job's.
 `--origin location` submits a folder of that many empty files instead (1,000 a directory),
 planned by pages from its listing; each run also reports how long listing the folder whole
 takes here (`whole_listing_seconds`, what a submit that lists it whole pays at least) and
-the submit's latency as a ratio to it.
+the submit's latency as a ratio to it. `--folder DIR` submits that folder instead (real
+documents, e.g. /usr/share/doc), once, its size being its listing's.
 
 Usage: python -m bench.scale [--sizes 100000,1000000] [--batch-size 100]
-       [--origin manifest|location]
+       [--origin manifest|location] [--folder DIR]
 """
 
 from __future__ import annotations
@@ -67,22 +68,27 @@ def folder_of(items: int, state: Path) -> Path:
     return folder
 
 
-def whole_listing_seconds(folder: Path) -> float:
+def whole_listing(folder: Path) -> tuple[int, float]:
+    """How many items listing `folder` whole finds, and the seconds it takes."""
     start = time.perf_counter()
     listed = sum(
         1 for _ in LocalSource(str(folder), Settings(allowed_roots=(folder,))).list_items()
     )
     assert listed > 0
-    return time.perf_counter() - start
+    return listed, time.perf_counter() - start
 
 
-def one_job(items: int, batch_size: int, state: Path, origin: str) -> dict[str, Any]:
+def one_job(
+    items: int, batch_size: int, state: Path, origin: str, real: Path | None = None
+) -> dict[str, Any]:
     given: dict[str, Any]
     whole: float | None = None
+    roots = str(state)
     if origin == "location":
-        folder = folder_of(items, state)
-        whole = whole_listing_seconds(folder)
+        folder = real or folder_of(items, state)
+        items, whole = whole_listing(folder)
         given = {"location": str(folder)}
+        roots += f":{folder}"
     else:
         manifest = state / f"manifest-{items}.txt"
         with manifest.open("w") as out:
@@ -91,7 +97,7 @@ def one_job(items: int, batch_size: int, state: Path, origin: str) -> dict[str, 
     config = StackConfig(
         state_dir=state / f"stack-{items}",
         port_base=free_port_block(5),
-        env={"FANOUT_ALLOWED_ROOTS": str(state)},
+        env={"FANOUT_ALLOWED_ROOTS": roots},
     )
     with LocalStack(config) as stack:
         client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
@@ -134,14 +140,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--origin", choices=("manifest", "location"), default="manifest")
+    parser.add_argument("--folder", type=Path, help="an existing folder, for --origin location")
     args = parser.parse_args(argv)
     sizes = sorted(int(size) for size in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="fanout-bench-scale-") as tmp:
-        runs = [one_job(size, args.batch_size, Path(tmp), args.origin) for size in sizes]
+        if args.folder is not None:
+            runs = [one_job(0, args.batch_size, Path(tmp), "location", args.folder.resolve())]
+        else:
+            runs = [one_job(size, args.batch_size, Path(tmp), args.origin) for size in sizes]
     small, large = runs[0], runs[-1]
     figures = {
         "bench": "scale",
-        "origin": args.origin,
+        "origin": "folder" if args.folder else args.origin,
         "batch_size": args.batch_size,
         "runs": runs,
         "ingest_rss_ratio": round(large["ingest_peak_rss_mb"] / small["ingest_peak_rss_mb"], 2),
