@@ -435,14 +435,9 @@ class FanoutService:
 
     def _plan_page(self, job: Job, page: int) -> PlanRun:
         batch_size = int(job.request.get("batch_size") or 100)
-        max_bytes: int | None = None
+        max_bytes = self._max_batch_bytes(job.request.get("max_batch_bytes"))
         try:
-            read = self._read_plan_page(job, batch_size)
-            if isinstance(read, ListingPage):
-                items, sizes = read.uris, read.sizes
-                max_bytes = self._max_batch_bytes(job.request.get("max_batch_bytes"))
-            else:
-                items, sizes = read.items, None
+            read = self._read_plan_page(job, batch_size, max_bytes)
         except (ManifestError, ListingError) as error:
             failed = self.store.fail_planning(
                 job.job_id, page, error=error.message, now=self.clock()
@@ -458,16 +453,16 @@ class FanoutService:
             return PlanRun(job.job_id, page, False, reason=error.message)
         batches = plan_batches(
             job.job_id,
-            items,
+            read.uris,
             batch_size,
             now=self.clock(),
-            sizes=sizes,
+            sizes=read.sizes,  # a listing's: cut by bytes too, as the page was
             max_bytes=max_bytes,
             first_index=job.total_batches,
         )
         planned = self.store.add_plan_page(
             job.job_id,
-            PlanPage(page, batches, len(items), read.cursor, read.last),
+            PlanPage(page, batches, len(read.uris), read.cursor, read.last),
             now=self.clock(),
         )
         if not planned.written:  # a concurrent delivery wrote it first
@@ -490,7 +485,9 @@ class FanoutService:
         self._after_finish(FinishResult(True, planned.finalized, planned.job))
         return PlanRun(job.job_id, page, True, len(batches), read.last, planned.finalized)
 
-    def _read_plan_page(self, job: Job, batch_size: int) -> ManifestPage | ListingPage:
+    def _read_plan_page(
+        self, job: Job, batch_size: int, max_bytes: int
+    ) -> ManifestPage | ListingPage:
         """The job's next page: of its manifest, or of its location's listing."""
         per_page = _page_batches(job)
         manifest = job.request.get("items_from")
@@ -501,7 +498,7 @@ class FanoutService:
             job.plan_cursor,
             self.settings,
             batch_size=batch_size,
-            max_bytes=self._max_batch_bytes(job.request.get("max_batch_bytes")),
+            max_bytes=max_bytes,
             batches=per_page,
         )
 
