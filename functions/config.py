@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from functions.errors import ConfigError
+from functions.planner import PAGE_ITEMS
 from functions.priority import Priority
 
 PREFIX = "FANOUT_"
@@ -186,6 +187,9 @@ class Settings:
     # A job still pending (never planned) this long after its creation is failed by the
     # sweeper: the instance that was planning it died.
     planning_timeout: timedelta = timedelta(minutes=15)
+    # A planner page (functions/planner.py) reads at most this many items; a location whose
+    # listing holds more than one page is planned by pages, not in the request.
+    plan_page_items: int = PAGE_ITEMS
     # Fault injection (functions/queue/chaos.py): refuse tasks past this many per submit.
     chaos_enqueue_limit: int | None = None
     # Every callback is signed with this (functions/signing.py); required in the cloud, and
@@ -258,6 +262,7 @@ class Settings:
             planning_timeout=timedelta(
                 seconds=_positive_float(env, "PLANNING_TIMEOUT_SECONDS", 900)
             ),
+            plan_page_items=_positive_int(env, "PLAN_PAGE_ITEMS", PAGE_ITEMS),
             chaos_enqueue_limit=(
                 _positive_int(env, "CHAOS_ENQUEUE_LIMIT", 1)
                 if _read(env, "CHAOS_ENQUEUE_LIMIT")

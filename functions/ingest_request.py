@@ -52,7 +52,13 @@ class IngestRequest(BaseModel):
     source: str = Field(min_length=1, max_length=64, description="registered processor")
     collection: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     items: list[str] | None = Field(default=None, max_length=1_000_000)
-    location: str | None = Field(default=None, min_length=1, max_length=1024)
+    location: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="a folder under an allowed root, or gs://bucket/prefix; a listing of more"
+        " than 1,000 items is planned page by page by the planner",
+    )
     items_from: str | None = Field(
         default=None,
         min_length=1,

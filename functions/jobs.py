@@ -269,15 +269,20 @@ class Job:
         created = now or utcnow()
         if (client_id is None) != (request_id is None):
             raise InvalidArgument("client_id and request_id go together: give both or neither")
+        # A job planned by pages runs from the start: its batches may run while later pages
+        # are still being read. With a later start it is scheduled instead (planning goes
+        # on; its first claim at or after `not_before` starts it).
+        waits = not_before is not None and created < not_before
+        status = JobStatus.PENDING
+        if planning:
+            status = JobStatus.SCHEDULED if waits else JobStatus.RUNNING
         return cls(
             job_id=new_job_id(created),
             source=source,
             collection=collection,
             created_at=created,
-            # A job planned by pages runs from the start: its batches may run while later
-            # pages are still being read.
-            status=JobStatus.RUNNING if planning else JobStatus.PENDING,
-            started_at=created if planning else None,
+            status=status,
+            started_at=created if status is JobStatus.RUNNING else None,
             request=dict(request or {}),
             client_id=client_id,
             request_id=request_id,
@@ -400,6 +405,33 @@ class Batch:
         return cls(**values)
 
 
+class BatchCut:
+    """Where a plan starts a new batch: after `batch_size` items and, when sizes are known,
+    before the item that would take the batch past `max_bytes`. The one rule of
+    `plan_batches` and of a planner page, which stops before the batch it has no room for."""
+
+    def __init__(self, batch_size: int, max_bytes: int | None = None) -> None:
+        if batch_size < 1:
+            raise InvalidArgument(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.max_bytes = max_bytes
+        self.batches = 0
+        self._items = 0
+        self._bytes = 0
+
+    def starts_batch(self, size: int = 0) -> bool:
+        """Take the next item, of `size` bytes; True if it starts a new batch."""
+        new = not self.batches or self._items >= self.batch_size
+        if not new and self.max_bytes is not None and self._bytes + size > self.max_bytes:
+            new = True
+        if new:
+            self.batches += 1
+            self._items = self._bytes = 0
+        self._items += 1
+        self._bytes += size
+        return new
+
+
 def plan_batches(
     job_id: str,
     items: Sequence[str],
@@ -413,21 +445,13 @@ def plan_batches(
     """Split `items` into batches, in order: at most `batch_size` items each and, when
     `sizes` are known, at most `max_bytes` of them, so that a giant file runs in a batch
     of its own instead of holding up hundreds of small ones."""
-    if batch_size < 1:
-        raise InvalidArgument(f"batch_size must be at least 1, got {batch_size}")
+    cut = BatchCut(batch_size, max_bytes if sizes is not None else None)
     created = now or utcnow()
     groups: list[list[str]] = []
-    group_bytes = 0
     for position, item in enumerate(items):
-        size = sizes[position] if sizes is not None else 0
-        full = not groups or len(groups[-1]) >= batch_size
-        if not full and max_bytes is not None and group_bytes + size > max_bytes:
-            full = True
-        if full:
+        if cut.starts_batch(sizes[position] if sizes is not None else 0):
             groups.append([])
-            group_bytes = 0
         groups[-1].append(item)
-        group_bytes += size
     return [
         Batch(
             batch_id=batch_id_for(job_id, index),

@@ -22,7 +22,6 @@ from functions.config import Settings, retry_window
 from functions.errors import (
     Busy,
     InvalidArgument,
-    InvalidField,
     InvalidTransition,
     ItemFailed,
     ItemSkipped,
@@ -30,8 +29,13 @@ from functions.errors import (
     TransientError,
 )
 from functions.ingest_request import IngestRequest
-from functions.ingestion.sources import open_source
-from functions.ingestion.sources.manifest import ManifestError, check_manifest, read_page
+from functions.ingestion.sources.listing import ListingError, ListingPage, read_listing_page
+from functions.ingestion.sources.manifest import (
+    ManifestError,
+    ManifestPage,
+    check_manifest,
+    read_page,
+)
 from functions.jobs import (
     Batch,
     BatchOutcome,
@@ -49,7 +53,15 @@ from functions.observability.links import logs_url
 from functions.observability.runner import worker_location
 from functions.observability.trace import TRACEPARENT, new_trace_id, traceparent
 from functions.paging import encode_cursor
-from functions.planner import PlanRun, page_batches, plan_task_body, plan_task_name
+from functions.planner import (
+    PAGE_BATCHES_KEY,
+    PLAN_PRIORITY,
+    SUBMIT_LISTING_ITEMS,
+    PlanRun,
+    page_batches,
+    plan_task_body,
+    plan_task_name,
+)
 from functions.processors import BatchContext, Processor, get_processor
 from functions.queue.protocol import Task, TaskQueue
 from functions.schedule import check_not_before
@@ -78,6 +90,13 @@ DROPPED_PER_SWEEP = 5_000
 # first, so a healthy queue costs a sweep a few calls, and a worker outage that dropped
 # thousands of tasks is found whole by one sweep.
 STILL_QUEUED_IN_A_ROW = 20
+
+
+def _page_batches(job: Job) -> int:
+    """How many batches each page of `job` but the last holds: fixed at its submit (jobs
+    recorded before it was kept used the default page size)."""
+    recorded = job.request.get(PAGE_BATCHES_KEY)
+    return int(recorded) if recorded else page_batches(int(job.request.get("batch_size") or 100))
 
 
 def _traceback_tail(error: BaseException) -> str:
@@ -263,23 +282,30 @@ class FanoutService:
             check_callback_url(request.callback_url, allow_local_http=self.settings.local)
         if request.not_before is not None:
             check_not_before(request.not_before, self.clock())
+        per_page = page_batches(request.batch_size, self.settings.plan_page_items)
         if request.items_from is not None:
-            if request.not_before is not None:
-                # Planner pages would have to start scheduled and keep the job so: not yet.
-                raise InvalidField(
-                    "not_before", "cannot be combined with items_from yet; give one of the two"
-                )
             check_manifest(request.items_from, self.settings)
             processor.prepare(request)
-            return self._submit_planned(request, trace_id)
+            return self._submit_planned(request, trace_id, per_page)
         sizes: list[int] | None = None
         if request.items is not None:
             items = request.items
         else:
             assert request.location is not None  # the model requires one of the two
-            listed = list(open_source(request.location, self.settings).list_items())
-            items = [item.uri for item in listed]
-            sizes = [item.size for item in listed]
+            # A short read only: a listing that goes on past it is planned by pages.
+            submit_items = min(SUBMIT_LISTING_ITEMS, self.settings.plan_page_items)
+            first = read_listing_page(
+                request.location,
+                None,
+                self.settings,
+                batch_size=request.batch_size,
+                max_bytes=self._max_batch_bytes(request.max_batch_bytes),
+                batches=page_batches(request.batch_size, submit_items),
+            )
+            if not first.last:
+                processor.prepare(request)
+                return self._submit_planned(request, trace_id, per_page, listed=first.listed)
+            items, sizes = first.uris, first.sizes
         processor.prepare(request)
         # The request is kept without its items (they live in the batches), so that the
         # parent document stays far below Firestore's 1 MiB.
@@ -314,38 +340,52 @@ class FanoutService:
                 return job, False
             return self._plan(job, request, items, sizes), True
 
-    def _submit_planned(self, request: IngestRequest, trace_id: str | None) -> tuple[Job, bool]:
+    def _submit_planned(
+        self, request: IngestRequest, trace_id: str | None, per_page: int, *, listed: int = 0
+    ) -> tuple[Job, bool]:
         """Record a job planned by pages (functions/planner.py) and enqueue its first page:
-        the same few writes whatever the manifest's size."""
+        the same few writes whatever the size of its manifest or listing. `listed`: the
+        names the request read (a location's first page)."""
+        asked = request.model_dump(exclude={"items"}, mode="json")
         job, created = self.store.create_job(
             Job.new(
                 source=request.source,
                 collection=request.collection,
-                request=request.model_dump(exclude={"items"}, mode="json"),
+                request=asked | {PAGE_BATCHES_KEY: per_page},
                 client_id=request.client_id,
                 request_id=request.request_id,
                 callback_url=request.callback_url,
                 trace_id=trace_id,
                 priority=request.priority,
+                not_before=request.not_before,
                 now=self.clock(),
                 planning=True,
             )
         )
+        origin = request.items_from or request.location
+        waits = job.not_before if job.status is JobStatus.SCHEDULED else None
+        scheduled = f"; scheduled: no batch starts before {waits.isoformat()}" if waits else ""
         with bound(**_job_context(job)):
             emit(
                 Event.SUBMITTED,
-                f"job {job.job_id} submitted: items from {request.items_from} into"
-                f" {job.collection!r}, planned page by page"
+                f"job {job.job_id} submitted: items from {origin} into {job.collection!r},"
+                f" planned page by page{scheduled}"
                 if created
                 else f"job {job.job_id} submitted again (same client_id/request_id): unchanged",
                 created=created,
                 collection=job.collection,
                 items_from=request.items_from,
+                location=request.location,
+                listed=listed,
                 batch_size=request.batch_size,
+                not_before=job.not_before.isoformat() if job.not_before else None,
             )
             if created:
                 self._enqueue_plan(job, 0)
         return job, created
+
+    def _max_batch_bytes(self, asked: int | None) -> int:
+        return asked or self.settings.ingestion.max_batch_bytes
 
     def plan_task_for(self, job: Job, page: int, rounds: int = 0) -> Task:
         """The task that plans page `page` of `job`: same name, same task (deduplicated)."""
@@ -355,6 +395,8 @@ class FanoutService:
             ),
             name=plan_task_name(job.job_id, page, rounds),
             body=plan_task_body(job.job_id, page, self.settings.worker_url),
+            schedule_time=None,  # planning runs at once; only the batches wait to start
+            priority=PLAN_PRIORITY,
         )
 
     def _enqueue_plan(self, job: Job, page: int, rounds: int = 0) -> bool:
@@ -393,11 +435,10 @@ class FanoutService:
 
     def _plan_page(self, job: Job, page: int) -> PlanRun:
         batch_size = int(job.request.get("batch_size") or 100)
-        manifest = str(job.request["items_from"])
-        per_page = page_batches(batch_size)
+        max_bytes = self._max_batch_bytes(job.request.get("max_batch_bytes"))
         try:
-            read = read_page(manifest, job.plan_cursor, per_page * batch_size, self.settings)
-        except ManifestError as error:
+            read = self._read_plan_page(job, batch_size, max_bytes)
+        except (ManifestError, ListingError) as error:
             failed = self.store.fail_planning(
                 job.job_id, page, error=error.message, now=self.clock()
             )
@@ -411,11 +452,17 @@ class FanoutService:
                 self._job_finished(failed)
             return PlanRun(job.job_id, page, False, reason=error.message)
         batches = plan_batches(
-            job.job_id, read.items, batch_size, now=self.clock(), first_index=job.total_batches
+            job.job_id,
+            read.uris,
+            batch_size,
+            now=self.clock(),
+            sizes=read.sizes,  # a listing's: cut by bytes too, as the page was
+            max_bytes=max_bytes,
+            first_index=job.total_batches,
         )
         planned = self.store.add_plan_page(
             job.job_id,
-            PlanPage(page, batches, len(read.items), read.cursor, read.last),
+            PlanPage(page, batches, len(read.uris), read.cursor, read.last),
             now=self.clock(),
         )
         if not planned.written:  # a concurrent delivery wrote it first
@@ -438,6 +485,23 @@ class FanoutService:
         self._after_finish(FinishResult(True, planned.finalized, planned.job))
         return PlanRun(job.job_id, page, True, len(batches), read.last, planned.finalized)
 
+    def _read_plan_page(
+        self, job: Job, batch_size: int, max_bytes: int
+    ) -> ManifestPage | ListingPage:
+        """The job's next page: of its manifest, or of its location's listing."""
+        per_page = _page_batches(job)
+        manifest = job.request.get("items_from")
+        if manifest is not None:
+            return read_page(str(manifest), job.plan_cursor, per_page * batch_size, self.settings)
+        return read_listing_page(
+            str(job.request["location"]),
+            job.plan_cursor,
+            self.settings,
+            batch_size=batch_size,
+            max_bytes=max_bytes,
+            batches=per_page,
+        )
+
     def _page_again(self, job: Job, page: int) -> PlanRun:
         """A delivery of a page already written (or of an ended job): make sure what its
         first delivery enqueued is enqueued (it may have stopped between its write and its
@@ -446,7 +510,7 @@ class FanoutService:
             return PlanRun(job.job_id, page, False, reason=f"job is {job.status.value}")
         if page >= job.plan_pages:
             return PlanRun(job.job_id, page, False, reason=f"page {page} is not next")
-        per_page = page_batches(int(job.request.get("batch_size") or 100))
+        per_page = _page_batches(job)
         first, end = page * per_page, min((page + 1) * per_page, job.total_batches)
         unenqueued: list[Batch] = []
         cursor = encode_cursor("batches", first - 1) if first else None
@@ -473,7 +537,7 @@ class FanoutService:
             request.batch_size,
             now=self.clock(),
             sizes=sizes,
-            max_bytes=request.max_batch_bytes or self.settings.ingestion.max_batch_bytes,
+            max_bytes=self._max_batch_bytes(request.max_batch_bytes),
         )
         job = self.store.add_batches(job.job_id, batches, now=self.clock())
         waits_for = job.not_before if job.status is JobStatus.SCHEDULED else None
@@ -832,8 +896,8 @@ class FanoutService:
         planned = self.store.get_job(job_id)
         if planned.planning and planned.status is JobStatus.FAILED:
             raise InvalidArgument(
-                f"job {job_id} failed while planning ({planned.error}); fix its manifest and"
-                " submit it as a new job"
+                f"job {job_id} failed while planning ({planned.error}); fix its manifest or"
+                " location and submit it as a new job"
             )
         reopened = self.store.retry_failed(job_id, now=self.clock())
         job = self.store.get_job(job_id)
@@ -1145,10 +1209,11 @@ class FanoutService:
         """Planning jobs whose next planner task the queue no longer holds (dropped after
         its attempts, or refused): enqueued again, under a name of this sweep's own (the
         queue keeps a used name for a while). A page delivered twice is written once."""
-        for job in self._jobs_with_status("running"):
+        for job in [*self._jobs_with_status("running"), *self._jobs_with_status("scheduled")]:
             if not job.planning or now - job.created_at < self.settings.enqueue_grace:
                 continue
-            if self.queue.task_gone(plan_task_name(job.job_id, job.plan_pages)) is not True:
+            next_page = plan_task_name(job.job_id, job.plan_pages)
+            if self.queue.task_gone(next_page, PLAN_PRIORITY) is not True:
                 continue
             if dry_run or self._enqueue_plan(job, job.plan_pages, int(now.timestamp())):
                 tally.add("planned", job.job_id)

@@ -113,7 +113,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
         batches = plural(accepted.get("total_batches", 0), "batch")
         if accepted.get("planning"):
-            batches = "planning: its manifest is read page by page"
+            batches = "planning: its items are read page by page"
         console.print(Text(f"{said} job {job_id} ({batches})"))
         if accepted.get("status") == "scheduled":
             console.print(Text(f"  scheduled: {start_note(accepted)}"))

@@ -43,7 +43,7 @@ def start_note(job: Mapping[str, Any]) -> str:
 
 
 def stage(job: Mapping[str, Any]) -> str:
-    """The job's status, or "planning" while a running job's manifest is still being read
+    """The job's status, or "planning" while a running job's manifest or listing is still read
     (its batches already planned run meanwhile)."""
     return "planning" if job.get("planning") and job["status"] == "running" else job["status"]
 

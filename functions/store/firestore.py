@@ -747,7 +747,9 @@ class FirestoreJobStore:
     def _finalize(self, job: Job, now: datetime, *, counted: bool) -> FinishResult:
         """Try the finalize step (marker `done/final`); only one caller ever wins it."""
         job = self.get_job(job.job_id) if job.total_batches or job.planning else job
-        if job.status not in (JobStatus.RUNNING, JobStatus.PENDING) or not job.all_counted:
+        # Scheduled: planned by pages, and no batch at all (none runs before the start).
+        finalizable = (JobStatus.RUNNING, JobStatus.PENDING, JobStatus.SCHEDULED)
+        if job.status not in finalizable or not job.all_counted:
             return FinishResult(counted, False, job)
         fields = final_fields(job, now, self.retention)
         changes = {

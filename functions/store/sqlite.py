@@ -55,6 +55,9 @@ from functions.store.protocol import (
 from functions.store.shards import MATERIALIZED, counter_shards
 
 _STAT_COLUMNS = tuple(f"stat_{name}" for name in STAT_FIELDS)
+# Statuses a job finalizes from. Scheduled: planned by pages, and not one batch (none runs
+# before its start, so no other scheduled job has all its batches counted).
+_FINALIZABLE = frozenset({JobStatus.RUNNING, JobStatus.SCHEDULED})
 # Columns added after the first release, which older files lack.
 _LATER_TEXT_COLUMNS = {
     "jobs": {
@@ -523,7 +526,8 @@ class SqliteJobStore:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "UPDATE jobs SET status = 'failed', finished_at = ?, expire_at = ?,"
-                " error = ?, message = ? WHERE job_id = ? AND status = 'running' AND planning = 1"
+                " error = ?, message = ? WHERE job_id = ? AND status IN ('running', 'scheduled')"
+                " AND planning = 1"
                 " AND plan_pages = ? RETURNING job_id",
                 (_us(now), _us(expire_at_for(now, self.retention)), error, error, job_id, page),
             ).fetchall()
@@ -812,9 +816,9 @@ class SqliteJobStore:
         self, conn: sqlite3.Connection, job_id: str, now: datetime, *, counted: bool
     ) -> FinishResult:
         job = self._read_job(conn, job_id)
-        if job.status is not JobStatus.RUNNING or not job.all_counted:
+        if job.status not in _FINALIZABLE or not job.all_counted:
             return FinishResult(counted, False, job)
-        self._write_final(conn, job, now)
+        self._write_final(conn, replace(job, started_at=job.started_at or now), now)
         return FinishResult(counted, True, self._read_job(conn, job_id))
 
     def _write_final(self, conn: sqlite3.Connection, job: Job, now: datetime) -> None:

@@ -161,10 +161,11 @@ class JobView(View):
         " ahead the job is scheduled"
     )
     planning: bool = Field(
-        description="true while its manifest (items_from) is still being read, page by page:"
+        description="true while its manifest (items_from) or its location's listing is still being"
+        " read, page by page:"
         " batches already planned run meanwhile, and total_batches grows"
     )
-    plan_pages: int = Field(description="pages of its manifest planned so far")
+    plan_pages: int = Field(description="pages of its manifest or listing planned so far")
     planned_items: int = Field(description="items in the batches planned so far")
 
     @classmethod
@@ -361,7 +362,9 @@ class IngestAccepted(View):
     job_id: str
     status: JobStatus
     total_batches: int
-    planning: bool = Field(description="true: its manifest is planned page by page from now on")
+    planning: bool = Field(
+        description="true: its manifest or listing is planned page by page from now on"
+    )
     status_url: str = Field(description="GET it for the job's progress")
     logs_url: str
     trace_id: str | None

@@ -156,7 +156,7 @@ def test_submit_items_from_a_manifest_then_watch_it_plan_and_end(fanout: Fanout)
         "--items-from", str(manifest), "--batch-size", "500",
     )  # fmt: skip
     assert submitted.code == 0, submitted.stderr
-    assert "(planning: its manifest is read page by page)" in submitted.stdout
+    assert "(planning: its items are read page by page)" in submitted.stdout
     job_id = submitted.stdout.split("submitted job ", 1)[1].split()[0]
     watched = fanout.run("watch", job_id, "--interval", "0.05")
     assert watched.code == 0, watched.stderr

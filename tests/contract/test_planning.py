@@ -5,12 +5,13 @@ last, including when they meet at the seam between counting and checking."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from functions.errors import InvalidArgument
-from functions.jobs import BatchOutcome, Job, JobStatus, plan_batches
+from functions.jobs import BatchOutcome, Job, JobStatus, plan_batches, utcnow
 from functions.store.protocol import Claim, FinishResult, JobStore, Planned, PlanPage
 from tests.contract.conftest import StoreFactory
 from tests.contract.factories import LEASE, run, stats_for
@@ -161,3 +162,60 @@ def test_failing_planning_fails_the_job_naming_why_once(store: JobStore) -> None
         True,  # its plan never ended
     )
     assert store.fail_planning(job.job_id, 1, error="again") is None
+
+
+def scheduled_job(store: JobStore) -> Job:
+    later = utcnow() + timedelta(hours=1)
+    job, _ = store.create_job(
+        Job.new(
+            source="noop",
+            collection="docs",
+            request={"batch_size": 2},
+            planning=True,
+            not_before=later,
+        )
+    )
+    assert (job.status, job.planning, job.started_at) == (JobStatus.SCHEDULED, True, None)
+    return job
+
+
+def test_a_scheduled_job_is_planned_and_stays_scheduled_until_a_claim_at_its_start(
+    store: JobStore,
+) -> None:
+    """Pages are written while the job waits for its start; no batch is claimed before it,
+    and the first claim at the start starts the job."""
+    job = scheduled_job(store)
+    store.add_plan_page(job.job_id, page(job, 0, 4))
+    last = store.add_plan_page(job.job_id, page(job, 1, 1, last=True, first=2))
+    assert (last.written, last.finalized) == (True, False)
+    planned = store.get_job(job.job_id)
+    assert (planned.status, planned.planning, planned.total_batches) == (
+        JobStatus.SCHEDULED,
+        False,
+        3,
+    )
+    assert job.not_before is not None
+    early = store.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=job.not_before - LEASE)
+    assert not early.granted and (early.reason or "").startswith("scheduled")
+    claim = store.claim_batch(f"{job.job_id}_0000", lease=LEASE, now=job.not_before)
+    assert claim.granted and store.get_job(job.job_id).status is JobStatus.RUNNING
+
+
+def test_a_scheduled_job_whose_plan_is_empty_completes_at_its_only_page(
+    store: JobStore,
+) -> None:
+    """No batch to wait for: the last page completes it at once, as a plan made whole
+    with no batch does."""
+    job = scheduled_job(store)
+    only = store.add_plan_page(job.job_id, page(job, 0, 0, last=True))
+    assert only.finalized
+    done = store.get_job(job.job_id)
+    assert (done.status, done.total_batches) == (JobStatus.COMPLETED, 0)
+    assert done.started_at is not None and done.finished_at is not None
+
+
+def test_a_scheduled_job_whose_plan_fails_fails_naming_why(store: JobStore) -> None:
+    job = scheduled_job(store)
+    failed = store.fail_planning(job.job_id, 0, error="location /x does not exist")
+    assert failed is not None
+    assert (failed.status, failed.error) == (JobStatus.FAILED, "location /x does not exist")

@@ -228,6 +228,9 @@ class _SpyingSource:
     def list_items(self) -> Iterator[SourceItem]:
         return iter(())
 
+    def list_after(self, uri: str | None) -> Iterator[SourceItem]:
+        return iter(())
+
     def open(self, uri: str) -> BinaryIO:
         return io.BufferedReader(_CountingFile(uri, self.reads))
 
@@ -251,6 +254,9 @@ def test_read_item_cuts_off_a_stream_of_unknown_size_past_the_limit() -> None:
         location = root_uri = "endless"
 
         def list_items(self) -> Iterator[SourceItem]:
+            return iter(())
+
+        def list_after(self, uri: str | None) -> Iterator[SourceItem]:
             return iter(())
 
         def open(self, uri: str) -> BinaryIO:
@@ -388,6 +394,37 @@ def test_gcs_listing_fetches_pages_as_it_is_consumed(make_bucket: MakeBucket) ->
     assert source.pages_read == 1
     assert len(list(items)) == 4
     assert source.pages_read == 3
+
+
+def test_a_listing_resumes_just_after_any_item_it_listed(
+    root: Path, make_bucket: MakeBucket
+) -> None:
+    """`list_after(uri)` is the rest of the listing after `uri`, wherever `uri` is (a page's
+    cursor): across directories in the walk's order, and from Cloud Storage's `start_offset`
+    with the cursor's own object and "folder/" placeholders left out. A directory on the
+    cursor's path that is gone since is skipped, not an error."""
+    for name in ["a/0.txt", "a/deep/x.txt", "a-b.txt", "b/1.txt", "b/2.txt", "c.txt"]:
+        write(root / "docs" / name, b"x")
+    local = open_source(str(root / "docs"), settings_for((root,)))
+    listing = [item.uri for item in local.list_items()]
+    assert listing[1:3] == [
+        str(root / "docs" / "a" / "deep" / "x.txt"),
+        str(root / "docs" / "a-b.txt"),
+    ]
+    for k, uri in enumerate(listing):
+        assert [item.uri for item in local.list_after(uri)] == listing[k + 1 :]
+    gone = root / "docs" / "b"
+    for child in gone.iterdir():
+        child.unlink()
+    gone.rmdir()
+    assert [item.uri for item in local.list_after(str(gone / "1.txt"))] == [listing[-1]]
+
+    bucket = make_bucket({"d/1": b"x", "d/2/": b"", "d/2/a": b"x", "d/3": b"x", "e/1": b"x"})
+    remote = open_source(f"gs://{bucket}/d/", settings_for(buckets=(bucket,)))
+    names = [item.uri for item in remote.list_items()]
+    assert names == [f"gs://{bucket}/d/{name}" for name in ("1", "2/a", "3")]
+    for k, uri in enumerate(names):
+        assert [item.uri for item in remote.list_after(uri)] == names[k + 1 :]
 
 
 def test_gcs_prefix_is_a_plain_string_prefix_as_in_cloud_storage(

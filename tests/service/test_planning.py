@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,8 +23,10 @@ import pytest
 from functions.config import DispatchSettings, Settings
 from functions.errors import InvalidArgument
 from functions.ingest_request import IngestRequest
-from functions.jobs import Job, JobStatus, utcnow
-from functions.planner import PAGE_ITEMS, page_batches, parse_plan_task
+from functions.ingestion.sources import LocalSource
+from functions.jobs import Job, JobStatus, plan_batches, utcnow
+from functions.planner import PAGE_ITEMS, SUBMIT_LISTING_ITEMS, page_batches, parse_plan_task
+from functions.priority import Priority
 from functions.queue.local import Attempt, LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
@@ -82,16 +85,19 @@ def deliver(service: FanoutService, queue: LocalTaskQueue, *, times: int = 2) ->
     delivered = 0
     while tasks := queue.claim(500):
         for task in tasks:
-            body = json.loads(task.body)
             for _ in range(times):
-                plan = parse_plan_task(body)
-                if plan is not None:
-                    service.plan_page(plan.job_id, plan.page, worker_url=plan.worker_url)
-                else:
-                    service.run_batch(body["batch_id"])
+                deliver_one(service, task.body)
         queue.settle_many([(task, Attempt(200)) for task in tasks])
         delivered += len(tasks)
     return delivered
+
+
+def deliver_one(service: FanoutService, body: bytes) -> None:
+    plan = parse_plan_task(json.loads(body))
+    if plan is not None:
+        service.plan_page(plan.job_id, plan.page, worker_url=plan.worker_url)
+    else:
+        service.run_batch(json.loads(body)["batch_id"])
 
 
 def finalized_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -311,3 +317,217 @@ def test_a_gs_manifest_is_read_page_by_page_by_byte_ranges(
             submit(service, "gs://not-this-one/m.txt")
     finally:
         store.close()
+
+
+# -- a location listed by pages -------------------------------------------------------------
+
+# Nine items a page at batch size 3: three batches.
+PAGE = 10
+
+
+@pytest.fixture
+def paged(settings: Settings, queue: LocalTaskQueue) -> Iterator[FanoutService]:
+    """The service with pages of `PAGE` items, so that small folders take several."""
+    store = SqliteJobStore(settings.sqlite_path)
+    yield FanoutService(store, queue, replace(settings, plan_page_items=PAGE))
+    store.close()
+
+
+def folder(root: Path) -> list[str]:
+    """A tree of 26 files whose walk order is not string order ("a/…" before "a-b.txt"),
+    one of them too big to share a batch; plus what a listing skips. Returns the listing."""
+    root.mkdir()
+    names = [f"a/{i}.txt" for i in range(7)] + ["a-b.txt", "a/deep/x.txt", "a/deep/y.txt"]
+    names += [f"b/{i:02d}.txt" for i in range(12)] + ["c.txt", "d/e/f.txt", "d/g.txt", "z.txt"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x" * (4096 if name == "b/05.txt" else 10))
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "skipped.txt").write_text("x")
+    return [item.uri for item in LocalSource(str(root), replace_roots(root)).list_items()]
+
+
+def replace_roots(root: Path) -> Settings:
+    return Settings(allowed_roots=(root,))
+
+
+def sizes_of(listing: list[str]) -> list[int]:
+    return [Path(uri).stat().st_size for uri in listing]
+
+
+def submitted_listed(caplog: pytest.LogCaptureFixture) -> list[object]:
+    """The names each submit read from its location (the submitted lines)."""
+    return [
+        r.json_fields.get("listed")  # type: ignore[attr-defined]
+        for r in caplog.records
+        if getattr(r, "json_fields", {}).get("event") == "submitted"
+    ]
+
+
+def location_job(service: FanoutService, location: str, **fields: object) -> Job:
+    request = IngestRequest.model_validate(
+        {"source": "noop", "collection": "c", "location": location, "batch_size": 3} | fields
+    )
+    job, created = service.submit(request)
+    assert created
+    return job
+
+
+def assert_planned_as_whole(
+    service: FanoutService, job: Job, listing: list[str], sizes: list[int]
+) -> Job:
+    """The job ended exact, its batches the same as a plan of the whole listing in one go
+    (the same items, in the same batches, each counted once), made from several pages."""
+    done = service.store.get_job(job.job_id)
+    batches = service.store.list_batches(job.job_id, limit=200).items
+    max_bytes = job.request["max_batch_bytes"] or service.settings.ingestion.max_batch_bytes
+    whole = plan_batches(job.job_id, listing, 3, sizes=sizes, max_bytes=max_bytes)
+    assert [b.items for b in batches] == [b.items for b in whole]
+    assert (done.status, done.planning, done.planned_items) == (
+        JobStatus.COMPLETED,
+        False,
+        len(listing),
+    )
+    assert done.total_batches == done.completed_batches == len(whole)
+    assert done.stats.processed == len(listing) and done.plan_pages > 1
+    return done
+
+
+def test_a_folder_larger_than_a_page_is_planned_by_pages_and_ends_exact(
+    paged: FanoutService,
+    queue: LocalTaskQueue,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The submit reads one page of the listing (and the name after it), no more, and
+    records the job as planning; the planner pages resume the walk where the page before
+    stopped, across directories, each page delivered twice; a file over max_batch_bytes
+    runs alone as when planned whole."""
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    listing = folder(tmp_path / "docs")
+    job = location_job(paged, str(tmp_path / "docs"), max_batch_bytes=2048)
+    assert submitted_listed(caplog) == [PAGE]
+    assert (job.status, job.planning, job.total_batches) == (JobStatus.RUNNING, True, 0)
+    assert paged.store.list_batches(job.job_id).total == 0
+    deliver(paged, queue)
+    done = assert_planned_as_whole(paged, job, listing, sizes_of(listing))
+    assert listing[9] == str(tmp_path / "docs" / "a-b.txt")  # after the nine under a/
+    alone = (str(tmp_path / "docs" / "b" / "05.txt"),)
+    assert alone in [b.items for b in paged.store.list_batches(job.job_id, limit=200).items]
+    assert done.plan_pages == 4  # 3 + 3 + 3 + 1 batches (b/05.txt runs alone)
+    assert len(finalized_lines(caplog)) == 1
+
+
+def test_a_listing_within_one_page_is_planned_in_the_request(
+    paged: FanoutService, queue: LocalTaskQueue, tmp_path: Path
+) -> None:
+    """The fast path: a listing that ends within the first page is written as the submit
+    answers, no planner task."""
+    root = tmp_path / "small"
+    root.mkdir()
+    for i in range(PAGE - 1):
+        (root / f"{i}.txt").write_text("x")
+    job = location_job(paged, str(root))
+    assert (job.planning, job.total_batches, job.plan_pages) == (False, 3, 0)
+    assert queue.get(f"{job.job_id}-plan-0") is None
+    deliver(paged, queue)
+    assert paged.store.get_job(job.job_id).status is JobStatus.COMPLETED
+
+
+def test_a_dropped_planner_task_of_a_listing_is_enqueued_again_by_the_sweeper(
+    paged: FanoutService, queue: LocalTaskQueue, tmp_path: Path
+) -> None:
+    """Page 1's task never reaches the worker: the sweeper enqueues it again, and the
+    listing resumes where page 0 stopped. A low job's planner tasks wait in the high
+    queue (tiny, and they gate the job), its batches in the low one."""
+    listing = folder(tmp_path / "docs")
+    job = location_job(paged, str(tmp_path / "docs"), max_batch_bytes=2048, priority="low")
+    first_page = queue.get(f"{job.job_id}-plan-0")
+    assert first_page is not None and first_page.priority is Priority.HIGH
+    plan_task = f"{job.job_id}-plan-1"
+    for attempt in range(1, DISPATCH.max_attempts + 2):  # page 0 and its batches run
+        later = utcnow() + attempt * timedelta(minutes=1)
+        for task in queue.claim(100, now=later):
+            if task.name == plan_task:
+                queue.settle(task, Attempt(None, "connection refused"), now=later)
+            else:
+                deliver_one(paged, task.body)
+                queue.settle(task, Attempt(200), now=later)
+    assert queue.task_gone(plan_task)
+    assert paged.store.get_job(job.job_id).plan_pages == 1
+    assert paged.sweep().planned == 1
+    batch_task = queue.get(f"{job.job_id}_0000-g0-a0")
+    assert batch_task is not None and batch_task.priority is Priority.LOW
+    deliver(paged, queue)
+    assert_planned_as_whole(paged, job, listing, sizes_of(listing))
+
+
+def test_a_listing_gone_while_planning_fails_the_job_by_name(
+    paged: FanoutService, queue: LocalTaskQueue, tmp_path: Path
+) -> None:
+    """The folder was there at submit and is gone when page 0 is planned: the job fails,
+    naming it, never half-planned and silent."""
+    root = tmp_path / "docs"
+    folder(root)
+    job = location_job(paged, str(root))
+    shutil.rmtree(root)
+    deliver(paged, queue)
+    failed = paged.store.get_job(job.job_id)
+    assert (failed.status, failed.total_batches) == (JobStatus.FAILED, 0)
+    assert failed.error == f"location {str(root)!r} does not exist"
+
+
+def test_a_gs_prefix_larger_than_a_page_is_planned_by_pages_and_ends_exact(
+    settings: Settings,
+    queue: LocalTaskQueue,
+    make_bucket: MakeBucket,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same on Cloud Storage (fake-gcs-server): each page lists from the name after the
+    page before (`start_offset`); names outside the prefix and "folder/" placeholders are
+    not items; every task delivered twice."""
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    names = [f"docs/{i:02d}.txt" for i in range(25)] + [f"docs/sub/{c}.txt" for c in "abc"]
+    objects = {name: b"x" for name in names} | {"docs/sub/": b"", "docs2/no.txt": b"x"}
+    bucket = make_bucket(objects)
+    on_gcs = replace(
+        settings,
+        plan_page_items=PAGE,
+        ingestion=replace(settings.ingestion, allowed_buckets=(bucket,)),
+    )
+    store = SqliteJobStore(settings.sqlite_path)
+    service = FanoutService(store, queue, on_gcs)
+    try:
+        job = location_job(service, f"gs://{bucket}/docs/")
+        assert submitted_listed(caplog) == [PAGE] and job.planning
+        deliver(service, queue)
+        listing = [f"gs://{bucket}/{name}" for name in names]
+        done = assert_planned_as_whole(service, job, listing, [1] * len(names))
+        assert done.plan_pages == 4  # 28 items, 9 a page
+    finally:
+        store.close()
+
+
+def test_a_submit_reads_a_thousand_names_of_a_listing_at_most(
+    service: FanoutService,
+    queue: LocalTaskQueue,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the default page size (20,000): a folder of 1,500 files is not listed whole by
+    its submit, which reads 1,000 names and the one after; the planner plans the rest."""
+    caplog.set_level(logging.INFO, logger="fanout.events")
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(SUBMIT_LISTING_ITEMS + 500):
+        (root / f"{i:05d}.txt").touch()
+    job = location_job(service, str(root), batch_size=100)
+    assert submitted_listed(caplog) == [SUBMIT_LISTING_ITEMS + 1] and job.planning
+    deliver(service, queue, times=1)
+    done = service.store.get_job(job.job_id)
+    assert (done.status, done.total_batches, done.planned_items) == (
+        JobStatus.COMPLETED,
+        15,
+        SUBMIT_LISTING_ITEMS + 500,
+    )
+    assert done.plan_pages == 1

@@ -5,8 +5,9 @@ and starts a due job no delivery started."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from functions.config import Settings
 from functions.errors import InvalidField, NotDue
 from functions.ingest_request import IngestRequest
 from functions.jobs import JobStatus, utcnow
-from functions.queue.local import LocalTaskQueue
+from functions.planner import parse_plan_task
+from functions.queue.local import Attempt, LocalTaskQueue
 from functions.service import FanoutService
 from functions.store.protocol import JobQuery
 from functions.store.sqlite import SqliteJobStore
@@ -150,23 +152,104 @@ def test_a_not_before_within_the_grace_or_at_30_days_is_accepted(
     assert later.status is JobStatus.SCHEDULED
 
 
-def test_a_manifest_job_with_a_later_start_is_refused_and_creates_nothing(
-    service: FanoutService, clock: ManualClock, tmp_path: Path
-) -> None:
-    """A job planned from a manifest cannot be scheduled yet: `InvalidField` naming
-    not_before and saying so, and no job, batch or task."""
-    manifest = tmp_path / "manifest.txt"
-    manifest.write_text("a\nb\n")
-    request = IngestRequest.model_validate(
-        {
-            "source": "noop",
-            "collection": "c",
-            "items_from": str(manifest),
-            "not_before": (clock.now + AHEAD).isoformat(),
-        }
+@pytest.fixture
+def planning(tmp_path: Path, clock: ManualClock) -> Iterator[FanoutService]:
+    """The service with planner pages of 4 items (4 batches at batch size 1)."""
+    settings = Settings(
+        sqlite_path=tmp_path / "planned.sqlite3", allowed_roots=(tmp_path,), plan_page_items=4
     )
-    with pytest.raises(InvalidField) as raised:
-        service.submit(request)
-    assert raised.value.field == "not_before" and "items_from" in raised.value.problem
-    assert service.store.list_jobs(JobQuery.build()).total == 0
-    assert sum(_queue(service).counts().values()) == 0
+    store = SqliteJobStore(settings.sqlite_path)
+    queue = LocalTaskQueue(settings.sqlite_path, settings.dispatch)
+    yield FanoutService(store, queue, settings, clock=clock)
+    store.close()
+    queue.close()
+
+
+def _planned_request(tmp_path: Path, origin: str, not_before: datetime) -> IngestRequest:
+    """Ten items, from a manifest or a folder's listing: three pages."""
+    names = [f"doc-{i}.txt" for i in range(10)]
+    if origin == "items_from":
+        (tmp_path / "manifest.txt").write_text("".join(f"{name}\n" for name in names))
+        given = {"items_from": str(tmp_path / "manifest.txt")}
+    else:
+        (tmp_path / "docs").mkdir()
+        for name in names:
+            (tmp_path / "docs" / name).write_text("x")
+        given = {"location": str(tmp_path / "docs")}
+    return IngestRequest.model_validate(
+        {"source": "noop", "collection": "c", "batch_size": 1}
+        | given
+        | {"not_before": not_before.isoformat()}
+    )
+
+
+def _plan_now(service: FanoutService) -> int:
+    """Deliver every task due now (planner tasks: batches wait for their start). Returns
+    how many batch tasks came due (none, for a scheduled job)."""
+    batches = 0
+    while tasks := _queue(service).claim(100):
+        for task in tasks:
+            plan = parse_plan_task(json.loads(task.body))
+            if plan is None:
+                batches += 1
+            else:
+                service.plan_page(plan.job_id, plan.page)
+        _queue(service).settle_many([(task, Attempt(200)) for task in tasks])
+    return batches
+
+
+@pytest.mark.parametrize("origin", ["items_from", "location"])
+def test_a_job_planned_by_pages_with_a_later_start_is_planned_now_and_runs_then(
+    planning: FanoutService, clock: ManualClock, tmp_path: Path, origin: str
+) -> None:
+    """A later start with a manifest or a listing of several pages: the job is scheduled,
+    its planner tasks run at once and plan every page, and it stays scheduled; each batch's
+    task is held until the start, an early delivery is not due, and at the start the
+    batches run and the job completes, started then."""
+    start = clock.now + AHEAD
+    job, _ = planning.submit(_planned_request(tmp_path, origin, start))
+    assert (job.status, job.planning, job.started_at) == (JobStatus.SCHEDULED, True, None)
+
+    assert _plan_now(planning) == 0
+    planned = planning.store.get_job(job.job_id)
+    assert (planned.status, planned.planning) == (JobStatus.SCHEDULED, False)
+    assert (planned.total_batches, planned.plan_pages) == (10, 3)
+    for index in range(10):
+        task = _queue(planning).get(f"{job.job_id}_{index:04d}-g0-a0")
+        assert task is not None and task.schedule_time == start
+    with pytest.raises(NotDue):
+        planning.run_batch(f"{job.job_id}_0000")
+
+    clock.advance(AHEAD)
+    for index in range(10):
+        assert planning.run_batch(f"{job.job_id}_{index:04d}").ran
+    done = planning.store.get_job(job.job_id)
+    assert (done.status, done.started_at, done.completed_batches) == (
+        JobStatus.COMPLETED,
+        start,
+        10,
+    )
+
+
+@pytest.mark.parametrize("origin", ["items_from", "location"])
+def test_a_job_planned_by_pages_cancelled_before_its_start_never_runs_a_batch(
+    planning: FanoutService, clock: ManualClock, tmp_path: Path, origin: str
+) -> None:
+    """Cancelled while it plans, before its start: planning stops, and every batch
+    delivered after the start ends cancelled without an attempt."""
+    job, _ = planning.submit(_planned_request(tmp_path, origin, clock.now + AHEAD))
+    assert planning.plan_page(job.job_id, 0).written
+    planning.cancel(job.job_id)
+    assert _plan_now(planning) == 0  # page 1's task finds the job cancelled
+
+    clock.advance(AHEAD)
+    stopped = planning.store.get_job(job.job_id)
+    assert (stopped.status, stopped.plan_pages, stopped.total_batches) == (
+        JobStatus.CANCELLED,
+        1,
+        4,
+    )
+    for index in range(stopped.total_batches):
+        assert not planning.run_batch(f"{job.job_id}_{index:04d}").ran
+        batch = planning.store.get_batch(f"{job.job_id}_{index:04d}")
+        assert (batch.status, batch.attempts, batch.started_at) == (JobStatus.CANCELLED, 0, None)

@@ -89,6 +89,13 @@ class GcsSource:
         Storage keeps failing (429, 5xx, connection errors); `FanoutError` otherwise."""
         return self._list(self.prefix, start=None)
 
+    def list_after(self, uri: str | None) -> Iterator[SourceItem]:
+        """The listing from just after object `uri` (one it listed; None: from the start):
+        Cloud Storage lists in name order from `start_offset`, `uri` itself skipped."""
+        if uri is None:
+            return self.list_items()
+        return (item for item in self._list(self.prefix, start=_name(uri)) if item.uri != uri)
+
     def list_from(self, name: str, *, prefix: str = "") -> Iterator[SourceItem]:
         """The bucket's objects whose names start with `prefix`, from `name` on, whatever
         this source's own prefix (a source made for one item lists only that item). Raises
@@ -173,6 +180,10 @@ def _item(bucket: str, blob: Any) -> SourceItem:
         # Composite objects have no MD5: their generation alone tells.
         fingerprint=Fingerprint(size=size, stamp=_stamp(blob), md5=blob.md5_hash or ""),
     )
+
+
+def _name(uri: str) -> str:
+    return parse_gs_uri(uri).prefix
 
 
 def _stamp(blob: Any) -> str:

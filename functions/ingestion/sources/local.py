@@ -62,13 +62,20 @@ class LocalSource:
         """Every listable file, in path order (each directory's entries sorted by name).
         Only one directory's entries are held at a time per level of nesting.
         `InvalidArgument` when a directory cannot be read (permissions)."""
+        return self.list_after(None)
+
+    def list_after(self, uri: str | None) -> Iterator[SourceItem]:
+        """The listing from just after item `uri` (one it listed; None: from the start).
+        Path order compares paths part by part, so the walk resumes by skipping, at each
+        level down to `uri`, the entries named before its part there."""
         if not self.path.is_dir():
-            if self.path.is_file():
+            if self.path.is_file() and uri is None:
                 yield _item(str(self.path), self.path.stat())
             return
-        stack = [iter(_entries(str(self.path)))]
+        after = Path(uri).relative_to(self.path).parts if uri else ()
+        stack = [_resumed(str(self.path), after)]
         while stack:
-            entry = next(stack[-1], None)
+            entry, below = next(stack[-1], (None, ()))
             if entry is None:
                 stack.pop()
                 continue
@@ -77,11 +84,11 @@ class LocalSource:
             try:
                 if entry.is_symlink():
                     target = Path(os.path.realpath(entry.path))
-                    if self._inside_roots(target) and target.is_file():
+                    if not below and self._inside_roots(target) and target.is_file():
                         yield _item(entry.path, target.stat())
                 elif entry.is_dir(follow_symlinks=False):
-                    stack.append(iter(_entries(entry.path)))
-                elif entry.is_file(follow_symlinks=False):
+                    stack.append(_resumed(entry.path, below))
+                elif entry.is_file(follow_symlinks=False) and not below:
                     yield _item(entry.path, entry.stat(follow_symlinks=False))
             except FileNotFoundError:
                 continue  # deleted while we listed: it is not part of the job
@@ -125,6 +132,19 @@ class LocalSource:
 
     def _inside_roots(self, real: Path) -> bool:
         return any(real.is_relative_to(root) for root in self._roots)
+
+
+def _resumed(
+    directory: str, after: tuple[str, ...]
+) -> Iterator[tuple[os.DirEntry[str], tuple[str, ...]]]:
+    """The entries of `directory` that may hold what comes after the relative path
+    `after`: those named after its first part, and the one named so, with the rest of
+    `after` to resume from inside it (a file of that name comes before `after`)."""
+    for entry in _entries(directory):
+        if not after or entry.name > after[0]:
+            yield entry, ()
+        elif entry.name == after[0] and len(after) > 1:
+            yield entry, after[1:]
 
 
 def _entries(directory: str) -> list[os.DirEntry[str]]:

@@ -37,6 +37,15 @@ class ManifestPage:
     cursor: str
     last: bool
 
+    @property
+    def uris(self) -> list[str]:
+        return self.items
+
+    @property
+    def sizes(self) -> None:
+        """Unknown: a manifest names its items, it does not list them."""
+        return None
+
 
 def check_manifest(uri: str, settings: Settings) -> None:
     """`InvalidArgument` (a 400 at submit) when `uri` is outside the allowed roots or

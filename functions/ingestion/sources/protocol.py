@@ -32,6 +32,11 @@ class Source(Protocol):
         not exist); `TransientError` when the backend failed in a way a retry may fix."""
         ...
 
+    def list_after(self, uri: str | None) -> Iterator[SourceItem]:
+        """`list_items` from just after item `uri`, one it listed (None: from the start):
+        a listing resumed where a planner page stopped. Raises as `list_items`."""
+        ...
+
     def open(self, uri: str) -> BinaryIO:
         """One item as a buffered, seekable binary stream (a context manager): `read(n)`
         returns fewer than `n` bytes only at the end.
