@@ -30,6 +30,11 @@ FAST_ENV = {
     "FANOUT_ENQUEUE_GRACE_SECONDS": "0.5",
 }
 TERMINAL = {"completed", "failed", "cancelled"}
+# The functions a test's stack starts unless it asks for more: those a job goes through.
+# A test that sweeps (stack.sweep()) or pushes Pub/Sub messages names the sweeper or
+# ingest_pubsub too; each function left out is one Python process less to start and stop.
+JOB_FUNCTIONS = ("ingest", "run_batch", "jobs_api")
+SWEPT = (*JOB_FUNCTIONS, "cleanup_jobs")
 
 
 StackFactory = Callable[..., LocalStack]
@@ -45,6 +50,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
         env: Mapping[str, str] | None = None,
         process_env: Mapping[str, Mapping[str, str]] | None = None,
         supervise: bool = True,  # False: a process the test kills stays down
+        functions: tuple[str, ...] = JOB_FUNCTIONS,
     ) -> LocalStack:
         config = StackConfig(
             state_dir=tmp_path / f"stack{len(stacks)}",
@@ -57,6 +63,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
             env={**FAST_ENV, **(env or {})},
             process_env=process_env or {},
             supervise=supervise,
+            functions=functions,
         )
         stack = LocalStack(config)
         stacks.append(stack)
@@ -73,12 +80,18 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
 
 
 def shared_stack(
-    factory: pytest.TempPathFactory, name: str, env: Mapping[str, str] = FAST_ENV
+    factory: pytest.TempPathFactory,
+    name: str,
+    env: Mapping[str, str] = FAST_ENV,
+    functions: tuple[str, ...] = JOB_FUNCTIONS,
 ) -> LocalStack:
     """A started stack on free ports for tests that share one (module or package scope):
     the caller stops it."""
     config = StackConfig(
-        state_dir=factory.mktemp(name), port_base=free_port_block(len(FUNCTIONS)), env=env
+        state_dir=factory.mktemp(name),
+        port_base=free_port_block(len(FUNCTIONS)),
+        env=env,
+        functions=functions,
     )
     return LocalStack(config).start()
 

@@ -9,7 +9,7 @@ import pytest
 
 from functions.cli.client import FanoutClient
 from tests.callbacks.readme import readme_receiver
-from tests.e2e.conftest import StackFactory, client_for, wait_for, wait_terminal
+from tests.e2e.conftest import SWEPT, StackFactory, client_for, wait_for, wait_terminal
 from tests.support.callbacks import SECRET, Receiver, loopback_alias_available
 
 ENV = {"FANOUT_CALLBACK_SECRET": SECRET}
@@ -75,7 +75,7 @@ def test_a_receiver_down_then_back_gets_one_callback_from_the_sweeper(
     sweep a lease after that attempt delivers it, once. Later sweeps send nothing."""
     hook = Receiver(listen_now=False)
     try:
-        stack = make_stack(store=store, env={**ENV, "FANOUT_LEASE_SECONDS": "2"})
+        stack = make_stack(store=store, env={**ENV, "FANOUT_LEASE_SECONDS": "2"}, functions=SWEPT)
         client = client_for(stack)
         job_id = _submit(client, hook.url())
         job = _settled(client, job_id)

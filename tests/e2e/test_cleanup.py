@@ -11,7 +11,7 @@ import urllib.request
 from typing import Any
 
 from functions.local.stack import LocalStack
-from tests.e2e.conftest import StackFactory, all_batches, client_for, wait_for, wait_terminal
+from tests.e2e.conftest import SWEPT, StackFactory, all_batches, client_for, wait_for, wait_terminal
 
 LABELS = "logging.googleapis.com/labels"
 
@@ -44,7 +44,7 @@ def test_a_dry_run_reports_changes_nothing_and_the_real_run_does_it(
     the dry run (query or body) names those 4 batches, logged by cleanup_jobs, and they
     stay unenqueued; bad dry_run values get a 400 naming the problem; the real run
     enqueues exactly those 4 and the job completes."""
-    stack = make_stack(process_env={"ingest": {"FANOUT_CHAOS_ENQUEUE_LIMIT": "2"}})
+    stack = make_stack(process_env={"ingest": {"FANOUT_CHAOS_ENQUEUE_LIMIT": "2"}}, functions=SWEPT)
     client = client_for(stack)
     items = [f"doc-{i}" for i in range(6)]
     job_id = client.submit(

@@ -12,6 +12,8 @@ from functions.cli.client import call
 from functions.config import DispatchSettings
 from functions.queue.local import LocalTaskQueue
 from tests.e2e.conftest import (
+    JOB_FUNCTIONS,
+    SWEPT,
     CallbackReceiver,
     StackFactory,
     all_batches,
@@ -68,7 +70,7 @@ def test_http_job_completes_with_exact_counts(
 def test_pubsub_job_completes(make_stack: StackFactory) -> None:
     """The same request as a Pub/Sub CloudEvent creates and completes a job; a redelivery
     of the message (same client_id/request_id) creates no second job."""
-    stack = make_stack()
+    stack = make_stack(functions=(*JOB_FUNCTIONS, "ingest_pubsub"))
     client = client_for(stack)
     request = {
         "source": "noop",
@@ -255,7 +257,7 @@ def test_failed_items_fail_the_job_and_retry_completes_it(make_stack: StackFacto
 def test_lost_enqueue_is_finished_by_the_sweeper(make_stack: StackFactory) -> None:
     """When the queue refuses most tasks of a fan-out, the job does not get stuck: the
     sweeper (cleanup_jobs) enqueues the rest and the job completes."""
-    stack = make_stack(process_env={"ingest": {"FANOUT_CHAOS_ENQUEUE_LIMIT": "5"}})
+    stack = make_stack(process_env={"ingest": {"FANOUT_CHAOS_ENQUEUE_LIMIT": "5"}}, functions=SWEPT)
     client = client_for(stack)
     accepted = client.submit(
         {"source": "noop", "collection": "docs", "items": _items(20), "batch_size": 1}

@@ -13,13 +13,16 @@ from functions.cli.client import ApiError, FanoutClient, call
 from functions.local.emulators import free_port_block
 from functions.local.stack import LocalStack, StackConfig
 from functions.observability.lines import LABELS, LOCAL_LOG_FILE, LogLine
-from tests.e2e.conftest import FAST_ENV, client_for, wait_for, wait_terminal
+from tests.e2e.conftest import FAST_ENV, JOB_FUNCTIONS, client_for, wait_for, wait_terminal
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("logs-api"), port_base=free_port_block(5), env=FAST_ENV
+        state_dir=tmp_path_factory.mktemp("logs-api"),
+        port_base=free_port_block(5),
+        env=FAST_ENV,
+        functions=JOB_FUNCTIONS,
     )
     with LocalStack(config) as running:
         yield running

@@ -22,6 +22,7 @@ from functions.config import DispatchSettings
 from functions.local.stack import LocalStack
 from functions.queue.local import LocalTaskQueue, TaskState
 from tests.e2e.conftest import (
+    SWEPT,
     StackFactory,
     all_batches,
     client_for,
@@ -73,7 +74,7 @@ def test_worker_down_past_the_retry_window_then_back_completes_the_job(
 ) -> None:
     """The worker is down while the job's tasks and their first re-dispatch are dropped;
     once it is back, the next re-dispatch runs every batch, each counted once."""
-    stack = make_stack(store=store, env=RECOVERY_ENV, supervise=False)
+    stack = make_stack(store=store, env=RECOVERY_ENV, supervise=False, functions=SWEPT)
     client = client_for(stack)
     dropped = _dropped(stack)
     stack.kill("run_batch")
@@ -105,7 +106,11 @@ def test_worker_down_through_every_round_fails_the_job_and_retry_completes_it(
     """With the worker down for good, the batches fail once their one re-dispatch round is
     dropped too, saying the worker could not be reached; a retry after the worker is back
     completes the job."""
-    stack = make_stack(env={**RECOVERY_ENV, "FANOUT_MAX_DISPATCH_ROUNDS": "1"}, supervise=False)
+    stack = make_stack(
+        env={**RECOVERY_ENV, "FANOUT_MAX_DISPATCH_ROUNDS": "1"},
+        supervise=False,
+        functions=SWEPT,
+    )
     client = client_for(stack)
     dropped = _dropped(stack)
     stack.kill("run_batch")
@@ -179,6 +184,7 @@ def test_a_batch_whose_task_was_dropped_shows_as_such_until_the_sweep(
     stack = make_stack(
         env={"FANOUT_MAX_ATTEMPTS": "3", "FANOUT_DISPATCH_DEADLINE_SECONDS": "20"},
         supervise=False,
+        functions=SWEPT,
     )
     client = client_for(stack)
     dropped = _dropped(stack)
