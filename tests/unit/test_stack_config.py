@@ -1,0 +1,24 @@
+"""What a local stack may be asked to start: the five functions or some of them, never a
+function that does not exist, and the emulated (deployed) shape only whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
+
+
+def test_a_stack_starts_the_functions_it_names_and_the_dispatcher() -> None:
+    stack = LocalStack(StackConfig(functions=("ingest", "jobs_api")))
+    assert stack.process_names == ["ingest", "jobs_api", "dispatcher"]
+    assert LocalStack(StackConfig()).process_names == [*FUNCTIONS, "dispatcher"]
+
+
+def test_an_unknown_function_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="run_bach"):
+        StackConfig(functions=("ingest", "run_bach"))
+
+
+def test_the_emulated_shape_starts_every_function() -> None:
+    with pytest.raises(ValueError, match="every function"):
+        StackConfig(cloud="emulated", functions=("ingest", "run_batch", "jobs_api"))
