@@ -33,7 +33,8 @@
 `--sections` runs some of them (default: all): stack (a, b), memory (c), writers (d),
 embedding (e), unchanged (f).
 
-Usage: python -m bench.ingest [--mb 50] [--memory-mb 10,100] [--embed-mb 5] [--writers 8,32]
+Usage: python -m bench.ingest [--mb 50] [--memory-mb 10,100] [--memory-variants sliding,fixed]
+           [--embed-mb 5] [--writers 8,32]
            [--real-mb 1] [--rounds 2] [--unchanged-mb 10]
            [--sections stack,memory,writers,embedding,unchanged]
 """
@@ -368,12 +369,20 @@ def writers(count: int, state: Path) -> dict[str, int]:
     return figures
 
 
-def memory(sizes: Sequence[float], corpus: Any, state: Path) -> dict[str, Any]:
+MEMORY_VARIANTS: dict[str, dict[str, str]] = {
+    "sliding": {"FANOUT_MALLOC_MMAP_THRESHOLD": "0"},
+    "fixed": {},
+}
+
+
+def memory(
+    sizes: Sequence[float], corpus: Any, state: Path, names: Sequence[str]
+) -> dict[str, Any]:
     """The run_batch worker's peak RSS and RSS curve at each corpus size, with glibc's
     sliding mmap threshold (`sliding`, as before issue 15) and with the fixed one
     (`fixed`, the default), alternated at each size, and each one's peak at the largest
     size over its peak at the smallest."""
-    variants = {"sliding": {"FANOUT_MALLOC_MMAP_THRESHOLD": "0"}, "fixed": {}}
+    variants = {name: MEMORY_VARIANTS[name] for name in names}
     figures: dict[str, Any] = {name: {} for name in variants}
     for mb in sizes:
         for name, env in variants.items():
@@ -448,7 +457,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "stack_vs_direct": round(stack["mb_per_s"] / limit["mb_per_s"], 3),
                 }
         if "memory" in sections:
-            figures["memory"] = memory(_sizes(args), corpus, state)
+            names = [name for name in args.memory_variants.split(",") if name]
+            if unknown_variants := set(names) - set(MEMORY_VARIANTS):
+                parser.error(f"unknown memory variants: {', '.join(sorted(unknown_variants))}")
+            figures["memory"] = memory(_sizes(args), corpus, state, names)
         if "writers" in sections:
             for count in (int(c) for c in args.writers.split(",")):
                 figures[f"writers_{count}"] = writers(count, state)
