@@ -407,6 +407,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--mb", type=float, default=50)
     parser.add_argument("--memory-mb", default="10,100", help="more corpus sizes, for RSS")
     parser.add_argument(
+        "--memory-variants",
+        default=",".join(MEMORY_VARIANTS),
+        help="memory: glibc's sliding mmap threshold (as before), the fixed one, or both",
+    )
+    parser.add_argument(
         "--embed-mb",
         type=float,
         default=5,
