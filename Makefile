@@ -100,6 +100,7 @@ bench: setup bench-search
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.priority
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.write_memory
 
 # bench.search's corpus is the Python documentation Debian ships (apt, not PyPI).
 PYTHON_DOC := /usr/share/doc/python3.11/html

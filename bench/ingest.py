@@ -8,8 +8,11 @@
     one plain process with no job system, in batches of the same size: the limit for
     this machine. Reported as the ratio stack / direct (target >= 0.8);
 (c) memory: the peak RSS (VmHWM) of the run_batch worker processes, for the corpus at
-    `--mb` and at each of `--memory-mb`: it must stay bounded whatever the corpus size
-    (files are streamed; LanceDB's caches are capped; the table is compacted as it grows);
+    `--mb` and at each of `--memory-mb`, and the curve of its RSS as the job reads the
+    source (the highest in each tenth): it must stay bounded whatever the corpus size
+    (files are streamed; LanceDB's caches are capped; the table is compacted in a child
+    process; large native buffers are unmapped when freed). Each size runs with glibc's
+    sliding mmap threshold and with the fixed one, alternated;
 (d) concurrent writers: 8 and 32 processes upserting into one LanceDB table at once, each
     writing its own documents and then all the same ones: rows lost, duplicate ids, and
     commit attempts beyond one per write (conflicts LanceDB retried);
@@ -30,7 +33,8 @@
 `--sections` runs some of them (default: all): stack (a, b), memory (c), writers (d),
 embedding (e), unchanged (f).
 
-Usage: python -m bench.ingest [--mb 50] [--memory-mb 10,100] [--embed-mb 5] [--writers 8,32]
+Usage: python -m bench.ingest [--mb 50] [--memory-mb 10,100] [--memory-variants sliding,fixed]
+           [--embed-mb 5] [--writers 8,32]
            [--real-mb 1] [--rounds 2] [--unchanged-mb 10]
            [--sections stack,memory,writers,embedding,unchanged]
 """
@@ -51,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.procs import cpu_seconds, group_pids, peak_rss_kib
+from bench.procs import cpu_seconds, group_pids, peak_rss_kib, rss_kib
 from functions.cli.client import FanoutClient
 from functions.config import IngestionSettings, Settings
 from functions.errors import ItemFailed, ItemSkipped
@@ -72,6 +76,9 @@ MB = 1_000_000
 DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 TODAY_OPTIONS: dict[str, Any] = {"embedder": "local/minilm-l6-shipped", "chunk_overlap": 32}
 NEW_OPTIONS: dict[str, Any] = {"embedder": "local"}
+# The memory section's RSS curve: the worker's highest resident set in each tenth of the
+# source read.
+CURVE_POINTS = 10
 SECTIONS = ("stack", "memory", "writers", "embedding", "unchanged")
 
 
@@ -116,11 +123,29 @@ def _peak_rss_mb(stack: LocalStack, name: str) -> float:
     return round(max(peaks) / 1024, 1)
 
 
-def through_stack(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
+def _rss_mb(stack: LocalStack, name: str) -> float:
+    """The largest resident set now among the processes of `name`'s group."""
+    return max(rss_kib(pid) for pid in group_pids(stack.processes[name].pid)) / 1024
+
+
+def rss_curve(samples: Sequence[tuple[float, float]], total_mb: float) -> list[float]:
+    """The worker's highest resident set (MB) in each tenth of the source read, from
+    (MB read, RSS MB) samples: a plateau shows as equal tail values, a leak as a slope."""
+    curve = [0.0] * CURVE_POINTS
+    for read, rss in samples:
+        tenth = min(int(read / total_mb * CURVE_POINTS), CURVE_POINTS - 1) if total_mb else 0
+        curve[tenth] = max(curve[tenth], rss)
+    return [round(point) for point in curve]
+
+
+def through_stack(
+    corpus: Path, state: Path, embedder: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    name = "-".join([f"stack-{embedder}-{corpus.name}", *(env or {}).values()])
     config = StackConfig(
-        state_dir=state / f"stack-{embedder}-{corpus.name}",
+        state_dir=state / name,
         port_base=free_port_block(5),
-        env={"FANOUT_ALLOWED_ROOTS": str(corpus), "FANOUT_EMBEDDER": embedder},
+        env={"FANOUT_ALLOWED_ROOTS": str(corpus), "FANOUT_EMBEDDER": embedder} | (env or {}),
     )
     with LocalStack(config) as stack:
         client = FanoutClient(stack.url("ingest"), stack.url("jobs_api"))
@@ -133,12 +158,15 @@ def through_stack(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
                 "batch_size": BATCH_SIZE,
             }
         )
+        samples: list[tuple[float, float]] = []
         while (job := client.job(accepted["job_id"]))["status"] not in TERMINAL:
+            samples.append((job["stats"]["bytes_read"] / MB, _rss_mb(stack, "run_batch")))
             time.sleep(0.5)  # polling rarely: the stack being measured needs the CPU
         # Finalizing (and compacting) happens before finished_at is read back.
         elapsed = time.perf_counter() - start
-        figures = _rates(job["stats"], elapsed)
+        figures: dict[str, Any] = _rates(job["stats"], elapsed)
         figures["peak_rss_mb"] = _peak_rss_mb(stack, "run_batch")
+        figures["rss_curve_mb"] = rss_curve(samples, job["stats"]["bytes_read"] / MB)
         return figures
 
 
@@ -341,6 +369,35 @@ def writers(count: int, state: Path) -> dict[str, int]:
     return figures
 
 
+MEMORY_VARIANTS: dict[str, dict[str, str]] = {
+    "sliding": {"FANOUT_MALLOC_MMAP_THRESHOLD": "0"},
+    "fixed": {},
+}
+
+
+def memory(
+    sizes: Sequence[float], corpus: Any, state: Path, names: Sequence[str]
+) -> dict[str, Any]:
+    """The run_batch worker's peak RSS and RSS curve at each corpus size, with glibc's
+    sliding mmap threshold (`sliding`, as before issue 15) and with the fixed one
+    (`fixed`, the default), alternated at each size, and each one's peak at the largest
+    size over its peak at the smallest."""
+    variants = {name: MEMORY_VARIANTS[name] for name in names}
+    figures: dict[str, Any] = {name: {} for name in variants}
+    for mb in sizes:
+        for name, env in variants.items():
+            run = through_stack(corpus(mb), state, "none", env)
+            figures[name][f"at_{mb:g}mb"] = {
+                "peak_rss_mb": run["peak_rss_mb"],
+                "rss_curve_mb": run["rss_curve_mb"],
+                "stack_mb_per_s": run["mb_per_s"],
+            }
+    for name in variants:
+        peaks = [figures[name][f"at_{mb:g}mb"]["peak_rss_mb"] for mb in (sizes[0], sizes[-1])]
+        figures[name]["largest_vs_smallest"] = round(peaks[1] / peaks[0], 3)
+    return figures
+
+
 def _sizes(args: argparse.Namespace) -> list[float]:
     return sorted({args.mb, *(float(m) for m in args.memory_mb.split(",") if m)})
 
@@ -349,6 +406,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--mb", type=float, default=50)
     parser.add_argument("--memory-mb", default="10,100", help="more corpus sizes, for RSS")
+    parser.add_argument(
+        "--memory-variants",
+        default=",".join(MEMORY_VARIANTS),
+        help="memory: glibc's sliding mmap threshold (as before), the fixed one, or both",
+    )
     parser.add_argument(
         "--embed-mb",
         type=float,
@@ -400,14 +462,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "stack_vs_direct": round(stack["mb_per_s"] / limit["mb_per_s"], 3),
                 }
         if "memory" in sections:
-            memory = {mb: through_stack(corpus(mb), state, "none") for mb in _sizes(args)}
-            figures["memory"] = {
-                f"at_{mb:g}mb": {
-                    "peak_rss_mb": run["peak_rss_mb"],
-                    "stack_mb_per_s": run["mb_per_s"],
-                }
-                for mb, run in sorted(memory.items())
-            }
+            names = [name for name in args.memory_variants.split(",") if name]
+            if unknown_variants := set(names) - set(MEMORY_VARIANTS):
+                parser.error(f"unknown memory variants: {', '.join(sorted(unknown_variants))}")
+            figures["memory"] = memory(_sizes(args), corpus, state, names)
         if "writers" in sections:
             for count in (int(c) for c in args.writers.split(",")):
                 figures[f"writers_{count}"] = writers(count, state)

@@ -26,14 +26,23 @@ def group_pids(leader: int) -> list[int]:
     return pids
 
 
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM, the peak resident set of `pid`, in KiB; 0 if it has exited."""
+def _status_kib(pid: int, key: str) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0
-    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
+    line = next((x for x in status.splitlines() if x.startswith(f"{key}:")), f"{key}: 0 kB")
     return int(line.split()[1])
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM, the peak resident set of `pid`, in KiB; 0 if it has exited."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS, the resident set of `pid` now, in KiB; 0 if it has exited."""
+    return _status_kib(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:

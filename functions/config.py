@@ -53,6 +53,9 @@ class IngestionSettings:
     max_file_bytes: int = 32 * MiB
     # A batch closes before its items' bytes would pass this (one giant file runs alone).
     max_batch_bytes: int = 64 * MiB
+    # Native allocations of this many bytes or more get their own mapping, unmapped when
+    # freed (functions/ingestion/native_heap.py); 0 leaves glibc's sliding threshold.
+    malloc_mmap_threshold: int = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +285,9 @@ class Settings:
                 ),
                 max_file_bytes=_positive_int(env, "MAX_FILE_BYTES", 32 * MiB),
                 max_batch_bytes=_positive_int(env, "MAX_BATCH_BYTES", 64 * MiB),
+                malloc_mmap_threshold=_positive_int(
+                    env, "MALLOC_MMAP_THRESHOLD", 128 * 1024, minimum=0
+                ),
             ),
             enable_noop=_flag(env, "ENABLE_NOOP"),
             log_dir=Path(log_dir) if (log_dir := _read(env, "LOG_DIR")) else None,
@@ -335,7 +341,7 @@ def _read(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = _read(env, name)
     if raw is None:
         return default
@@ -343,8 +349,8 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{PREFIX}{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
     return value
 
 

@@ -11,8 +11,6 @@ sees full batches of texts. An item counts as processed once its chunks are stor
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 from dataclasses import dataclass, field, replace
 
@@ -21,6 +19,7 @@ import numpy as np
 from functions.config import Settings
 from functions.errors import InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
+from functions.ingestion import native_heap
 from functions.ingestion.chunker import chunk_document
 from functions.ingestion.document_index import DocumentIndex, KnownDocument
 from functions.ingestion.documents import Chunk, SourceItem
@@ -95,6 +94,7 @@ class DocumentsProcessor:
     # -- one batch ------------------------------------------------------------------------
 
     def open_batch(self, context: BatchContext) -> BatchWork:
+        native_heap.fix_mmap_threshold(self.settings.ingestion.malloc_mmap_threshold)
         options = DocumentOptions.parse(context.options)
         return DocumentBatch(
             settings=self.settings,
@@ -193,7 +193,7 @@ class DocumentBatch:
 
     def flush(self) -> JobStats:
         self._write()
-        _trim_native_heap()
+        native_heap.trim()
         unreported, self._unreported = self._unreported, JobStats()
         return unreported + self._take_stored()
 
@@ -237,14 +237,3 @@ class DocumentBatch:
                 [self._chunks[r].embedded_text for r in new]
             )
         return vectors, len(new)
-
-
-def _trim_native_heap() -> None:
-    """Hand the memory LanceDB and Arrow freed during the batch back to the system.
-
-    glibc keeps freed native memory in per-thread arenas, so a worker's footprint grew with
-    every batch it ran: peak RSS at 10 and 100 MB of source went from 425 and 744 MB to 362
-    and 581 MB with this call, at the same throughput (bench/ingest.py). Elsewhere than
-    glibc there is no such call, and nothing to do."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -47,6 +47,10 @@ def test_values_are_read_from_prefixed_variables(tmp_path: Path) -> None:
         ({"FANOUT_STORE": "redis"}, "FANOUT_STORE must be 'sqlite' or 'firestore'"),
         ({"FANOUT_RETENTION_DAYS": "soon"}, "FANOUT_RETENTION_DAYS must be a whole number"),
         ({"FANOUT_LEASE_SECONDS": "0"}, "FANOUT_LEASE_SECONDS must be at least 1"),
+        (
+            {"FANOUT_MALLOC_MMAP_THRESHOLD": "-1"},
+            "FANOUT_MALLOC_MMAP_THRESHOLD must be at least 0",
+        ),
     ],
 )
 def test_bad_values_raise_config_error(env: dict[str, str], message: str) -> None:

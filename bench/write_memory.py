@@ -1,0 +1,102 @@
+"""What one batch's write costs in memory as the collection grows; prints one JSON line.
+
+A table is filled to each of `--rows` (documents of 20 chunks, written 500 documents at a
+time, then compacted), and then `--writes` writes of a batch's size (25 new documents of 4
+chunks) are made on it, each in two ways, alternated:
+- `replace`: the sink's write (`Collection.replace_documents`): a `merge_insert` on the
+  chunk id that also deletes the written documents' other chunks, in one commit;
+- `insert`: the same `merge_insert` without that delete.
+For each: the median of the peak resident set over the resident set before the write
+(VmHWM reset before each, the heap trimmed as the worker does after a batch), in MB, and
+the median seconds per write. One process, one thread.
+
+Usage: python -m bench.write_memory [--rows 25000,100000,300000] [--writes 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from functions.ingestion import native_heap
+from functions.ingestion.documents import Chunk
+from functions.ingestion.sink import Collection
+
+CHUNKS_PER_DOCUMENT = 20
+FILL_DOCUMENTS = 500
+
+
+def _status_mb(key: str) -> float:
+    status = Path("/proc/self/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith(f"{key}:"))
+    return int(line.split()[1]) / 1024
+
+
+def _chunks(uris: Sequence[str], per: int) -> list[Chunk]:
+    return [
+        Chunk(f"{u}#{k}", u, k, f"text of {u}, part {k}. " * 40) for u in uris for k in range(per)
+    ]
+
+
+def _peak_over_rss(write: Callable[[], object]) -> tuple[float, float]:
+    native_heap.trim()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = _status_mb("VmRSS")
+    start = time.perf_counter()
+    write()
+    return _status_mb("VmHWM") - before, time.perf_counter() - start
+
+
+def _write(collection: Collection, way: str, uris: list[str]) -> None:
+    chunks = _chunks(uris, 4)
+    if way == "replace":
+        collection.replace_documents(uris, chunks, None, job_id="b")
+        return
+    table = collection.table()
+    data = collection._arrow(chunks, None, table.schema, "b")
+    table.merge_insert("id").when_not_matched_insert_all().execute(data)
+
+
+def measure(db: Path, sizes: Sequence[int], writes: int) -> dict[str, dict[str, float]]:
+    collection = Collection(str(db), "bench")
+    collection.ensure(embedder="none", dimension=None)
+    figures: dict[str, dict[str, float]] = {}
+    documents = 0
+    for rows in sizes:
+        while documents * CHUNKS_PER_DOCUMENT < rows:
+            uris = [f"fill-{documents + i}.md" for i in range(FILL_DOCUMENTS)]
+            collection.replace_documents(uris, _chunks(uris, CHUNKS_PER_DOCUMENT), None, job_id="b")
+            documents += FILL_DOCUMENTS
+        collection.compact()
+        runs: dict[str, list[tuple[float, float]]] = {"replace": [], "insert": []}
+        for write in range(writes):
+            for way in runs:
+                uris = [f"{way}-{rows}-{write}-{i}.md" for i in range(25)]
+                runs[way].append(_peak_over_rss(functools.partial(_write, collection, way, uris)))
+        figures[f"at_{rows}_rows"] = {
+            f"{way}_{name}": round(statistics.median(r[i] for r in done), 2 if i else 1)
+            for way, done in runs.items()
+            for i, name in enumerate(("peak_mb", "seconds"))
+        }
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--rows", default="25000,100000,300000")
+    parser.add_argument("--writes", type=int, default=5)
+    args = parser.parse_args(argv)
+    sizes = sorted(int(r) for r in args.rows.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = measure(Path(tmp) / "lancedb", sizes, args.writes)
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()
