@@ -31,11 +31,11 @@ ALLOW := $(foreach root,$(ROOTS),--allow $(root))
 
 .PHONY: run dev test pytest lint typecheck bench bench-search soak setup clean
 
-# Each venv keeps the pip Python ships (no upgrade: 1.5 CPU s each, and pins need nothing newer).
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	# The `fanout` command (pyproject.toml's console script), editable: it runs this tree.
 	$(BIN)/pip install --quiet --no-deps -e .
@@ -43,11 +43,13 @@ $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 
 $(TASKS_VENV)/.installed: tests/support/requirements-tasks-emulator.txt
 	$(PYTHON) -m venv $(TASKS_VENV)
+	$(TASKS_VENV)/bin/pip install --quiet --upgrade pip
 	$(TASKS_VENV)/bin/pip install --quiet -r tests/support/requirements-tasks-emulator.txt
 	touch $@
 
 $(CHECKOV_VENV)/.installed: tests/support/requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/pip install --quiet -r tests/support/requirements-checkov.txt
 	touch $@
 
