@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Literal, Self
 
 from functions.errors import BatchNotFound, InvalidArgument, InvalidTransition, JobNotFound
+from functions.named_values import parse_named
 from functions.priority import Priority
 
 
@@ -71,11 +72,7 @@ _BATCH_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
 
 def parse_status(value: str) -> JobStatus:
     """The `JobStatus` named by `value`; `InvalidArgument` naming the allowed values otherwise."""
-    try:
-        return JobStatus(value)
-    except ValueError:
-        allowed = ", ".join(s.value for s in JobStatus)
-        raise InvalidArgument(f"unknown status {value!r}; expected one of: {allowed}") from None
+    return parse_named(JobStatus, value, "status")
 
 
 def batch_statuses_leading_to(new: JobStatus) -> frozenset[JobStatus]:

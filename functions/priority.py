@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from functions.errors import InvalidArgument
+from functions.named_values import parse_named
 
 
 class Priority(StrEnum):
@@ -18,8 +18,4 @@ class Priority(StrEnum):
 
 def parse_priority(value: str) -> Priority:
     """The `Priority` named by `value`; `InvalidArgument` naming the allowed values otherwise."""
-    try:
-        return Priority(value)
-    except ValueError:
-        allowed = ", ".join(p.value for p in Priority)
-        raise InvalidArgument(f"unknown priority {value!r}; expected one of: {allowed}") from None
+    return parse_named(Priority, value, "priority")
