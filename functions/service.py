@@ -310,20 +310,7 @@ class FanoutService:
         # The request is kept without its items (they live in the batches), so that the
         # parent document stays far below Firestore's 1 MiB.
         asked = request.model_dump(exclude={"items"}, mode="json") | {"item_count": len(items)}
-        job, created = self.store.create_job(
-            Job.new(
-                source=request.source,
-                collection=request.collection,
-                request=asked,
-                client_id=request.client_id,
-                request_id=request.request_id,
-                callback_url=request.callback_url,
-                trace_id=trace_id,
-                priority=request.priority,
-                not_before=request.not_before,
-                now=self.clock(),
-            )
-        )
+        job, created = self.store.create_job(self._new_job(request, asked, trace_id))
         with bound(**_job_context(job)):
             emit(
                 Event.SUBMITTED,
@@ -346,22 +333,8 @@ class FanoutService:
         """Record a job planned by pages (functions/planner.py) and enqueue its first page:
         the same few writes whatever the size of its manifest or listing. `listed`: the
         names the request read (a location's first page)."""
-        asked = request.model_dump(exclude={"items"}, mode="json")
-        job, created = self.store.create_job(
-            Job.new(
-                source=request.source,
-                collection=request.collection,
-                request=asked | {PAGE_BATCHES_KEY: per_page},
-                client_id=request.client_id,
-                request_id=request.request_id,
-                callback_url=request.callback_url,
-                trace_id=trace_id,
-                priority=request.priority,
-                not_before=request.not_before,
-                now=self.clock(),
-                planning=True,
-            )
-        )
+        asked = request.model_dump(exclude={"items"}, mode="json") | {PAGE_BATCHES_KEY: per_page}
+        job, created = self.store.create_job(self._new_job(request, asked, trace_id, planning=True))
         origin = request.items_from or request.location
         waits = job.not_before if job.status is JobStatus.SCHEDULED else None
         scheduled = f"; scheduled: no batch starts before {waits.isoformat()}" if waits else ""
@@ -383,6 +356,29 @@ class FanoutService:
             if created:
                 self._enqueue_plan(job, 0)
         return job, created
+
+    def _new_job(
+        self,
+        request: IngestRequest,
+        asked: dict[str, Any],
+        trace_id: str | None,
+        *,
+        planning: bool = False,
+    ) -> Job:
+        """The job `request` asks for, keeping `asked` (the request as stored) on it."""
+        return Job.new(
+            source=request.source,
+            collection=request.collection,
+            request=asked,
+            client_id=request.client_id,
+            request_id=request.request_id,
+            callback_url=request.callback_url,
+            trace_id=trace_id,
+            priority=request.priority,
+            not_before=request.not_before,
+            now=self.clock(),
+            planning=planning,
+        )
 
     def _max_batch_bytes(self, asked: int | None) -> int:
         return asked or self.settings.ingestion.max_batch_bytes
