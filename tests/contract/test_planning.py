@@ -37,6 +37,7 @@ def run_claimed(store: JobStore, claim: Claim) -> FinishResult:
 
 
 def test_a_page_is_written_once_and_totals_follow_the_pages(store: JobStore) -> None:
+    """A page delivered twice is written once, and the job's totals grow by each page's batches."""
     job = planning_job(store)
     first = store.add_plan_page(job.job_id, page(job, 0, 4))
     again = store.add_plan_page(job.job_id, page(job, 0, 4))
@@ -53,6 +54,7 @@ def test_a_page_is_written_once_and_totals_follow_the_pages(store: JobStore) -> 
 
 
 def test_a_page_out_of_turn_or_misnumbered_writes_nothing(store: JobStore) -> None:
+    """A page before its predecessor, or numbering its batches wrongly, changes nothing."""
     job = planning_job(store)
     early = store.add_plan_page(job.job_id, page(job, 1, 2))
     assert (early.written, early.reason) == (False, "page 0 is not planned yet")
@@ -78,6 +80,7 @@ def test_batches_run_while_planning_and_the_last_page_finalizes(store: JobStore)
 
 
 def test_the_last_batch_after_the_last_page_finalizes(store: JobStore) -> None:
+    """When planning ends first, the last batch to count finalizes the job, once."""
     job = planning_job(store)
     store.add_plan_page(job.job_id, page(job, 0, 2))
     last = store.add_plan_page(job.job_id, page(job, 1, 2, last=True, first=1))
@@ -87,6 +90,7 @@ def test_the_last_batch_after_the_last_page_finalizes(store: JobStore) -> None:
 
 
 def test_an_empty_manifest_completes_at_its_only_page(store: JobStore) -> None:
+    """A manifest with no items completes its job at its only page."""
     job = planning_job(store)
     only = store.add_plan_page(job.job_id, page(job, 0, 0, last=True))
     assert only.finalized
@@ -142,6 +146,7 @@ def test_the_last_batch_counting_between_the_last_page_and_its_check(
 
 
 def test_a_cancelled_job_takes_no_more_pages(store: JobStore) -> None:
+    """A cancelled job's planner writes no further page, so no more batches appear."""
     job = planning_job(store)
     store.add_plan_page(job.job_id, page(job, 0, 2))
     store.cancel_job(job.job_id)
@@ -151,6 +156,7 @@ def test_a_cancelled_job_takes_no_more_pages(store: JobStore) -> None:
 
 
 def test_failing_planning_fails_the_job_naming_why_once(store: JobStore) -> None:
+    """A planner that cannot go on fails the job once, with the reason, not twice."""
     job = planning_job(store)
     store.add_plan_page(job.job_id, page(job, 0, 2))
     assert store.fail_planning(job.job_id, 0, error="manifest m cannot be read") is None
@@ -215,6 +221,7 @@ def test_a_scheduled_job_whose_plan_is_empty_completes_at_its_only_page(
 
 
 def test_a_scheduled_job_whose_plan_fails_fails_naming_why(store: JobStore) -> None:
+    """A scheduled job whose plan fails before its start fails with the reason."""
     job = scheduled_job(store)
     failed = store.fail_planning(job.job_id, 0, error="location /x does not exist")
     assert failed is not None

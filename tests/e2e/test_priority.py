@@ -47,6 +47,7 @@ def _run_high(client: FanoutClient, tag: str) -> dict[str, Any]:
 def test_a_high_job_overtakes_a_low_backlog_that_keeps_every_worker_busy(
     make_stack: StackFactory,
 ) -> None:
+    """A high job submitted behind a busy low backlog ends first, within 3x its idle time."""
     # As in the cloud (infra/queue.tf's precondition), no more dispatches at once than the
     # worker runs: a dispatch beyond them waits in the worker's own backlog, in no order of
     # priority, out of the dispatcher's reach.

@@ -17,6 +17,7 @@ BATCH_SIZE = 1_000
 def test_a_100000_item_manifest_job_ends_exact_under_duplicate_delivery(
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
+    """100,000 manifest items: submit under 1 s, exact end, every task delivered twice."""
     manifest = tmp_path / "manifest.txt"
     manifest.write_text("".join(f"item-{i}\n" for i in range(ITEMS)))
     stack = make_stack(

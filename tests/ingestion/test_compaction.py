@@ -77,5 +77,6 @@ def test_compactions_leave_no_memory_in_the_worker(tmp_path: Path) -> None:
 
 
 def test_a_failed_compaction_names_the_table(tmp_path: Path) -> None:
+    """A compaction child that fails raises a typed error naming the table."""
     with pytest.raises(CompactionFailed, match="'missing'"):
         optimize_apart(str(tmp_path / "lancedb"), "missing", cleanup_older_than=None)

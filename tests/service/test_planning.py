@@ -128,6 +128,7 @@ def test_a_manifest_job_is_planned_by_pages_and_ends_exact(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A three-page manifest is planned page by page after the submit and ends with exact totals."""
     caplog.set_level(logging.INFO, logger="fanout.events")
     items = PAGE_ITEMS * 2 + 7  # three pages at batch size 100
     path = manifest(tmp_path, [f"doc-{i}" for i in range(items)])
@@ -144,6 +145,7 @@ def test_a_manifest_job_is_planned_by_pages_and_ends_exact(
 def test_the_manifest_rule_blank_lines_skipped_duplicates_kept(
     service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
 ) -> None:
+    """A manifest's blank lines are skipped, surrounding spaces trimmed, and repeated items kept."""
     path = tmp_path / "m.txt"
     path.write_bytes(b"a\n\n   \r\n  b  \r\na\nc")  # no final line end either
     job = submit(service, path, batch_size=2)
@@ -156,6 +158,7 @@ def test_the_manifest_rule_blank_lines_skipped_duplicates_kept(
 def test_a_line_too_long_fails_the_job_naming_the_line(
     service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
 ) -> None:
+    """A manifest line over the limit fails the job naming its line number, and writes no page."""
     path = manifest(tmp_path, ["a", "", "b", "x" * 100_000, "c"])
     job = submit(service, path, batch_size=1)
     deliver(service, queue)
@@ -172,6 +175,7 @@ def test_a_line_too_long_fails_the_job_naming_the_line(
 def test_a_manifest_that_cannot_be_read_fails_the_job_by_name(
     service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
 ) -> None:
+    """A manifest gone before planning fails the job naming the file."""
     path = manifest(tmp_path, ["a", "b"])
     job = submit(service, path)
     path.unlink()
@@ -194,6 +198,7 @@ def test_a_manifest_that_cannot_be_read_fails_the_job_by_name(
 def test_a_manifest_outside_the_roots_is_refused_and_creates_nothing(
     service: FanoutService, tmp_path: Path, items_from: str, problem: str
 ) -> None:
+    """A manifest that cannot be planned is refused at submit, naming why; no job is made."""
     with pytest.raises(InvalidArgument, match=problem):
         submit(service, items_from.format(tmp=tmp_path))
     assert service.store.list_jobs(JobQuery.build()).total == 0
@@ -202,6 +207,7 @@ def test_a_manifest_outside_the_roots_is_refused_and_creates_nothing(
 def test_a_dropped_planner_task_is_enqueued_again_by_the_sweeper(
     service: FanoutService, queue: LocalTaskQueue, tmp_path: Path
 ) -> None:
+    """A planner task the queue dropped is enqueued again by the sweeper, and the job ends exact."""
     path = manifest(tmp_path, [f"doc-{i}" for i in range(25)])
     job = submit(service, path)
     for attempt in range(1, DISPATCH.max_attempts + 1):  # none reaches the worker

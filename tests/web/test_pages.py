@@ -344,6 +344,7 @@ def test_durations_and_sizes() -> None:
     ],
 )
 def test_start_times(ahead: timedelta, text: str) -> None:
+    """A start reads in its largest unit ('starts in 2 h', '3 min'), 'starting' once due."""
     assert start_time(NOW + ahead, NOW) == text
 
 
