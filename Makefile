@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 TASKS_VENV := .venv-tasks-emulator
 # checkov (the infra/ scanner) pins packages the main venv pins differently: a venv of its own.
 CHECKOV_VENV := .venv-checkov
+# The PATH before .venv/bin is put first: pip runs from the system's Python (.venv has no pip).
+SYSTEM_PATH := $(PATH)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Independent prerequisites build side by side: the four environments of `setup`, then lint
 # and typecheck (about half a minute less from a fresh clone).
@@ -33,24 +35,39 @@ ALLOW := $(foreach root,$(ROOTS),--allow $(root))
 
 setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed $(CHECKOV_VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+# uv builds the three venvs: from a fresh clone it installs the main venv's ~120 packages in
+# about 6 s where pip took 30 s, with the same pinned versions from the same PyPI. uv itself is
+# one pinned wheel, put in .uv/ by the system's pip (no venv needed for it).
+UV_VERSION := 0.13.10
+UV_DIR := .uv
+UV := $(UV_DIR)/bin/uv
+UV_STAMP := $(UV_DIR)/.uv-$(UV_VERSION)
+$(UV_STAMP):
+	rm -rf $(UV_DIR)
+	PATH="$(SYSTEM_PATH)" $(PYTHON) -m pip install --quiet --disable-pip-version-check \
+		--target $(UV_DIR) uv==$(UV_VERSION)
+	touch $@
+
+# A venv is rebuilt from scratch when its requirements change (--clear), like a fresh clone's.
+# uv takes the base interpreter behind $(PYTHON), even when PATH finds .venv's first.
+define uv_venv
+	$(UV) venv --quiet --clear --python $(PYTHON) $(1)
+	$(UV) pip install --quiet --python $(1)/bin/python -r $(2)
+endef
+
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml \
+		| $(UV_STAMP)
+	$(call uv_venv,$(VENV),requirements-dev.txt)
 	# The `fanout` command (pyproject.toml's console script), editable: it runs this tree.
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
-$(TASKS_VENV)/.installed: tests/support/requirements-tasks-emulator.txt
-	$(PYTHON) -m venv $(TASKS_VENV)
-	$(TASKS_VENV)/bin/pip install --quiet --upgrade pip
-	$(TASKS_VENV)/bin/pip install --quiet -r tests/support/requirements-tasks-emulator.txt
+$(TASKS_VENV)/.installed: tests/support/requirements-tasks-emulator.txt | $(UV_STAMP)
+	$(call uv_venv,$(TASKS_VENV),tests/support/requirements-tasks-emulator.txt)
 	touch $@
 
-$(CHECKOV_VENV)/.installed: tests/support/requirements-checkov.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/pip install --quiet -r tests/support/requirements-checkov.txt
+$(CHECKOV_VENV)/.installed: tests/support/requirements-checkov.txt | $(UV_STAMP)
+	$(call uv_venv,$(CHECKOV_VENV),tests/support/requirements-checkov.txt)
 	touch $@
 
 # The page tests drive Debian's chromium through Playwright (never a downloaded browser).
@@ -122,4 +139,4 @@ soak: setup
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 clean:
-	rm -rf $(VENV) $(TASKS_VENV) $(CHECKOV_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TASKS_VENV) $(CHECKOV_VENV) $(UV_DIR) node_modules .local .mypy_cache .ruff_cache .pytest_cache
