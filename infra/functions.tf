@@ -40,6 +40,7 @@ data "archive_file" "source" {
     ".mypy_cache",
     ".pytest_cache",
     ".ruff_cache",
+    ".uv", # the uv that builds the venvs (Makefile)
     ".venv",
     ".venv-checkov",
     ".venv-tasks-emulator",
