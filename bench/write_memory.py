@@ -1,11 +1,13 @@
 """What one batch's write costs in memory as the collection grows; prints one JSON line.
 
 A table is filled to each of `--rows` (documents of 20 chunks, written 500 documents at a
-time, then compacted), and then `--writes` writes of a batch's size (25 new documents of 4
-chunks) are made on it, each in two ways, alternated:
-- `replace`: the sink's write (`Collection.replace_documents`): a `merge_insert` on the
-  chunk id that also deletes the written documents' other chunks, in one commit;
-- `insert`: the same `merge_insert` without that delete.
+time, then compacted), and then `--writes` writes of a batch's size (25 documents of 4
+chunks) are made on it through the sink (`Collection.replace_documents`), two kinds
+alternated:
+- `new`: documents with no chunks stored, as in every write of a first ingestion: a
+  `merge_insert` on the chunk id, which the id's BTREE index answers;
+- `changed`: documents already stored, with new text: the same `merge_insert` also
+  deletes their other chunks in the same commit, which joins against the whole table.
 For each: the median of the peak resident set over the resident set before the write
 (VmHWM reset before each, the heap trimmed as the worker does after a batch), in MB, and
 the median seconds per write. One process, one thread.
@@ -38,9 +40,11 @@ def _status_mb(key: str) -> float:
     return int(line.split()[1]) / 1024
 
 
-def _chunks(uris: Sequence[str], per: int) -> list[Chunk]:
+def _chunks(uris: Sequence[str], per: int, version: str = "") -> list[Chunk]:
     return [
-        Chunk(f"{u}#{k}", u, k, f"text of {u}, part {k}. " * 40) for u in uris for k in range(per)
+        Chunk(f"{u}#{version}{k}", u, k, f"text {version}of {u}, part {k}. " * 40)
+        for u in uris
+        for k in range(per)
     ]
 
 
@@ -53,14 +57,8 @@ def _peak_over_rss(write: Callable[[], object]) -> tuple[float, float]:
     return _status_mb("VmHWM") - before, time.perf_counter() - start
 
 
-def _write(collection: Collection, way: str, uris: list[str]) -> None:
-    chunks = _chunks(uris, 4)
-    if way == "replace":
-        collection.replace_documents(uris, chunks, None, job_id="b")
-        return
-    table = collection.table()
-    data = collection._arrow(chunks, None, table.schema, "b")
-    table.merge_insert("id").when_not_matched_insert_all().execute(data)
+def _write(collection: Collection, uris: list[str], version: str) -> None:
+    collection.replace_documents(uris, _chunks(uris, 4, version), None, job_id="b")
 
 
 def measure(db: Path, sizes: Sequence[int], writes: int) -> dict[str, dict[str, float]]:
@@ -74,11 +72,15 @@ def measure(db: Path, sizes: Sequence[int], writes: int) -> dict[str, dict[str, 
             collection.replace_documents(uris, _chunks(uris, CHUNKS_PER_DOCUMENT), None, job_id="b")
             documents += FILL_DOCUMENTS
         collection.compact()
-        runs: dict[str, list[tuple[float, float]]] = {"replace": [], "insert": []}
+        runs: dict[str, list[tuple[float, float]]] = {"new": [], "changed": []}
         for write in range(writes):
-            for way in runs:
-                uris = [f"{way}-{rows}-{write}-{i}.md" for i in range(25)]
-                runs[way].append(_peak_over_rss(functools.partial(_write, collection, way, uris)))
+            new = [f"new-{rows}-{write}-{i}.md" for i in range(25)]
+            changed = [f"fill-{(write * 25 + i) * 7 % documents}.md" for i in range(25)]
+            for way, uris in (("new", new), ("changed", changed)):
+                version = f"{way}-{rows}-{write}-"
+                runs[way].append(
+                    _peak_over_rss(functools.partial(_write, collection, uris, version))
+                )
         figures[f"at_{rows}_rows"] = {
             f"{way}_{name}": round(statistics.median(r[i] for r in done), 2 if i else 1)
             for way, done in runs.items()

@@ -2,12 +2,15 @@
 
 Writes are one `merge_insert` per flush, keyed on the chunk id, which LanceDB's schema
 declares an (unenforced) primary key: without that declaration, two writers inserting the
-same new ids at the same moment both succeed and every such row ends up twice. The same
-commit deletes the written documents' chunks that are no longer produced
-(`when_not_matched_by_source_delete`), so re-ingesting a changed document leaves none of
-its stale chunks, atomically. LanceDB retries commit conflicts itself; a write that still
-conflicts is retried here on a fresh view of the table, then reported as transient so the
-queue retries the batch.
+same new ids at the same moment both succeed and every such row ends up twice. When any of
+the written documents already has chunks stored, the same commit deletes those of its
+chunks that are no longer produced (`when_not_matched_by_source_delete`), so re-ingesting a
+changed document leaves none of its stale chunks, atomically. That delete joins the write
+against the whole table, so its memory grows with the collection; a write of documents
+with nothing stored (every write of a first ingestion) only inserts, which the id's BTREE
+index answers in bounded memory. LanceDB retries commit conflicts itself; a write that
+still conflicts is retried here on a fresh view of the table, then reported as transient
+so the queue retries the batch.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from functions.ingestion.search_hit import SearchHit
 log = logging.getLogger("fanout.ingestion.sink")
 
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
+ID_COLUMN = "id"
 EMBEDDER_KEY = b"fanout.embedder"
 # Below this many rows a brute-force vector scan is fast (milliseconds); past it an IVF
 # index pays for its build time.
@@ -83,7 +87,7 @@ def chunk_schema(dimension: int | None, embedder: str) -> pa.Schema:
     """The table's columns; `vector` only for collections with an embedder, whose id
     (`local`, `vertex/text-embedding-005`, `none`) the schema's metadata records."""
     fields = [
-        pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
+        pa.field(ID_COLUMN, pa.string(), nullable=False, metadata=PRIMARY_KEY),
         pa.field("uri", pa.string(), nullable=False),
         pa.field("position", pa.int32(), nullable=False),
         pa.field("text", pa.string(), nullable=False),
@@ -166,8 +170,14 @@ class Compaction:
         )
 
 
-def _has_text_index(table: Table) -> bool:
-    return any(index.columns == [TERMS_COLUMN] for index in table.list_indices())
+def _btree() -> Any:
+    from lancedb.index import BTree
+
+    return BTree()
+
+
+def _has_index(table: Table, column: str) -> bool:
+    return any(index.columns == [column] for index in table.list_indices())
 
 
 def _phrase_filter(phrases: Sequence[str]) -> str | None:
@@ -253,7 +263,8 @@ class Collection:
                     ) from error
         self.check_embedder(embedder=embedder, dimension=dimension)
         self.ensure_terms_column(self.table())
-        self.ensure_text_index(self.table())
+        self.ensure_index(self.table(), TERMS_COLUMN)
+        self.ensure_index(self.table(), ID_COLUMN)
 
     def ensure_terms_column(self, table: Table) -> None:
         """Give a collection from before the terms column one, filled with its rows' heading
@@ -277,17 +288,18 @@ class Collection:
                 "or choose another collection"
             )
 
-    def ensure_text_index(self, table: Table) -> None:
-        """Create the full-text index unless `table` has it. Two submits to a new collection
-        race here (two deliveries of one Pub/Sub message do): Lance refuses the second
-        commit as a conflict, which is fine once the index exists, and is a
-        `TransientError` (retry the submit) otherwise."""
-        if _has_text_index(table):
+    def ensure_index(self, table: Table, column: str) -> None:
+        """Create the full-text index (`TERMS_COLUMN`) or the id's BTREE (`ID_COLUMN`)
+        unless `table` has it; collections from before either get it at their next submit.
+        Two submits to a new collection race here (two deliveries of one Pub/Sub message
+        do): Lance refuses the second commit as a conflict, which is fine once the index
+        exists, and is a `TransientError` (retry the submit) otherwise."""
+        if _has_index(table, column):
             return
         try:
-            table.create_index(TERMS_COLUMN, config=_fts())
+            table.create_index(column, config=_fts() if column == TERMS_COLUMN else _btree())
         except RuntimeError as error:
-            if not _has_text_index(self.table()):  # the latest version, not `table`'s
+            if not _has_index(self.table(), column):  # the latest version, not `table`'s
                 raise TransientError(f"cannot index collection {self.name!r}: {error}") from error
 
     def table(self) -> Table:
@@ -318,7 +330,8 @@ class Collection:
         """Make the collection hold exactly `chunks` for the documents `uris`: new chunk
         ids are inserted, ids already there are left as they are (an id fixes the text,
         so its row is identical), and those documents' other chunks are deleted. One
-        commit, so readers never see a document half-replaced."""
+        commit, so readers never see a document half-replaced. Whether any of them has
+        chunks stored is read on the version written to, again on every retry."""
         if not uris:
             return WriteResult(0, 0, 0)
         # One write may not repeat an id (LanceDB refuses an ambiguous merge).
@@ -339,12 +352,10 @@ class Collection:
             nonlocal attempts
             try:
                 table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
-                result = (
-                    table.merge_insert("id")
-                    .when_not_matched_insert_all()
-                    .when_not_matched_by_source_delete(documents)
-                    .execute(data)
-                )
+                merge = table.merge_insert(ID_COLUMN).when_not_matched_insert_all()
+                if table.count_rows(documents):
+                    merge = merge.when_not_matched_by_source_delete(documents)
+                result = merge.execute(data)
             except (OSError, RuntimeError, ValueError) as error:
                 if _is_conflict(error):
                     attempts += WRITE_ATTEMPTS  # LanceDB already retried internally
@@ -455,7 +466,7 @@ class Collection:
         before = self._fragments(table)
         self._optimize(cleanup_older_than=timedelta(minutes=10))
         table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
-        self.ensure_text_index(table)
+        self.ensure_index(table, TERMS_COLUMN)
         indexes = {index.columns[0] for index in table.list_indices()}
         rows = table.count_rows()
         if (

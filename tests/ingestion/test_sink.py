@@ -90,18 +90,48 @@ def _at_once(calls: list[Callable[[], object]]) -> None:
             future.result()
 
 
-def test_two_submits_racing_to_index_a_new_collection_both_go_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("column", [sink.TERMS_COLUMN, sink.ID_COLUMN])
+def test_two_submits_racing_to_index_a_new_collection_both_go_on(
+    tmp_path: Path, column: str
+) -> None:
     """Two submits to a new collection at once (two deliveries of one Pub/Sub message)
-    both create its full-text index; Lance refuses one commit as a conflict, and that
-    submit goes on all the same, since the index exists: neither raises."""
+    both create its full-text index and its id index; Lance refuses one commit as a
+    conflict, and that submit goes on all the same, since the index exists: neither
+    raises."""
     db = str(tmp_path / "lancedb")
     for round_ in range(3):
         name = f"new{round_}"
         sink._connect(db).create_table(name, schema=sink.chunk_schema(DIMENSION, "local"))
         collection = Collection(db, name)
         handles = [collection.table(), collection.table()]  # each submit opened it
-        _at_once([functools.partial(collection.ensure_text_index, t) for t in handles])
-        assert [index.columns for index in collection.table().list_indices()] == [["search_text"]]
+        _at_once([functools.partial(collection.ensure_index, t, column) for t in handles])
+        assert [index.columns for index in collection.table().list_indices()] == [[column]]
+
+
+def test_a_collection_from_before_the_id_index_gets_it_at_its_next_submit(
+    tmp_path: Path,
+) -> None:
+    """A write of new documents looks their ids up in the id's BTREE (bounded memory,
+    whatever the collection's size): a collection made without one gets it from `ensure`,
+    and its rows stay exact through later writes and a compaction."""
+    db = str(tmp_path / "lancedb")
+    sink._connect(db).create_table("old", schema=sink.chunk_schema(DIMENSION, "local"))
+    collection = Collection(db, "old")
+    _write(collection, "/old.md", 3)
+    assert not sink._has_index(collection.table(), sink.ID_COLUMN)
+    collection.ensure(embedder="local", dimension=DIMENSION)
+    assert sink._has_index(collection.table(), sink.ID_COLUMN)
+    _write(collection, "/new.md", 2)
+    _write(collection, "/old.md", 2, version="v2")
+    collection.compact()
+    _write(collection, "/newer.md", 1)
+    assert sorted(collection.chunk_ids()) == [
+        "/new.md#v1#0",
+        "/new.md#v1#1",
+        "/newer.md#v1#0",
+        "/old.md#v2#0",
+        "/old.md#v2#1",
+    ]
 
 
 def test_a_missing_collection_is_not_found(tmp_path: Path) -> None:
@@ -223,17 +253,22 @@ def test_compaction_builds_a_vector_index_once_the_table_is_large_enough(
     collection: Collection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Below the threshold a search scans the vectors; at it, the end-of-job compaction
-    builds the vector index (and keeps the full-text one), and search still answers."""
+    builds the vector index (and keeps the full-text and id ones), and search still
+    answers."""
     monkeypatch.setattr(sink, "VECTOR_INDEX_MIN_ROWS", 600)
     for i in range(10):
         _write(collection, f"small-{i}.md", 20)
     collection.compact()
-    assert {index.columns[0] for index in collection.table().list_indices()} == {"search_text"}
+    assert {index.columns[0] for index in collection.table().list_indices()} == {
+        "search_text",
+        "id",
+    }
     for i in range(20):
         _write(collection, f"more-{i}.md", 20)
     collection.compact()
     assert {index.columns[0] for index in collection.table().list_indices()} == {
         "search_text",
+        "id",
         "vector",
     }
     hits = collection.search(ParsedQuery("v1 text 3"), _vectors(1)[0], k=3, by_document=False)
