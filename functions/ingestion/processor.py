@@ -19,7 +19,7 @@ import numpy as np
 from functions.config import Settings
 from functions.errors import InvalidArgument, ItemFailed, ItemSkipped
 from functions.ingest_request import IngestRequest
-from functions.ingestion import native_heap
+from functions.ingestion import native_heap, reference_cycles
 from functions.ingestion.chunker import chunk_document
 from functions.ingestion.document_index import DocumentIndex, KnownDocument
 from functions.ingestion.documents import Chunk, SourceItem
@@ -193,6 +193,7 @@ class DocumentBatch:
 
     def flush(self) -> JobStats:
         self._write()
+        reference_cycles.collect()  # before the trim, which returns what this frees
         native_heap.trim()
         unreported, self._unreported = self._unreported, JobStats()
         return unreported + self._take_stored()

@@ -64,8 +64,13 @@ COMPACT_EVERY_VERSIONS = 100
 # fills with every table version a job writes (manifests, fragment metadata), of which
 # searches need only the latest: at 64 MB it held a worker about 70 MB higher by 40 MB of
 # source than at 8 MB (docs/ingestion.md, Worker memory).
-INDEX_CACHE_BYTES = 128 * 1024 * 1024
 METADATA_CACHE_BYTES = 8 * 1024 * 1024
+# Searches read the full-text and vector indexes through the index cache. Writes read only
+# the id's BTREE, where a batch's 100 new ids fall all over the tree: caching every page
+# they touch grew a worker with its collection (about 35 MB over 100 MB of source), so the
+# connection that writes keeps 8 MB of index pages and searches use one of their own.
+SEARCH_INDEX_CACHE_BYTES = 128 * 1024 * 1024
+WRITE_INDEX_CACHE_BYTES = 8 * 1024 * 1024
 # The column full-text search reads: a chunk's heading path and text as terms (see
 # query_text.search_terms). Collections from before it are given it at their next submit.
 TERMS_COLUMN = "search_text"
@@ -103,7 +108,7 @@ def chunk_schema(dimension: int | None, embedder: str) -> pa.Schema:
 
 
 @functools.cache
-def _connect(uri: str) -> lancedb.DBConnection:
+def _connect(uri: str, index_cache_bytes: int = WRITE_INDEX_CACHE_BYTES) -> lancedb.DBConnection:
     # Imported here, not at module import: the Functions Framework's server forks its
     # workers after importing main.py, and LanceDB's runtime is not safe across a fork.
     import lancedb
@@ -114,7 +119,7 @@ def _connect(uri: str) -> lancedb.DBConnection:
         uri,
         read_consistency_interval=timedelta(0),
         session=lancedb.Session(
-            index_cache_size_bytes=INDEX_CACHE_BYTES,
+            index_cache_size_bytes=index_cache_bytes,
             metadata_cache_size_bytes=METADATA_CACHE_BYTES,
         ),
     )
@@ -302,9 +307,10 @@ class Collection:
             if not _has_index(self.table(), column):  # the latest version, not `table`'s
                 raise TransientError(f"cannot index collection {self.name!r}: {error}") from error
 
-    def table(self) -> Table:
+    def table(self, *, for_search: bool = False) -> Table:
+        cache = SEARCH_INDEX_CACHE_BYTES if for_search else WRITE_INDEX_CACHE_BYTES
         try:
-            return _connect(self.db_uri).open_table(self.name)
+            return _connect(self.db_uri, cache).open_table(self.name)
         except (FileNotFoundError, ValueError) as error:
             raise CollectionNotFound(self.name) from error
 
@@ -503,7 +509,7 @@ class Collection:
         By document: the best chunk of each of the `k` best documents."""
         from lancedb.rerankers import RRFReranker
 
-        table = self.table()
+        table = self.table(for_search=True)
         if TERMS_COLUMN in table.schema.names:
             terms = _terms_query(query.text)
         else:  # a collection not upgraded yet: its old index on the text
