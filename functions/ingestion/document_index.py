@@ -30,9 +30,11 @@ from functions.ingestion.sink import (
     WRITE_ATTEMPTS,
     CommitConflict,
     _any_uri,
+    _btree,
     _connect,
     _is_conflict,
     _sql_string,
+    ensure_index,
 )
 
 SCHEMA = pa.schema(
@@ -75,17 +77,23 @@ class DocumentIndex:
             return None
         return db.open_table(self.name)
 
-    def _ensure(self) -> Table:
+    def ensure(self) -> Table:
+        """The table, created if missing, with its BTREE on the URI, which an upsert looks
+        its documents up in (without it, a write joins every row: 44.8 MB at 300,000
+        documents, 2.0 MB with it). Called at submit, so tables from before get it."""
         table = self._table()
-        if table is not None:
-            return table
-        try:
-            return _connect(self.db_uri).create_table(self.name, schema=SCHEMA)
-        except (OSError, ValueError, RuntimeError) as error:
-            table = self._table()  # a concurrent create of the same table is fine
-            if table is None:
-                raise TransientError(f"cannot create {self.name!r}: {error}") from error
-            return table
+        if table is None:
+            try:
+                table = _connect(self.db_uri).create_table(self.name, schema=SCHEMA)
+            except (OSError, ValueError, RuntimeError) as error:
+                table = self._table()  # a concurrent create of the same table is fine
+                if table is None:
+                    raise TransientError(f"cannot create {self.name!r}: {error}") from error
+        ensure_index(table, "uri", _btree(), latest=self._reopened, name=repr(self.name))
+        return table
+
+    def _reopened(self) -> Table:
+        return _connect(self.db_uri).open_table(self.name)
 
     def reset(self) -> None:
         """Forget every fingerprint (a new collection under an old name)."""
@@ -134,7 +142,9 @@ class DocumentIndex:
             },
             schema=SCHEMA,
         )
-        table = self._ensure()
+        table = self._table()
+        if table is None:  # made at submit, but not by older versions
+            table = self.ensure()
 
         @stamina.retry(on=CommitConflict, attempts=WRITE_ATTEMPTS, wait_initial=0.05)
         def write() -> int:

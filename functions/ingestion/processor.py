@@ -90,6 +90,7 @@ class DocumentsProcessor:
         if not collection.exists():  # fingerprints left by a collection of the same name
             self.index(request.collection).reset()
         collection.ensure(embedder=embedder_id(embedder), dimension=embedder.dimension)
+        self.index(request.collection).ensure()
 
     # -- one batch ------------------------------------------------------------------------
 

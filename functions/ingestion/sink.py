@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -185,6 +185,22 @@ def _has_index(table: Table, column: str) -> bool:
     return any(index.columns == [column] for index in table.list_indices())
 
 
+def ensure_index(
+    table: Table, column: str, config: Any, *, latest: Callable[[], Table], name: str
+) -> None:
+    """Index `column` of `table` with `config` unless it is indexed. Two submits to a new
+    table race here (two deliveries of one Pub/Sub message do): Lance refuses the second
+    commit as a conflict, which is fine once the index exists (on the `latest` version,
+    not `table`'s), and is a `TransientError` (retry the submit) otherwise."""
+    if _has_index(table, column):
+        return
+    try:
+        table.create_index(column, config=config)
+    except RuntimeError as error:
+        if not _has_index(latest(), column):
+            raise TransientError(f"cannot index {name}: {error}") from error
+
+
 def _phrase_filter(phrases: Sequence[str]) -> str | None:
     """A filter keeping the chunks whose text holds every phrase."""
     return (
@@ -295,17 +311,10 @@ class Collection:
 
     def ensure_index(self, table: Table, column: str) -> None:
         """Create the full-text index (`TERMS_COLUMN`) or the id's BTREE (`ID_COLUMN`)
-        unless `table` has it; collections from before either get it at their next submit.
-        Two submits to a new collection race here (two deliveries of one Pub/Sub message
-        do): Lance refuses the second commit as a conflict, which is fine once the index
-        exists, and is a `TransientError` (retry the submit) otherwise."""
-        if _has_index(table, column):
-            return
-        try:
-            table.create_index(column, config=_fts() if column == TERMS_COLUMN else _btree())
-        except RuntimeError as error:
-            if not _has_index(self.table(), column):  # the latest version, not `table`'s
-                raise TransientError(f"cannot index collection {self.name!r}: {error}") from error
+        unless `table` has it; collections from before either get it at their next
+        submit."""
+        config = _fts() if column == TERMS_COLUMN else _btree()
+        ensure_index(table, column, config, latest=self.table, name=f"collection {self.name!r}")
 
     def table(self, *, for_search: bool = False) -> Table:
         cache = SEARCH_INDEX_CACHE_BYTES if for_search else WRITE_INDEX_CACHE_BYTES

@@ -69,11 +69,12 @@ def _growth_over_compactions(db: str) -> float:
 
 def test_compactions_leave_no_memory_in_the_worker(tmp_path: Path) -> None:
     """Compacted in the worker itself, these three compactions (of 10,000 to 20,000 rows)
-    left it 39 MiB bigger; apart, 2 MiB (its writes' own, the metadata cache filling)."""
+    left it 39 MiB bigger; apart, 3 to 13 MiB in three runs: its writes' own, the metadata
+    and the index caches filling (8 MB each at most; the writes read the id's BTREE)."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         growth = pool.apply(_growth_over_compactions, (str(tmp_path / "lancedb"),))
-    assert growth < 15
+    assert growth < 25
 
 
 def test_a_failed_compaction_names_the_table(tmp_path: Path) -> None:

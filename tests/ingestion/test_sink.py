@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from functions.errors import CollectionNotFound, InvalidArgument
-from functions.ingestion import sink
+from functions.ingestion import document_index, sink
+from functions.ingestion.document_index import DocumentIndex, KnownDocument
 from functions.ingestion.documents import Chunk
+from functions.ingestion.fingerprint import Fingerprint
 from functions.ingestion.query_text import ParsedQuery
 from functions.ingestion.sink import Collection
 
@@ -35,6 +37,11 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
     vectors = np.random.default_rng(seed).random((n, DIMENSION), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors
+
+
+def _known(uris: list[str], *, chunks: int) -> dict[str, KnownDocument]:
+    fingerprint = Fingerprint(size=1, stamp="2024-01-01T00:00:00", md5="0" * 32)
+    return {uri: KnownDocument(fingerprint, "recipe", chunks, "job") for uri in uris}
 
 
 def _write(collection: Collection, uri: str, n: int, version: str = "v1") -> None:
@@ -132,6 +139,29 @@ def test_a_collection_from_before_the_id_index_gets_it_at_its_next_submit(
         "/old.md#v2#0",
         "/old.md#v2#1",
     ]
+
+
+def test_a_fingerprint_table_from_before_its_uri_index_gets_it_at_the_next_submit(
+    tmp_path: Path,
+) -> None:
+    """The fingerprint table's upserts look documents up in a BTREE on the URI (bounded
+    memory, whatever the number of documents): a table made without one gets it from
+    `ensure`, which two submits may run at once, and upserts stay exact after it."""
+    db = str(tmp_path / "lancedb")
+    index = DocumentIndex(db, "docs")
+    sink._connect(db).create_table(index.name, schema=document_index.SCHEMA)
+    index.record(_known(["/a.md", "/b.md"], chunks=1))
+    assert not sink._has_index(sink._connect(db).open_table(index.name), "uri")
+    _at_once([index.ensure, index.ensure])
+    assert sink._has_index(sink._connect(db).open_table(index.name), "uri")
+    index.record(_known(["/b.md", "/c.md"], chunks=2))
+    assert {
+        uri: known.chunks for uri, known in index.known(["/a.md", "/b.md", "/c.md"]).items()
+    } == {
+        "/a.md": 1,
+        "/b.md": 2,
+        "/c.md": 2,
+    }
 
 
 def test_a_missing_collection_is_not_found(tmp_path: Path) -> None:
