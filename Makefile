@@ -39,6 +39,9 @@ setup: $(VENV)/.installed node_modules/.installed $(TASKS_VENV)/.installed $(CHE
 # about 6 s where pip took 30 s, with the same pinned versions from the same PyPI. uv itself is
 # one pinned wheel, put in .uv/ by the system's pip (no venv needed for it).
 UV_VERSION := 0.13.10
+# The system's certificate store, as pip and npm use: uv's own bundle does not hold the CA
+# of a TLS-inspecting proxy, so behind one (as here, unless SSL_CERT_FILE names it) it fails.
+export UV_SYSTEM_CERTS := 1
 UV_DIR := .uv
 UV := $(UV_DIR)/bin/uv
 UV_STAMP := $(UV_DIR)/.uv-$(UV_VERSION)
