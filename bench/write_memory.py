@@ -20,24 +20,20 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.procs import peak_rss_kib, rss_kib
 from functions.ingestion import native_heap
 from functions.ingestion.documents import Chunk
 from functions.ingestion.sink import Collection
 
 CHUNKS_PER_DOCUMENT = 20
 FILL_DOCUMENTS = 500
-
-
-def _status_mb(key: str) -> float:
-    status = Path("/proc/self/status").read_text()
-    line = next(x for x in status.splitlines() if x.startswith(f"{key}:"))
-    return int(line.split()[1]) / 1024
 
 
 def _chunks(uris: Sequence[str], per: int, version: str = "") -> list[Chunk]:
@@ -51,10 +47,10 @@ def _chunks(uris: Sequence[str], per: int, version: str = "") -> list[Chunk]:
 def _peak_over_rss(write: Callable[[], object]) -> tuple[float, float]:
     native_heap.trim()
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    before = _status_mb("VmRSS")
+    before = rss_kib(os.getpid())
     start = time.perf_counter()
     write()
-    return _status_mb("VmHWM") - before, time.perf_counter() - start
+    return (peak_rss_kib(os.getpid()) - before) / 1024, time.perf_counter() - start
 
 
 def _write(collection: Collection, uris: list[str], version: str) -> None:

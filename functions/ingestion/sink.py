@@ -283,9 +283,10 @@ class Collection:
                         f"cannot create collection {self.name!r}: {error}"
                     ) from error
         self.check_embedder(embedder=embedder, dimension=dimension)
-        self.ensure_terms_column(self.table())
-        self.ensure_index(self.table(), TERMS_COLUMN)
-        self.ensure_index(self.table(), ID_COLUMN)
+        table = self.table()
+        self.ensure_terms_column(table)
+        self.ensure_index(table, TERMS_COLUMN)
+        self.ensure_index(table, ID_COLUMN)
 
     def ensure_terms_column(self, table: Table) -> None:
         """Give a collection from before the terms column one, filled with its rows' heading

@@ -53,6 +53,7 @@ def _left_after_a_batch(root: str) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def test_a_batch_frees_its_pdf_and_docx_loaders_cycles(tmp_path: Path) -> None:
+    """A worker's memory does not pile up with PDF and Word documents between batches."""
     generate(tmp_path / "corpus", oversized_bytes=1)
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
