@@ -12,7 +12,13 @@ For each: the median of the peak resident set over the resident set before the w
 (VmHWM reset before each, the heap trimmed as the worker does after a batch), in MB, and
 the median seconds per write. One process, one thread.
 
+Then, on a compacted table of 25,000 rows with compaction during the job switched off,
+what a `new` write costs as the rows written since the last compaction (which the id
+index misses) pile up: `unindexed_rows`, the median of 5 writes at each count. The
+sink compacts every `COMPACT_EVERY_UNINDEXED_ROWS` of them.
+
 Usage: python -m bench.write_memory [--rows 25000,100000,300000] [--writes 5]
+       [--unindexed 0,2000,5000,10000]
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.procs import peak_rss_kib, rss_kib
-from functions.ingestion import native_heap
+from functions.ingestion import native_heap, sink
 from functions.ingestion.documents import Chunk
 from functions.ingestion.sink import Collection
 
@@ -85,14 +91,52 @@ def measure(db: Path, sizes: Sequence[int], writes: int) -> dict[str, dict[str, 
     return figures
 
 
+def unindexed_cost(db: Path, marks: Sequence[int], writes: int = 5) -> dict[str, float]:
+    """A `new` write's peak over the resident set, in MB, with `marks` rows unindexed."""
+    collection = Collection(str(db), "bench")
+    collection.ensure(embedder="none", dimension=None)
+    for start in range(0, 25_000 // CHUNKS_PER_DOCUMENT, FILL_DOCUMENTS):
+        uris = [f"fill-{start + i}.md" for i in range(FILL_DOCUMENTS)]
+        collection.replace_documents(uris, _chunks(uris, CHUNKS_PER_DOCUMENT), None, job_id="b")
+    collection.compact()
+    saved = sink.COMPACT_EVERY_VERSIONS, sink.COMPACT_EVERY_UNINDEXED_ROWS
+    sink.COMPACT_EVERY_VERSIONS = sink.COMPACT_EVERY_UNINDEXED_ROWS = 10**12
+    figures: dict[str, float] = {}
+    unindexed = written = 0
+    try:
+        for mark in sorted(marks):
+            peaks = []
+            while unindexed < mark + writes * 100:
+                uris = [f"new-{written}-{i}.md" for i in range(25)]
+                write = functools.partial(_write, collection, uris, f"u{written}-")
+                if unindexed >= mark:
+                    peaks.append(_peak_over_rss(write)[0])
+                else:
+                    write()
+                written += 1
+                unindexed += 100  # 25 documents of 4 chunks
+            figures[str(mark)] = round(statistics.median(peaks), 1)
+    finally:
+        sink.COMPACT_EVERY_VERSIONS, sink.COMPACT_EVERY_UNINDEXED_ROWS = saved
+    return figures
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rows", default="25000,100000,300000")
     parser.add_argument("--writes", type=int, default=5)
+    parser.add_argument("--unindexed", default="0,2000,5000,10000")
     args = parser.parse_args(argv)
-    sizes = sorted(int(r) for r in args.rows.split(","))
+    sizes = sorted(int(r) for r in args.rows.split(",") if r)
+    marks = [int(m) for m in args.unindexed.split(",") if m]
+    figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        figures = measure(Path(tmp) / "lancedb", sizes, args.writes)
+        if sizes:
+            figures.update(measure(Path(tmp) / "lancedb", sizes, args.writes))
+        if marks:
+            figures["new_write_peak_mb_by_unindexed_rows"] = unindexed_cost(
+                Path(tmp) / "unindexed", marks
+            )
     print(json.dumps(figures), flush=True)
 
 

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,6 +49,7 @@ log = logging.getLogger("fanout.ingestion.sink")
 
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
 ID_COLUMN = "id"
+ID_INDEX = f"{ID_COLUMN}_idx"  # LanceDB's name for it: the column's, then "_idx"
 EMBEDDER_KEY = b"fanout.embedder"
 # Below this many rows a brute-force vector scan is fast (milliseconds); past it an IVF
 # index pays for its build time.
@@ -59,6 +61,13 @@ WRITE_ATTEMPTS = 6
 # uncompacted until its end slows down as it goes (measured: 800 writes took 57 s
 # uncompacted, 20 s compacted every 100).
 COMPACT_EVERY_VERSIONS = 100
+# A write looks its ids up in the id index, and among the rows written since the index was
+# last brought up to date (by compaction) by reading those rows: one write's memory grows
+# with them, whatever the table's size (bench/write_memory.py: 9 to 23 MB at 2,000, 63 to
+# 78 MB at 10,000, which 100 versions of 100 chunks leave), and a worker writes 4 batches
+# at once. So a write that takes them past a multiple of this compacts the table as well,
+# whatever the batch size (docs/ingestion.md, Worker memory).
+COMPACT_EVERY_UNINDEXED_ROWS = 2_000
 # LanceDB's caches default to gigabytes, which a worker would fill as a collection grows:
 # capped, a worker's memory stays bounded whatever the corpus size. The metadata cache
 # fills with every table version a job writes (manifests, fragment metadata), of which
@@ -81,6 +90,11 @@ TERMS_COLUMN = "search_text"
 MIN_CANDIDATES = 20
 CANDIDATES_PER_HIT = 4
 MAX_CANDIDATES = 1280
+
+
+# The (database, table) pairs this process is compacting during a job.
+_COMPACTING: set[tuple[str, str]] = set()
+_COMPACTING_LOCK = threading.Lock()
 
 
 class CommitConflict(Exception):
@@ -388,17 +402,46 @@ class Collection:
             raise TransientError(
                 f"collection {self.name!r}: write kept conflicting: {error}"
             ) from error
-        if written.version % COMPACT_EVERY_VERSIONS == 0:
+        if written.version % COMPACT_EVERY_VERSIONS == 0 or self._crossed_unindexed_mark(
+            table, written
+        ):
             self._compact_while_writing(table)
         return written
 
+    @staticmethod
+    def _crossed_unindexed_mark(table: Table, written: WriteResult) -> bool:
+        """Whether `written` took the rows the id index misses past a multiple of
+        `COMPACT_EVERY_UNINDEXED_ROWS`. Read at the version it made, so of concurrent
+        writers exactly one crosses each mark."""
+        if not written.inserted:
+            return False
+        table.checkout(written.version)
+        try:
+            stats = table.index_stats(ID_INDEX)
+        finally:
+            table.checkout_latest()  # type: ignore[no-untyped-call]  # untyped in lancedb
+        if stats is None:  # a collection from before the id index, until its next submit
+            return False
+        after = stats.num_unindexed_rows
+        before = after - written.inserted
+        return before // COMPACT_EVERY_UNINDEXED_ROWS < after // COMPACT_EVERY_UNINDEXED_ROWS
+
     def _compact_while_writing(self, table: Table) -> None:
         """Compaction in the middle of a job: an optimisation, so a failure is logged and
-        the batch, whose write already committed, goes on."""
+        the batch, whose write already committed, goes on. Skipped while another thread of
+        this process compacts the same table: two would only conflict."""
+        key = (self.db_uri, self.name)
+        with _COMPACTING_LOCK:
+            if key in _COMPACTING:
+                return
+            _COMPACTING.add(key)
         try:
             self._optimize(cleanup_older_than=None)
         except Exception:
             log.warning("collection %s: compaction during the job failed", self.name, exc_info=True)
+        finally:
+            with _COMPACTING_LOCK:
+                _COMPACTING.discard(key)
 
     def stored_vectors(self, uris: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
         """The vectors already stored for these documents' chunks, by (heading path, text):

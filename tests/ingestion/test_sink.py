@@ -164,6 +164,24 @@ def test_a_fingerprint_table_from_before_its_uri_index_gets_it_at_the_next_submi
     }
 
 
+def test_the_fingerprint_table_is_compacted_at_the_jobs_end_and_keeps_every_document(
+    tmp_path: Path,
+) -> None:
+    """Each batch's record adds a version and a fragment; the job's end folds them (in a
+    child process) and every document keeps its fingerprint."""
+    index = DocumentIndex(str(tmp_path / "lancedb"), "docs")
+    index.ensure()
+    uris = [f"doc-{i}.md" for i in range(12)]
+    for chunks, uri in enumerate(uris):
+        index.record(_known([uri], chunks=chunks))
+    index.compact()
+    table = index._table()
+    assert table is not None and Collection._fragments(table) == 1
+    assert {uri: known.chunks for uri, known in index.known(uris).items()} == {
+        uri: chunks for chunks, uri in enumerate(uris)
+    }
+
+
 def test_a_missing_collection_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(CollectionNotFound):
         Collection(str(tmp_path / "lancedb"), "nope").table()
@@ -277,6 +295,26 @@ def test_compaction_during_a_job_loses_and_duplicates_nothing(collection: Collec
     }
     assert len(ids) == len(set(ids)) and set(ids) == replaced | added
     assert Collection._fragments(collection.table()) < 12  # 24 writes added fragments
+
+
+def test_the_rows_the_id_index_misses_stay_below_the_mark_whatever_the_batch_size(
+    collection: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write reads the rows the id index misses to find its ids among them, so the job
+    compacts (which indexes them) whenever a write takes them past a multiple of
+    `COMPACT_EVERY_UNINDEXED_ROWS`, not only every `COMPACT_EVERY_VERSIONS` versions:
+    with big batches, those versions would hold hundreds of thousands of rows."""
+    monkeypatch.setattr(sink, "COMPACT_EVERY_VERSIONS", 10**9)
+    monkeypatch.setattr(sink, "COMPACT_EVERY_UNINDEXED_ROWS", 100)
+    unindexed = []
+    for i in range(12):
+        _write(collection, f"big-{i}.md", 40)
+        stats = collection.table().index_stats(sink.ID_INDEX)
+        assert stats is not None
+        unindexed.append(stats.num_unindexed_rows)
+    assert max(unindexed) < 100, unindexed  # 480 rows written, 40 to a write
+    ids = list(collection.chunk_ids())
+    assert len(ids) == len(set(ids)) == 480
 
 
 def test_compaction_builds_a_vector_index_once_the_table_is_large_enough(
