@@ -40,6 +40,10 @@ from functions.ingestion.sink import Collection
 
 CHUNKS_PER_DOCUMENT = 20
 FILL_DOCUMENTS = 500
+# A batch's write: 25 documents of 4 chunks.
+BATCH_DOCUMENTS = 25
+BATCH_CHUNKS_PER_DOCUMENT = 4
+BATCH_ROWS = BATCH_DOCUMENTS * BATCH_CHUNKS_PER_DOCUMENT
 
 
 def _chunks(uris: Sequence[str], per: int, version: str = "") -> list[Chunk]:
@@ -60,24 +64,40 @@ def _peak_over_rss(write: Callable[[], object]) -> tuple[float, float]:
 
 
 def _write(collection: Collection, uris: list[str], version: str) -> None:
-    collection.replace_documents(uris, _chunks(uris, 4, version), None, job_id="b")
+    chunks = _chunks(uris, BATCH_CHUNKS_PER_DOCUMENT, version)
+    collection.replace_documents(uris, chunks, None, job_id="b")
+
+
+def _collection(db: Path) -> Collection:
+    collection = Collection(str(db), "bench")
+    collection.ensure(embedder="none", dimension=None)
+    return collection
+
+
+def _fill(collection: Collection, documents: int, rows: int) -> int:
+    """Add documents numbered from `documents` on until the table holds `rows` rows, and
+    compact it; how many documents it holds."""
+    while documents * CHUNKS_PER_DOCUMENT < rows:
+        uris = [f"fill-{documents + i}.md" for i in range(FILL_DOCUMENTS)]
+        collection.replace_documents(uris, _chunks(uris, CHUNKS_PER_DOCUMENT), None, job_id="b")
+        documents += FILL_DOCUMENTS
+    collection.compact()
+    return documents
 
 
 def measure(db: Path, sizes: Sequence[int], writes: int) -> dict[str, dict[str, float]]:
-    collection = Collection(str(db), "bench")
-    collection.ensure(embedder="none", dimension=None)
+    collection = _collection(db)
     figures: dict[str, dict[str, float]] = {}
     documents = 0
     for rows in sizes:
-        while documents * CHUNKS_PER_DOCUMENT < rows:
-            uris = [f"fill-{documents + i}.md" for i in range(FILL_DOCUMENTS)]
-            collection.replace_documents(uris, _chunks(uris, CHUNKS_PER_DOCUMENT), None, job_id="b")
-            documents += FILL_DOCUMENTS
-        collection.compact()
+        documents = _fill(collection, documents, rows)
         runs: dict[str, list[tuple[float, float]]] = {"new": [], "changed": []}
         for write in range(writes):
-            new = [f"new-{rows}-{write}-{i}.md" for i in range(25)]
-            changed = [f"fill-{(write * 25 + i) * 7 % documents}.md" for i in range(25)]
+            new = [f"new-{rows}-{write}-{i}.md" for i in range(BATCH_DOCUMENTS)]
+            changed = [
+                f"fill-{(write * BATCH_DOCUMENTS + i) * 7 % documents}.md"
+                for i in range(BATCH_DOCUMENTS)
+            ]
             for way, uris in (("new", new), ("changed", changed)):
                 version = f"{way}-{rows}-{write}-"
                 runs[way].append(
@@ -93,12 +113,8 @@ def measure(db: Path, sizes: Sequence[int], writes: int) -> dict[str, dict[str, 
 
 def unindexed_cost(db: Path, marks: Sequence[int], writes: int = 5) -> dict[str, float]:
     """A `new` write's peak over the resident set, in MB, with `marks` rows unindexed."""
-    collection = Collection(str(db), "bench")
-    collection.ensure(embedder="none", dimension=None)
-    for start in range(0, 25_000 // CHUNKS_PER_DOCUMENT, FILL_DOCUMENTS):
-        uris = [f"fill-{start + i}.md" for i in range(FILL_DOCUMENTS)]
-        collection.replace_documents(uris, _chunks(uris, CHUNKS_PER_DOCUMENT), None, job_id="b")
-    collection.compact()
+    collection = _collection(db)
+    _fill(collection, 0, 25_000)
     saved = sink.COMPACT_EVERY_VERSIONS, sink.COMPACT_EVERY_UNINDEXED_ROWS
     sink.COMPACT_EVERY_VERSIONS = sink.COMPACT_EVERY_UNINDEXED_ROWS = 10**12
     figures: dict[str, float] = {}
@@ -106,15 +122,15 @@ def unindexed_cost(db: Path, marks: Sequence[int], writes: int = 5) -> dict[str,
     try:
         for mark in sorted(marks):
             peaks = []
-            while unindexed < mark + writes * 100:
-                uris = [f"new-{written}-{i}.md" for i in range(25)]
+            while unindexed < mark + writes * BATCH_ROWS:
+                uris = [f"new-{written}-{i}.md" for i in range(BATCH_DOCUMENTS)]
                 write = functools.partial(_write, collection, uris, f"u{written}-")
                 if unindexed >= mark:
                     peaks.append(_peak_over_rss(write)[0])
                 else:
                     write()
                 written += 1
-                unindexed += 100  # 25 documents of 4 chunks
+                unindexed += BATCH_ROWS
             figures[str(mark)] = round(statistics.median(peaks), 1)
     finally:
         sink.COMPACT_EVERY_VERSIONS, sink.COMPACT_EVERY_UNINDEXED_ROWS = saved
