@@ -167,8 +167,7 @@ def test_a_fingerprint_table_from_before_its_uri_index_gets_it_at_the_next_submi
 def test_the_fingerprint_table_is_compacted_at_the_jobs_end_and_keeps_every_document(
     tmp_path: Path,
 ) -> None:
-    """Each batch's record adds a version and a fragment; the job's end folds them (in a
-    child process) and every document keeps its fingerprint."""
+    """The job's end folds the fingerprint table and every document keeps its fingerprint."""
     index = DocumentIndex(str(tmp_path / "lancedb"), "docs")
     index.ensure()
     uris = [f"doc-{i}.md" for i in range(12)]
@@ -300,10 +299,8 @@ def test_compaction_during_a_job_loses_and_duplicates_nothing(collection: Collec
 def test_the_rows_the_id_index_misses_stay_below_the_mark_whatever_the_batch_size(
     collection: Collection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write reads the rows the id index misses to find its ids among them, so the job
-    compacts (which indexes them) whenever a write takes them past a multiple of
-    `COMPACT_EVERY_UNINDEXED_ROWS`, not only every `COMPACT_EVERY_VERSIONS` versions:
-    with big batches, those versions would hold hundreds of thousands of rows."""
+    """A worker's writes stay small however big its batches: the rows the id index misses
+    never reach the compaction mark."""
     monkeypatch.setattr(sink, "COMPACT_EVERY_VERSIONS", 10**9)
     monkeypatch.setattr(sink, "COMPACT_EVERY_UNINDEXED_ROWS", 100)
     unindexed = []
