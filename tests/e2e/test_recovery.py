@@ -143,22 +143,29 @@ def test_worker_down_through_every_round_fails_the_job_and_retry_completes_it(
 def test_a_job_submitted_while_the_worker_is_down_for_seconds_completes_by_the_retries(
     make_stack: StackFactory,
 ) -> None:
-    """`kill -9` of run_batch, then a submit, with the queue's own retry settings (the
-    defaults, as infra/ deploys them): the worker stays down through five attempts of
-    every task (about 15 s; the old settings dropped a task after five attempts in 1.5 s),
-    then comes back; the later retries reach it and the job completes with no sweep and
-    no one acting on it. No task is dropped."""
+    """`kill -9` of run_batch, then a submit, with the queue's own retry schedule (the
+    defaults, as infra/ deploys them: 10 attempts, backoff doubling from 1 s to 60 s) run
+    ten times faster: the worker stays down through five attempts of every task (15 s at
+    full speed; the old settings dropped a task after five attempts in 1.5 s), then comes
+    back; the later retries reach it and the job completes with no sweep and no one acting
+    on it. No task is dropped. (At full speed the test waited 33 s; the defaults' own
+    timings are pinned in tests/unit/test_retry_window.py.)"""
     defaults = DispatchSettings()
+    tenth = DispatchSettings(
+        max_attempts=defaults.max_attempts,
+        min_backoff=defaults.min_backoff / 10,
+        max_backoff=defaults.max_backoff / 10,
+    )
     stack = make_stack(
         env={
-            "FANOUT_MAX_ATTEMPTS": str(defaults.max_attempts),
-            "FANOUT_MIN_BACKOFF_SECONDS": str(defaults.min_backoff.total_seconds()),
-            "FANOUT_MAX_BACKOFF_SECONDS": str(defaults.max_backoff.total_seconds()),
+            "FANOUT_MAX_ATTEMPTS": str(tenth.max_attempts),
+            "FANOUT_MIN_BACKOFF_SECONDS": str(tenth.min_backoff.total_seconds()),
+            "FANOUT_MAX_BACKOFF_SECONDS": str(tenth.max_backoff.total_seconds()),
         },
         supervise=False,  # the test brings the worker back
     )
     client = client_for(stack)
-    queue = LocalTaskQueue(stack.sqlite_path, defaults)
+    queue = LocalTaskQueue(stack.sqlite_path, tenth)
     stack.kill("run_batch")
     job_id = client.submit(_noop(3))["job_id"]
 
