@@ -17,6 +17,7 @@ import pytest
 from functions.cli.client import FanoutClient
 from functions.local.emulators import free_port_block
 from functions.local.stack import FUNCTIONS, LocalStack, StackConfig
+from functions.local.supervisor import RestartPolicy
 from tests.support.background_stops import stop_in_background
 from tests.support.reports import failed
 
@@ -51,6 +52,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
         process_env: Mapping[str, Mapping[str, str]] | None = None,
         supervise: bool = True,  # False: a process the test kills stays down
         functions: tuple[str, ...] = JOB_FUNCTIONS,
+        restart_policy: Callable[[], RestartPolicy] = RestartPolicy,
     ) -> LocalStack:
         config = StackConfig(
             state_dir=tmp_path / f"stack{len(stacks)}",
@@ -64,6 +66,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
             process_env=process_env or {},
             supervise=supervise,
             functions=functions,
+            restart_policy=restart_policy,
         )
         stack = LocalStack(config)
         stacks.append(stack)
