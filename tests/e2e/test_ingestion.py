@@ -18,6 +18,10 @@ from tests.support.gcs import MakeBucket
 
 MiB = 1024 * 1024
 LIMITS = {"FANOUT_MAX_FILE_BYTES": str(MiB)}
+# The folder test is about what lands, is skipped and is replaced, which full text alone
+# shows; the model runs through the stack in the bucket test and in `make run`'s
+# (tests/e2e/test_cli.py). Embedding the whole corpus cost this test 10 s of CPU.
+FULL_TEXT_ONLY = {"FANOUT_EMBEDDER": "none"}
 
 
 def _ingest(client: FanoutClient, location: str, **options: Any) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def test_sample_corpus_from_a_folder(make_stack: StackFactory) -> None:
     with their errors) and the unknown type is skipped. Re-running changes nothing and
     chunks nothing (every document unchanged); a changed file's chunks are replaced, and
     `prune` removes a deleted file's chunks."""
-    stack = make_stack(env=LIMITS)
+    stack = make_stack(env=LIMITS | FULL_TEXT_ONLY)
     corpus = stack.state_dir / "corpus"
     files = generate(corpus, oversized_bytes=2 * MiB)
     client = client_for(stack)
