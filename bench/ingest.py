@@ -9,7 +9,7 @@
     this machine. Reported as the ratio stack / direct (target >= 0.8);
 (c) memory: the peak RSS (VmHWM) of the run_batch worker processes, for the corpus at
     `--mb` and at each of `--memory-mb`, and the curve of its RSS as the job reads the
-    source (the highest in each tenth): it must stay bounded whatever the corpus size
+    source (the highest and the median in each tenth): it must stay bounded whatever the corpus size
     (files are streamed; LanceDB's caches are capped; the table is compacted in a child
     process; large native buffers are unmapped when freed). Each size runs with glibc's
     sliding mmap threshold and with the fixed one, alternated;
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.procs import cpu_seconds, group_pids, peak_rss_kib, rss_kib
+from bench.procs import cpu_seconds, group_pids, peak_rss_kib, rss_kib, serves_functions
 from functions.cli.client import FanoutClient
 from functions.config import IngestionSettings, Settings
 from functions.errors import ItemFailed, ItemSkipped
@@ -118,24 +118,44 @@ def direct(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
 
 
 def _peak_rss_mb(stack: LocalStack, name: str) -> float:
-    """The highest VmHWM (peak resident set) among the processes of `name`'s group."""
-    peaks = [peak_rss_kib(pid) for pid in group_pids(stack.processes[name].pid)]
-    return round(max(peaks) / 1024, 1)
+    """The highest VmHWM (peak resident set) among the functions-framework processes of
+    `name`'s group (its worker), read at the end, when no helper child is left."""
+    pids = group_pids(stack.processes[name].pid)
+    return round(max(peak_rss_kib(pid) for pid in pids if serves_functions(pid)) / 1024, 1)
 
 
-def _rss_mb(stack: LocalStack, name: str) -> float:
-    """The largest resident set now among the processes of `name`'s group."""
-    return max(rss_kib(pid) for pid in group_pids(stack.processes[name].pid)) / 1024
+def _rss_mb(stack: LocalStack, name: str) -> tuple[float, float]:
+    """The largest resident set now (MB) of `name`'s worker, and of the children it runs
+    beside it (compactions: 0 when none is running). Apart, since a compaction's child
+    grows with the table and would otherwise pass for the worker."""
+    worker = children = 0
+    for pid in group_pids(stack.processes[name].pid):
+        if serves_functions(pid):
+            worker = max(worker, rss_kib(pid))
+        else:
+            children = max(children, rss_kib(pid))
+    return worker / 1024, children / 1024
+
+
+def _tenths(samples: Sequence[tuple[float, float]], total_mb: float) -> list[list[float]]:
+    """The RSS samples (MB) of each tenth of the source read, from (MB read, RSS MB)."""
+    tenths: list[list[float]] = [[] for _ in range(CURVE_POINTS)]
+    for read, rss in samples:
+        tenth = min(int(read / total_mb * CURVE_POINTS), CURVE_POINTS - 1) if total_mb else 0
+        tenths[tenth].append(rss)
+    return tenths
 
 
 def rss_curve(samples: Sequence[tuple[float, float]], total_mb: float) -> list[float]:
-    """The worker's highest resident set (MB) in each tenth of the source read, from
-    (MB read, RSS MB) samples: a plateau shows as equal tail values, a leak as a slope."""
-    curve = [0.0] * CURVE_POINTS
-    for read, rss in samples:
-        tenth = min(int(read / total_mb * CURVE_POINTS), CURVE_POINTS - 1) if total_mb else 0
-        curve[tenth] = max(curve[tenth], rss)
-    return [round(point) for point in curve]
+    """The worker's highest resident set (MB) in each tenth of the source read: a plateau
+    shows as equal tail values, a leak as a slope."""
+    return [round(max(tenth, default=0.0)) for tenth in _tenths(samples, total_mb)]
+
+
+def rss_level_curve(samples: Sequence[tuple[float, float]], total_mb: float) -> list[float]:
+    """The worker's median resident set (MB) in each tenth of the source read: its level
+    between the transient peaks of single writes, which the highest values follow."""
+    return [round(float(np.median(tenth))) if tenth else 0 for tenth in _tenths(samples, total_mb)]
 
 
 def through_stack(
@@ -159,14 +179,19 @@ def through_stack(
             }
         )
         samples: list[tuple[float, float]] = []
+        child_peak = 0.0
         while (job := client.job(accepted["job_id"]))["status"] not in TERMINAL:
-            samples.append((job["stats"]["bytes_read"] / MB, _rss_mb(stack, "run_batch")))
+            worker, children = _rss_mb(stack, "run_batch")
+            samples.append((job["stats"]["bytes_read"] / MB, worker))
+            child_peak = max(child_peak, children)
             time.sleep(0.5)  # polling rarely: the stack being measured needs the CPU
         # Finalizing (and compacting) happens before finished_at is read back.
         elapsed = time.perf_counter() - start
         figures: dict[str, Any] = _rates(job["stats"], elapsed)
         figures["peak_rss_mb"] = _peak_rss_mb(stack, "run_batch")
         figures["rss_curve_mb"] = rss_curve(samples, job["stats"]["bytes_read"] / MB)
+        figures["rss_level_curve_mb"] = rss_level_curve(samples, job["stats"]["bytes_read"] / MB)
+        figures["compaction_child_rss_mb"] = round(child_peak, 1)
         return figures
 
 
@@ -390,6 +415,8 @@ def memory(
             figures[name][f"at_{mb:g}mb"] = {
                 "peak_rss_mb": run["peak_rss_mb"],
                 "rss_curve_mb": run["rss_curve_mb"],
+                "rss_level_curve_mb": run["rss_level_curve_mb"],
+                "compaction_child_rss_mb": run["compaction_child_rss_mb"],
                 "stack_mb_per_s": run["mb_per_s"],
             }
     for name in variants:

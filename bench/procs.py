@@ -26,6 +26,16 @@ def group_pids(leader: int) -> list[int]:
     return pids
 
 
+def serves_functions(pid: int) -> bool:
+    """Whether `pid` is a functions-framework process (the group's leader or the worker it
+    forked), not a helper the worker started (a compaction child); False once it exited."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return argv[1:3] == [b"-m", b"functions_framework"]
+
+
 def _status_kib(pid: int, key: str) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
