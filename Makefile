@@ -94,8 +94,8 @@ typecheck: setup
 # The test harness starts (and always stops) the emulators it needs: see tests/support/.
 # Two workers, a file each at a time (which keeps a module's shared stack on one worker), the
 # longest files first (tests/support/ordering.py). A third gained nothing on 2 cores (6 min 3 s
-# of pytest, against 5 min 44 s and 6 min 31 s on two) for 2 min more CPU. Lint and
-# typecheck run beside them.
+# of pytest, against 5 min 44 s and 6 min 31 s on two; later, back to back, 5 min 23 s against
+# 5 min 6 s on two) for more CPU. Lint and typecheck run beside them.
 TEST_WORKERS ?= 2
 test: lint typecheck pytest
 
