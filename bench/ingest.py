@@ -9,9 +9,9 @@
     this machine. Reported as the ratio stack / direct (target >= 0.8);
 (c) memory: the peak RSS (VmHWM) of the run_batch worker processes, for the corpus at
     `--mb` and at each of `--memory-mb`, and the curve of its RSS as the job reads the
-    source (the highest and the median in each tenth): it must stay bounded whatever the corpus size
-    (files are streamed; LanceDB's caches are capped; the table is compacted in a child
-    process; large native buffers are unmapped when freed). Each size runs with glibc's
+    source (the highest and the median in each tenth): it must stay bounded whatever the
+    corpus size (files are streamed; LanceDB's caches are capped; the table is compacted
+    in a child process; large native buffers are unmapped when freed). Each size runs with glibc's
     sliding mmap threshold and with the fixed one, alternated;
 (d) concurrent writers: 8 and 32 processes upserting into one LanceDB table at once, each
     writing its own documents and then all the same ones: rows lost, duplicate ids, and
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.procs import cpu_seconds, group_pids, peak_rss_kib, rss_kib, serves_functions
+from bench.procs import cpu_seconds, functions_peak_rss_mb, group_pids, rss_kib, serves_functions
 from functions.cli.client import FanoutClient
 from functions.config import IngestionSettings, Settings
 from functions.errors import ItemFailed, ItemSkipped
@@ -115,13 +115,6 @@ def direct(corpus: Path, state: Path, embedder: str) -> dict[str, float]:
         stats += work.flush()
     Collection(settings.ingestion.lancedb_uri, "bench").compact()
     return _rates(stats.to_dict(), time.perf_counter() - start)
-
-
-def _peak_rss_mb(stack: LocalStack, name: str) -> float:
-    """The highest VmHWM (peak resident set) among the functions-framework processes of
-    `name`'s group (its worker), read at the end, when no helper child is left."""
-    pids = group_pids(stack.processes[name].pid)
-    return round(max(peak_rss_kib(pid) for pid in pids if serves_functions(pid)) / 1024, 1)
 
 
 def _rss_mb(stack: LocalStack, name: str) -> tuple[float, float]:
@@ -188,9 +181,10 @@ def through_stack(
         # Finalizing (and compacting) happens before finished_at is read back.
         elapsed = time.perf_counter() - start
         figures: dict[str, Any] = _rates(job["stats"], elapsed)
-        figures["peak_rss_mb"] = _peak_rss_mb(stack, "run_batch")
-        figures["rss_curve_mb"] = rss_curve(samples, job["stats"]["bytes_read"] / MB)
-        figures["rss_level_curve_mb"] = rss_level_curve(samples, job["stats"]["bytes_read"] / MB)
+        read_mb = job["stats"]["bytes_read"] / MB
+        figures["peak_rss_mb"] = functions_peak_rss_mb(stack.processes["run_batch"].pid)
+        figures["rss_curve_mb"] = rss_curve(samples, read_mb)
+        figures["rss_level_curve_mb"] = rss_level_curve(samples, read_mb)
         figures["compaction_child_rss_mb"] = round(child_peak, 1)
         return figures
 

@@ -50,6 +50,14 @@ def peak_rss_kib(pid: int) -> int:
     return _status_kib(pid, "VmHWM")
 
 
+def functions_peak_rss_mb(leader: int) -> float:
+    """The highest VmHWM (peak resident set), in MB, among the functions-framework processes
+    of `leader`'s group: its worker, not a helper child (one still running would be taken
+    for it)."""
+    pids = [pid for pid in group_pids(leader) if serves_functions(pid)]
+    return round(max(peak_rss_kib(pid) for pid in pids) / 1024, 1)
+
+
 def rss_kib(pid: int) -> int:
     """VmRSS, the resident set of `pid` now, in KiB; 0 if it has exited."""
     return _status_kib(pid, "VmRSS")

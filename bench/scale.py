@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.procs import group_pids, peak_rss_kib
+from bench.procs import functions_peak_rss_mb
 from functions.cli.client import FanoutClient
 from functions.config import Settings
 from functions.ingestion.sources import LocalSource
@@ -38,11 +38,6 @@ from functions.local.stack import LocalStack, StackConfig
 
 TERMINAL = {"completed", "failed", "cancelled"}
 POLL = 0.05
-
-
-def _peak_rss_mb(stack: LocalStack, name: str) -> float:
-    peaks = [peak_rss_kib(pid) for pid in group_pids(stack.processes[name].pid)]
-    return round(max(peaks) / 1024, 1)
 
 
 def warm_up(client: FanoutClient, state: Path) -> None:
@@ -126,8 +121,8 @@ def one_job(
             "planned_batches_per_second": round(job["total_batches"] / planned_at, 1),
             "end_to_end_seconds": round(ended, 2),
             "end_to_end_batches_per_second": round(job["total_batches"] / ended, 1),
-            "ingest_peak_rss_mb": _peak_rss_mb(stack, "ingest"),
-            "planner_peak_rss_mb": _peak_rss_mb(stack, "run_batch"),
+            "ingest_peak_rss_mb": functions_peak_rss_mb(stack.processes["ingest"].pid),
+            "planner_peak_rss_mb": functions_peak_rss_mb(stack.processes["run_batch"].pid),
         }
         if whole is not None:
             found["whole_listing_seconds"] = round(whole, 3)
